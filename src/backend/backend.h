@@ -1,0 +1,49 @@
+/* backend.h - what a backend (CPU threads, CUDA megakernel) implements.
+ *
+ * A backend takes a verified loom_program, owns its device state (weights in
+ * its packed layout, activations, KV cache, counters) and runs decode steps.
+ *
+ * defines: loom_backend_vtable, loom_run_request, loom_run_result,
+ *          loom_cpu_backend, loom_cuda_backend */
+#ifndef LOOM_BACKEND_H
+#define LOOM_BACKEND_H
+
+#include "compiler/program.h"
+
+typedef struct loom_run_request {
+    const int32_t *prompt;          /* n_prompt >= 1 token ids, all < vocab     */
+    int32_t        n_prompt;
+    int32_t        n_steps;         /* steps to run, n_prompt <= n_steps <= max_context */
+    int32_t        eos[LOOM_MAX_EOS]; /* stop once a generated token is one of   */
+    int32_t        n_eos;
+    loom_token_callback on_token;   /* each generated token as it comes         */
+    void          *user;
+    int32_t       *out_tokens;      /* generated tokens; capacity n_steps - n_prompt + 1 */
+    float         *logits_out;      /* [n_steps, vocab] or NULL; needs the graph
+                                       built with record_logits                */
+} loom_run_request;
+
+typedef struct loom_run_result {
+    int32_t n_steps_run;            /* steps actually run                       */
+    int32_t n_generated;            /* tokens written to out_tokens             */
+    double  total_ms;               /* wall time of the run                     */
+    double  ms_per_step;            /* steady state, excluding the first step   */
+} loom_run_result;
+
+typedef struct loom_backend_vtable {
+    const char *name;
+    /* Prepares everything for prog (borrowed for the backend's lifetime). */
+    loom_status (*create)(const loom_program *prog, const loom_engine_params *params,
+                          void **state);
+    loom_status (*run)(void *state, const loom_run_request *req, loom_run_result *res);
+    void (*destroy)(void *state);
+} loom_backend_vtable;
+
+extern const loom_backend_vtable loom_cpu_backend;
+extern const loom_backend_vtable loom_cuda_backend;
+
+/* CUDA: the number of SMs of device 0, or an error (LOOM_ERR_NO_DEVICE when
+ * there is no driver or GPU). Used to size the schedule before compiling. */
+loom_status loom_cuda_device_sms(int32_t *n_sms, char *device_name, size_t name_len);
+
+#endif

@@ -1,0 +1,159 @@
+/* graph.h - loom's graph IR: tensors and ops of one decode step.
+ *
+ * The graph describes ONE decode step for a batch of up to max_batch
+ * sequences (B = 1 is what is tested). The backends run it once per step;
+ * "step" below is the decode step index k, and the position of the token fed
+ * at step k is k (the prompt is fed one token per step from position 0).
+ *
+ * Storage conventions, identical on every backend:
+ *   weights      BF16 matrices (packed, see below), F32 vectors (norms, biases,
+ *                rope inverse frequencies)
+ *   activations  F32, [B, n]
+ *   KV cache     BF16, paged: per layer K and V of [n_pages, page_size,
+ *                n_kv_heads, head_dim]; position p of sequence b lives in page
+ *                page_table[b, p / page_size], slot p % page_size
+ *   meta         I32 (tokens, page table)
+ *
+ * Op semantics (per sequence b; acc is fp32):
+ *   EMBED       y[c] = embed[tokens[b, step], c]                for c in tile
+ *   LINEAR      xn = pro(x); acc[r] = sum_c W[r, c] * xn[c]     for r in tile
+ *               pro NONE: xn = x; RMSNORM: xn = x * rsqrt(mean(x^2) + eps) * norm
+ *               epi STORE:    y[r] = acc[r] (+ bias[r])
+ *                   RESIDUAL: y[r] = resid[r] + acc[r]
+ *                   SILU_MUL: W rows interleaved (2i: gate i, 2i+1: up i);
+ *                             y[i] = silu(acc[2i]) * acc[2i+1]
+ *                   ARGMAX:   y[r] = acc[r] (logits, row `step` of y when the
+ *                             graph records logits, else row 0), and
+ *                             aux[b, tile] = {max value, its row as float}
+ *                             (ties: lowest row)
+ *   ROPE_KV     group g (one KV head and its n_heads/n_kv_heads query heads),
+ *               reading x = qkv in the packed QKV layout:
+ *                 group g rows: [q heads gG .. gG+G-1 | k head g | v head g]
+ *               q head: (q_norm RMSNorm if norm >= 0), RoPE(pos) -> y[head]
+ *               k: (k_norm RMSNorm if norm2 >= 0), RoPE(pos) -> K cache
+ *               v -> V cache; caches at (page_table, pos), head g, bf16
+ *               RoPE is Hugging Face's rotate-half: for i < hd/2, angle =
+ *               pos * inv_freq[i] (fp32), (a, b) = (x[i], x[i + hd/2]),
+ *               out[i] = a cos - b sin, out[i + hd/2] = b cos + a sin
+ *   ATTENTION   tile (g, s): query heads of group g against positions
+ *               [s*chunk, min(n, (s+1)*chunk)), n = pos + 1,
+ *               chunk = ceil(n / split). scale 1/sqrt(head_dim).
+ *               split == 1: y[head] = softmax-weighted sum of V (normalised)
+ *               split  > 1: aux[b, head, s] = {o[hd] unnormalised, m, l}
+ *                           (m = max score, l = sum exp(score - m);
+ *                           empty chunk: m = -inf, l = 0, o = 0)
+ *   ATTN_MERGE  group g: y[head] = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s
+ *   ARGMAX      one tile: token = argmax over aux of the lm_head tiles (ties:
+ *               lowest row); tokens[b, step + 1] = token unless step + 1 is
+ *               still inside the prompt; the backend also streams it out
+ *
+ * defines: loom_graph, loom_gtensor, loom_op and their enums,
+ *          loom_graph_build, loom_graph_fill_weight */
+#ifndef LOOM_GRAPH_H
+#define LOOM_GRAPH_H
+
+#include "model/model.h"
+
+typedef enum loom_role {
+    LOOM_ROLE_WEIGHT = 0,
+    LOOM_ROLE_ACT,
+    LOOM_ROLE_KV,
+    LOOM_ROLE_META,
+} loom_role;
+
+typedef struct loom_gtensor {
+    char       name[64];       /* "layers.3.qkv_out", "layers.3.k_cache"     */
+    loom_role  role;
+    loom_dtype dtype;          /* BF16, F32 or I32                           */
+    int64_t    rows, cols;     /* 2-D extent in elements; acts: rows = B     */
+    int32_t    layer;          /* -1 if not in a layer                       */
+} loom_gtensor;
+
+static inline int64_t loom_gtensor_numel(const loom_gtensor *t) { return t->rows * t->cols; }
+
+typedef enum loom_op_kind {
+    LOOM_OP_EMBED = 0,
+    LOOM_OP_LINEAR,
+    LOOM_OP_ROPE_KV,
+    LOOM_OP_ATTENTION,
+    LOOM_OP_ATTN_MERGE,
+    LOOM_OP_ARGMAX,
+    LOOM_OP_KIND_COUNT
+} loom_op_kind;
+
+typedef enum loom_prologue { LOOM_PRO_NONE = 0, LOOM_PRO_RMSNORM } loom_prologue;
+
+typedef enum loom_epilogue {
+    LOOM_EPI_STORE = 0,
+    LOOM_EPI_RESIDUAL,
+    LOOM_EPI_SILU_MUL,
+    LOOM_EPI_ARGMAX,
+} loom_epilogue;
+
+const char *loom_op_kind_name(loom_op_kind k);   /* "linear" */
+
+typedef struct loom_op {
+    loom_op_kind  kind;
+    int32_t       layer;       /* -1 for embed, lm_head, argmax              */
+    char          name[24];    /* "qkv", "o_proj", "gate_up", "down",
+                                  "lm_head", "rope_kv", "attn", "attn_merge",
+                                  "embed", "argmax"                          */
+    /* tensor ids into graph->tensors, -1 when unused */
+    int32_t x;                 /* main input                                  */
+    int32_t y;                 /* main output                                 */
+    int32_t w;                 /* packed weight (LINEAR, EMBED)               */
+    int32_t norm;              /* RMSNorm weight: prologue / q_norm           */
+    int32_t norm2;             /* k_norm                                      */
+    int32_t bias;              /* LINEAR bias (packed like W's rows)          */
+    int32_t resid;             /* LINEAR RESIDUAL input                       */
+    int32_t aux;               /* ARGMAX partials / attention partials        */
+    int32_t kcache, vcache;    /* ROPE_KV, ATTENTION                          */
+    int32_t rows, cols;        /* LINEAR: W is [rows, cols]; EMBED: [vocab, hidden] */
+    loom_prologue pro;
+    loom_epilogue epi;
+    int32_t n_tiles;           /* set by the partitioner                      */
+    int32_t split;             /* ATTENTION: KV-length splits (>= 1)          */
+} loom_op;
+
+typedef struct loom_graph_params {
+    int32_t max_batch;         /* B (1 tested)                                */
+    int32_t max_context;       /* positions per sequence                      */
+    int32_t page_size;         /* KV positions per page                       */
+    int32_t attn_split;        /* KV splits per group; 0 = chosen from n_sms   */
+    int32_t n_sms;             /* target workers (tile counts scale with it)  */
+    bool    record_logits;     /* logits tensor has max_context rows          */
+} loom_graph_params;
+
+typedef struct loom_graph {
+    loom_config        cfg;
+    const loom_model  *model;       /* borrowed: weights are read from it    */
+    loom_graph_params  params;
+    int32_t            n_pages;     /* physical KV pages per layer           */
+    loom_gtensor      *tensors;
+    int32_t            n_tensors;
+    loom_op           *ops;         /* in sequential (program) order         */
+    int32_t            n_ops;
+    /* well-known tensors */
+    int32_t t_tokens;               /* I32 [B, max_context + 1]              */
+    int32_t t_page_table;           /* I32 [B, max_context / page_size]      */
+    int32_t t_rope_inv_freq;        /* F32 [1, head_dim / 2]                 */
+    int32_t t_logits;               /* F32 [B or max_context, vocab]         */
+    int32_t op_lm_head, op_argmax;
+} loom_graph;
+
+/* Builds the decode-step graph of model's architecture. Ops get n_tiles = 0;
+ * the partitioner sets them. */
+loom_status loom_graph_build(const loom_model *model, loom_graph_params params,
+                             loom_graph **out);
+void loom_graph_free(loom_graph *g);
+
+/* Writes rows [row0, row0 + nrows) of a WEIGHT tensor in its graph dtype
+ * (BF16 or F32) into dst, applying the packing (QKV grouped per KV head,
+ * gate/up interleaved, rope inverse frequencies computed). */
+loom_status loom_graph_fill_weight(const loom_graph *g, int32_t tensor,
+                                   int64_t row0, int64_t nrows, void *dst);
+
+/* Prints tensors and ops, one a line. */
+void loom_graph_print(const loom_graph *g, void *file /* FILE* */);
+
+#endif

@@ -1,0 +1,85 @@
+/* harness.c - see harness.h. */
+#define _GNU_SOURCE
+#include "harness.h"
+
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int loom_test_failures;
+
+void loom_test_fail(const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "  FAIL %s:%d: ", file, line);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    loom_test_failures++;
+}
+
+int loom_test_run(const char *suite, const loom_test_case *cases, int n)
+{
+    int passed = 0, failed = 0;
+    const char *only = getenv("LOOM_TEST_ONLY");
+    fprintf(stderr, "%s: seed %llu\n", suite, (unsigned long long)loom_test_seed());
+    for (int i = 0; i < n; i++) {
+        if (only && !strstr(cases[i].name, only))
+            continue;
+        loom_test_failures = 0;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        cases[i].fn();
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+        if (loom_test_failures) {
+            failed++;
+            fprintf(stderr, "[FAIL] %s (%d checks failed, %.0f ms)\n", cases[i].name,
+                    loom_test_failures, ms);
+        } else {
+            passed++;
+            fprintf(stderr, "[ ok ] %s (%.0f ms)\n", cases[i].name, ms);
+        }
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
+
+char *loom_test_tmpdir(void)
+{
+    const char *base = getenv("TMPDIR");
+    char tmpl[4096];
+    snprintf(tmpl, sizeof tmpl, "%s/loom-test-XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(tmpl))
+        return NULL;
+    return strdup(tmpl);
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb; (void)flag; (void)ftw;
+    return remove(path);
+}
+
+void loom_test_rmtree(const char *path)
+{
+    if (path)
+        nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+uint64_t loom_test_seed(void)
+{
+    static uint64_t seed;
+    if (!seed) {
+        const char *s = getenv("LOOM_TEST_SEED");
+        seed = s ? strtoull(s, NULL, 10)
+                 : ((uint64_t)time(NULL) * 2654435761u) ^ ((uint64_t)getpid() << 20);
+        if (!seed)
+            seed = 1;
+    }
+    return seed;
+}

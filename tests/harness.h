@@ -1,0 +1,60 @@
+/* harness.h - the tests' small checking vocabulary.
+ *
+ * CHECK(cond, fmt, ...) records a failure with file:line and the message and
+ * goes on; TEST_MAIN runs the listed test functions and prints the closing
+ * line "N passed, N failed" that CI reads. A test binary exits 0 only when
+ * nothing failed; 77 means skipped (no GPU), which ctest reports as skipped. */
+#ifndef LOOM_TEST_HARNESS_H
+#define LOOM_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "loom.h"
+
+extern int loom_test_failures;   /* failed CHECKs in the current test */
+
+void loom_test_fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define CHECK(cond, ...)                                                   \
+    do {                                                                   \
+        if (!(cond)) loom_test_fail(__FILE__, __LINE__, __VA_ARGS__);      \
+    } while (0)
+
+/* Checks a call returns LOOM_OK; prints loom_last_error() otherwise. */
+#define CHECK_OK(call)                                                     \
+    do {                                                                   \
+        loom_status st_ = (call);                                          \
+        if (st_ != LOOM_OK)                                                \
+            loom_test_fail(__FILE__, __LINE__, "%s -> %s: %s", #call,      \
+                           loom_status_string(st_), loom_last_error());    \
+    } while (0)
+
+typedef struct loom_test_case {
+    const char *name;
+    void (*fn)(void);
+} loom_test_case;
+
+/* Runs cases, prints one line per case and the closing count line. */
+int loom_test_run(const char *suite, const loom_test_case *cases, int n);
+
+#define TEST_MAIN(...)                                                     \
+    int main(void)                                                         \
+    {                                                                      \
+        static const loom_test_case cases_[] = {__VA_ARGS__};              \
+        return loom_test_run(__FILE__, cases_,                             \
+                             (int)(sizeof cases_ / sizeof cases_[0]));     \
+    }
+#define TEST(fn) {#fn, fn}
+
+/* A fresh temporary directory (mkdtemp under $TMPDIR); caller removes it
+ * with loom_test_rmtree. */
+char *loom_test_tmpdir(void);
+void loom_test_rmtree(const char *path);
+/* Random seed for this run: $LOOM_TEST_SEED or drawn from time and pid;
+ * printed so that a failure can be repeated. */
+uint64_t loom_test_seed(void);
+
+#endif
