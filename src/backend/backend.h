@@ -36,6 +36,11 @@ typedef struct loom_backend_vtable {
     loom_status (*create)(const loom_program *prog, const loom_engine_params *params,
                           void **state);
     loom_status (*run)(void *state, const loom_run_request *req, loom_run_result *res);
+    /* Copies graph tensor `tensor` as it stands after the last run (its graph
+     * dtype, loom_gtensor_numel elements) into dst: used by the tests that
+     * compare backends op by op. KV tensors are copied in logical order
+     * [max_context, n_kv_heads, head_dim] of sequence 0. */
+    loom_status (*read_tensor)(void *state, int32_t tensor, void *dst);
     void (*destroy)(void *state);
 } loom_backend_vtable;
 

@@ -22,6 +22,12 @@ static loom_status stub_run(void *state, const loom_run_request *req, loom_run_r
     return loom_fail(LOOM_ERR_NO_DEVICE, "loom was built without the CUDA toolkit");
 }
 
+static loom_status stub_read(void *state, int32_t tensor, void *dst)
+{
+    (void)state; (void)tensor; (void)dst;
+    return loom_fail(LOOM_ERR_NO_DEVICE, "loom was built without the CUDA toolkit");
+}
+
 static void stub_destroy(void *state) { (void)state; }
 
-const loom_backend_vtable loom_cuda_backend = {"cuda", stub_create, stub_run, stub_destroy};
+const loom_backend_vtable loom_cuda_backend = {"cuda", stub_create, stub_run, stub_read, stub_destroy};
