@@ -142,6 +142,8 @@ typedef struct loom_engine_params {
     uint64_t stress_seed;      /* CPU stress mode: seed of the random choices */
     int32_t  stress_virtual_sms; /* CPU stress mode: virtual SMs (> threads)  */
     bool     stress;           /* CPU backend: random delays and orders       */
+    bool     record_logits;    /* keep every step's logits (needed for
+                                  loom_generate_params.logits_out)            */
     bool     verbose;          /* print compile / JIT timings to stderr       */
 } loom_engine_params;
 

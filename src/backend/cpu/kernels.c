@@ -1,0 +1,378 @@
+/* kernels.c - the CPU reference kernels (see kernels.h).
+ *
+ * Each function runs one task of one op for one sequence b at decode step
+ * `step` (whose position is `step`), reading and writing the graph's
+ * tensors through m->data. The arithmetic follows graph.h word for word and
+ * the oracle's order of operations where graph.h leaves it open (RMSNorm as
+ * w * (inv * x), RoPE angle (float)pos * inv_freq in fp32). */
+#include "backend/cpu/kernels.h"
+
+#include <math.h>
+
+/* Lanes of the dot product: independent partial sums that gcc -O2 turns
+ * into SIMD lanes without reassociating anything (the order is fixed, so
+ * the result is the same on every run and every thread). */
+#define DOT_LANES 16
+
+/* ------------------------------------------------------------------ access */
+
+static inline const loom_gtensor *gt(const loom_cpu_bufs *m, int32_t id)
+{
+    return &m->g->tensors[id];
+}
+
+/* Row b of an F32 tensor. */
+static inline float *f32_row(const loom_cpu_bufs *m, int32_t id, int64_t b)
+{
+    return (float *)m->data[id] + b * gt(m, id)->cols;
+}
+
+static inline int32_t *i32_row(const loom_cpu_bufs *m, int32_t id, int64_t b)
+{
+    return (int32_t *)m->data[id] + b * gt(m, id)->cols;
+}
+
+uint16_t *loom_cpu_kv_at(const loom_cpu_bufs *m, int32_t cache, int32_t b, int32_t pos,
+                         int32_t h)
+{
+    const loom_graph *g = m->g;
+    int64_t ps = g->params.page_size, hd = g->cfg.head_dim, nkv = g->cfg.n_kv_heads;
+    int64_t page = i32_row(m, g->t_page_table, b)[pos / ps];
+    int64_t slot = page * ps + pos % ps;
+
+    return (uint16_t *)m->data[cache] + (slot * nkv + h) * hd;
+}
+
+int64_t loom_cpu_scratch_floats(const loom_graph *g)
+{
+    int64_t n = 0;
+
+    for (int32_t i = 0; i < g->n_ops; i++)
+        if (g->ops[i].cols > n)
+            n = g->ops[i].cols;
+    return n + g->params.max_context + 2 * (int64_t)g->cfg.head_dim + 64;
+}
+
+/* ------------------------------------------------------------------ blocks */
+
+/* o = w * (x * 1/sqrt(mean(x^2) + eps)), as Hugging Face's RMSNorm (and the
+ * oracle). o may be x. */
+static void rmsnorm(float *o, const float *x, const float *w, int64_t n, float eps)
+{
+    float ss = 0.0f;
+
+    for (int64_t j = 0; j < n; j++)
+        ss += x[j] * x[j];
+    ss /= (float)n;
+    ss += eps;
+    ss = 1.0f / sqrtf(ss);
+    for (int64_t j = 0; j < n; j++)
+        o[j] = w[j] * (ss * x[j]);
+}
+
+/* sum_c w[c] * x[c] with bf16 w, in DOT_LANES fixed-order partial sums. */
+static float dot_bf16(const uint16_t *w, const float *x, int64_t n)
+{
+    float acc[DOT_LANES] = {0};
+    int64_t c = 0;
+
+    for (; c + DOT_LANES <= n; c += DOT_LANES)
+        for (int j = 0; j < DOT_LANES; j++)
+            acc[j] += loom_bf16_to_f32(w[c + j]) * x[c + j];
+    for (int j = 0; j < DOT_LANES && c < n; c++, j++)
+        acc[j] += loom_bf16_to_f32(w[c]) * x[c];
+    for (int s = DOT_LANES / 2; s > 0; s /= 2)
+        for (int j = 0; j < s; j++)
+            acc[j] += acc[j + s];
+    return acc[0];
+}
+
+/* sum_i q[i] * k[i] with bf16 k (attention scores; head_dim terms). */
+static float dot_q_k(const float *q, const uint16_t *k, int64_t n)
+{
+    return dot_bf16(k, q, n);
+}
+
+static inline float silu(float g)
+{
+    return g * (1.0f / (1.0f + expf(-g)));
+}
+
+/* Hugging Face rotate-half RoPE of one head, in place. */
+static void rope(float *x, int32_t hd, const float *inv_freq, int32_t pos)
+{
+    int32_t half = hd / 2;
+
+    for (int32_t i = 0; i < half; i++) {
+        float angle = (float)pos * inv_freq[i];
+        float c = cosf(angle), s = sinf(angle);
+        float a = x[i], b = x[i + half];
+        x[i] = a * c - b * s;
+        x[i + half] = b * c + a * s;
+    }
+}
+
+/* ------------------------------------------------------------------ ops */
+
+void loom_cpu_embed(const loom_cpu_bufs *m, const loom_op *op, const loom_task *t,
+                    int32_t b, int32_t step)
+{
+    int32_t token = i32_row(m, m->g->t_tokens, b)[step];
+    const uint16_t *row = (const uint16_t *)m->data[op->w] + (int64_t)token * op->cols;
+    float *y = f32_row(m, op->y, b);
+
+    for (int32_t c = t->row_begin; c < t->row_end; c++)
+        y[c] = loom_bf16_to_f32(row[c]);
+}
+
+/* The ARGMAX epilogue: logits of rows [r0, r1) into the logits tensor and
+ * the tile's {max, row} into aux (ties and NaN: the lowest row wins, NaN is
+ * never the max). */
+static void linear_argmax(const loom_cpu_bufs *m, const loom_op *op, const loom_task *t,
+                          int32_t b, int32_t step, const float *xn)
+{
+    const uint16_t *w = m->data[op->w];
+    int64_t lrow = m->g->params.record_logits ? step : b;
+    float *y = f32_row(m, op->y, lrow);
+    float *aux = f32_row(m, op->aux, b) + 2 * (int64_t)t->tile;
+    float best = -INFINITY;
+    int32_t best_row = t->row_begin;
+
+    for (int32_t r = t->row_begin; r < t->row_end; r++) {
+        float acc = dot_bf16(w + (int64_t)r * op->cols, xn, op->cols);
+        y[r] = acc;
+        if (acc > best) {
+            best = acc;
+            best_row = r;
+        }
+    }
+    aux[0] = best;
+    aux[1] = (float)best_row;
+}
+
+void loom_cpu_linear(const loom_cpu_bufs *m, const loom_op *op, const loom_task *t,
+                     int32_t b, int32_t step, float *scratch)
+{
+    const uint16_t *w = m->data[op->w];
+    const float *xn = f32_row(m, op->x, b);
+    int64_t cols = op->cols;
+
+    if (op->pro == LOOM_PRO_RMSNORM) {
+        rmsnorm(scratch, xn, m->data[op->norm], cols, m->g->cfg.rms_norm_eps);
+        xn = scratch;
+    }
+    if (op->epi == LOOM_EPI_ARGMAX) {
+        linear_argmax(m, op, t, b, step, xn);
+        return;
+    }
+
+    float *y = f32_row(m, op->y, b);
+    if (op->epi == LOOM_EPI_SILU_MUL) {
+        for (int32_t i = t->row_begin / 2; i < t->row_end / 2; i++) {
+            float gate = dot_bf16(w + (int64_t)(2 * i) * cols, xn, cols);
+            float up = dot_bf16(w + (int64_t)(2 * i + 1) * cols, xn, cols);
+            y[i] = silu(gate) * up;
+        }
+        return;
+    }
+
+    const float *bias = op->bias >= 0 ? m->data[op->bias] : NULL;
+    const float *resid = op->epi == LOOM_EPI_RESIDUAL ? f32_row(m, op->resid, b) : NULL;
+    for (int32_t r = t->row_begin; r < t->row_end; r++) {
+        float acc = dot_bf16(w + (int64_t)r * cols, xn, cols);
+        if (resid)
+            y[r] = resid[r] + acc;
+        else
+            y[r] = bias ? acc + bias[r] : acc;
+    }
+}
+
+void loom_cpu_rope_kv(const loom_cpu_bufs *m, const loom_op *op, const loom_task *t,
+                      int32_t b, int32_t step, float *scratch)
+{
+    const loom_graph *g = m->g;
+    int32_t hd = g->cfg.head_dim, G = g->cfg.n_heads / g->cfg.n_kv_heads;
+    int32_t grp = t->group;
+    float eps = g->cfg.rms_norm_eps;
+    const float *inv_freq = m->data[g->t_rope_inv_freq];
+    const float *x = f32_row(m, op->x, b) + (int64_t)grp * (G + 2) * hd;
+    float *y = f32_row(m, op->y, b);
+
+    for (int32_t j = 0; j < G; j++) {
+        float *q = y + (int64_t)(grp * G + j) * hd;
+        memcpy(q, x + (int64_t)j * hd, (size_t)hd * sizeof(float));
+        if (op->norm >= 0)
+            rmsnorm(q, q, m->data[op->norm], hd, eps);
+        rope(q, hd, inv_freq, step);
+    }
+
+    float *k = scratch;
+    const float *v = x + (int64_t)(G + 1) * hd;
+    uint16_t *kc = loom_cpu_kv_at(m, op->kcache, b, step, grp);
+    uint16_t *vc = loom_cpu_kv_at(m, op->vcache, b, step, grp);
+    memcpy(k, x + (int64_t)G * hd, (size_t)hd * sizeof(float));
+    if (op->norm2 >= 0)
+        rmsnorm(k, k, m->data[op->norm2], hd, eps);
+    rope(k, hd, inv_freq, step);
+    for (int32_t i = 0; i < hd; i++) {
+        kc[i] = loom_f32_to_bf16(k[i]);
+        vc[i] = loom_f32_to_bf16(v[i]);
+    }
+}
+
+/* One query head q over positions [p0, p1): the scores' max *m, the sum of
+ * exp(score - max) *l and o = sum exp(score - max) v (unnormalised), or,
+ * when normalise, o = sum softmax(score) v as the oracle computes it. */
+static void attend(const loom_cpu_bufs *m, const loom_op *op, int32_t b, int32_t kvh,
+                   const float *q, int32_t p0, int32_t p1, bool normalise,
+                   float *o, float *mx, float *l, float *score)
+{
+    int32_t hd = m->g->cfg.head_dim;
+    float scale = 1.0f / sqrtf((float)hd);
+    float max = -INFINITY, sum = 0.0f;
+
+    for (int32_t p = p0; p < p1; p++) {
+        float s = dot_q_k(q, loom_cpu_kv_at(m, op->kcache, b, p, kvh), hd) * scale;
+        score[p - p0] = s;
+        if (s > max)
+            max = s;
+    }
+    for (int32_t p = p0; p < p1; p++) {
+        score[p - p0] = expf(score[p - p0] - max);
+        sum += score[p - p0];
+    }
+    if (normalise)
+        for (int32_t p = p0; p < p1; p++)
+            score[p - p0] /= sum;
+    memset(o, 0, (size_t)hd * sizeof(float));
+    for (int32_t p = p0; p < p1; p++) {
+        const uint16_t *v = loom_cpu_kv_at(m, op->vcache, b, p, kvh);
+        float a = score[p - p0];
+        for (int32_t i = 0; i < hd; i++)
+            o[i] += a * loom_bf16_to_f32(v[i]);
+    }
+    *mx = max;
+    *l = sum;
+}
+
+void loom_cpu_attention(const loom_cpu_bufs *m, const loom_op *op, const loom_task *t,
+                        int32_t b, int32_t step, float *scratch)
+{
+    const loom_graph *g = m->g;
+    int32_t hd = g->cfg.head_dim, G = g->cfg.n_heads / g->cfg.n_kv_heads;
+    int32_t split = op->split > 0 ? op->split : 1, s = t->split;
+    int32_t n = step + 1, chunk = (n + split - 1) / split;
+    int32_t p0 = s * chunk, p1 = p0 + chunk < n ? p0 + chunk : n;
+    const float *x = f32_row(m, op->x, b);
+    float mx, l;
+
+    if (p0 > p1)
+        p0 = p1;
+    for (int32_t j = 0; j < G; j++) {
+        int32_t h = t->group * G + j;
+        const float *q = x + (int64_t)h * hd;
+        if (split == 1) {
+            float *o = f32_row(m, op->y, b) + (int64_t)h * hd;
+            attend(m, op, b, t->group, q, p0, p1, true, o, &mx, &l, scratch);
+            continue;
+        }
+        float *e = f32_row(m, op->aux, b) + ((int64_t)h * split + s) * (hd + 2);
+        attend(m, op, b, t->group, q, p0, p1, false, e, &mx, &l, scratch);
+        e[hd] = mx;
+        e[hd + 1] = l;
+    }
+}
+
+void loom_cpu_attn_merge(const loom_cpu_bufs *m, const loom_op *op, const loom_task *t,
+                         int32_t b, int32_t step)
+{
+    const loom_graph *g = m->g;
+    const loom_op *att = NULL;
+    int32_t hd = g->cfg.head_dim, G = g->cfg.n_heads / g->cfg.n_kv_heads;
+    int32_t aux_id = op->aux >= 0 ? op->aux : op->x;
+    int32_t split = op->split;
+
+    (void)step;
+    for (int32_t i = 0; i < g->n_ops && split <= 0; i++) {
+        att = &g->ops[i];
+        if (att->kind == LOOM_OP_ATTENTION && att->aux == aux_id)
+            split = att->split;
+    }
+    for (int32_t j = 0; j < G; j++) {
+        int32_t h = t->group * G + j;
+        const float *e = f32_row(m, aux_id, b) + (int64_t)h * split * (hd + 2);
+        float *y = f32_row(m, op->y, b) + (int64_t)h * hd;
+        float M = -INFINITY, den = 0.0f;
+        for (int32_t s = 0; s < split; s++)
+            if (e[s * (hd + 2) + hd] > M)
+                M = e[s * (hd + 2) + hd];
+        memset(y, 0, (size_t)hd * sizeof(float));
+        for (int32_t s = 0; s < split; s++) {
+            const float *es = e + (int64_t)s * (hd + 2);
+            float a = expf(es[hd] - M);
+            den += a * es[hd + 1];
+            for (int32_t i = 0; i < hd; i++)
+                y[i] += a * es[i];
+        }
+        for (int32_t i = 0; i < hd; i++)
+            y[i] /= den;
+    }
+}
+
+int32_t loom_cpu_argmax(const loom_cpu_bufs *m, const loom_op *op, int32_t b,
+                        int32_t step, int32_t n_prompt)
+{
+    const loom_graph *g = m->g;
+    const loom_op *lm = &g->ops[g->op_lm_head];
+    const float *aux = f32_row(m, lm->aux, b);
+    float best = aux[0], best_row = aux[1];
+
+    (void)op;
+    for (int32_t i = 1; i < lm->n_tiles; i++) {
+        float v = aux[2 * i], r = aux[2 * i + 1];
+        if (v > best || (v == best && r < best_row) || (best != best && v == v)) {
+            best = v;
+            best_row = r;
+        }
+    }
+    int32_t token = (int32_t)best_row;
+    if (step + 1 >= n_prompt)
+        i32_row(m, g->t_tokens, b)[step + 1] = token;
+    return token;
+}
+
+void loom_cpu_run_task(const loom_program *p, const loom_cpu_bufs *m, int32_t task,
+                       int32_t step, int32_t n_prompt, float *scratch, int32_t *token)
+{
+    const loom_task *t = &p->tasks[task];
+    const loom_op *op = &p->graph->ops[t->op];
+    int32_t B = p->graph->params.max_batch > 0 ? p->graph->params.max_batch : 1;
+
+    for (int32_t b = 0; b < B; b++) {
+        switch (op->kind) {
+        case LOOM_OP_EMBED:
+            loom_cpu_embed(m, op, t, b, step);
+            break;
+        case LOOM_OP_LINEAR:
+            loom_cpu_linear(m, op, t, b, step, scratch);
+            break;
+        case LOOM_OP_ROPE_KV:
+            loom_cpu_rope_kv(m, op, t, b, step, scratch);
+            break;
+        case LOOM_OP_ATTENTION:
+            loom_cpu_attention(m, op, t, b, step, scratch);
+            break;
+        case LOOM_OP_ATTN_MERGE:
+            loom_cpu_attn_merge(m, op, t, b, step);
+            break;
+        case LOOM_OP_ARGMAX: {
+            int32_t tok = loom_cpu_argmax(m, op, b, step, n_prompt);
+            if (b == 0 && token)
+                *token = tok;
+            break;
+        }
+        default:
+            break;
+        }
+    }
+}

@@ -1,0 +1,43 @@
+/* internal.h - helpers shared by src/graph and src/compiler only (not a
+ * contract with the backends).
+ *
+ * defines: the partition policy (tile counts, attention split) the graph
+ *          builder needs to size partial tensors, the compiler's passes,
+ *          loom_compile_print_stats */
+#ifndef LOOM_COMPILER_INTERNAL_H
+#define LOOM_COMPILER_INTERNAL_H
+
+#include <stdio.h>
+
+#include "compiler/program.h"
+
+/* Weight bytes one linear tile should stay under (lm_head gets more tiles). */
+#define LOOM_TILE_MAX_WEIGHT_BYTES (256u * 1024u)
+
+/* KV splits per group of an ATTENTION op: params->attn_split when > 0, else
+ * n_sms / (n_kv * B) clamped to [1, 16]; never more than max_context. */
+int32_t loom_attn_split_choice(const loom_graph_params *params, int32_t n_kv_heads);
+
+/* Tiles of a LINEAR op of rows x cols BF16 weights with rows grouped in
+ * units of `unit` rows (gate/up pairs: 2): about n_sms tiles, more (a multiple
+ * of n_sms) when a tile would exceed LOOM_TILE_MAX_WEIGHT_BYTES, never more
+ * than rows / unit. */
+int32_t loom_linear_tile_count(int64_t rows, int64_t cols, int32_t n_sms, int32_t unit);
+
+/* Tiles per KV-head group of the qkv op (tiles never straddle groups). */
+int32_t loom_qkv_tiles_per_group(const loom_config *cfg, int32_t n_sms);
+
+/* Number of positions the cost model assumes attention reads. */
+int64_t loom_cost_context(const loom_graph *g);
+
+/* Passes of loom_compile, in order. partition fills tasks (op order, then
+ * tile), counters and waits, bytes and est_us; schedule fills the per-SM
+ * lists and estimates. */
+loom_status loom_partition(loom_program *p, const loom_compile_params *cp);
+loom_status loom_schedule(loom_program *p, const loom_compile_params *cp);
+
+/* Task statistics for `loom compile`: tasks per op kind, counters, bytes,
+ * estimated step time and the bandwidth floor. */
+void loom_compile_print_stats(const loom_program *p, FILE *f);
+
+#endif

@@ -1,0 +1,346 @@
+/* partition.c - cuts each op into tiles (tasks) and wires their counters.
+ *
+ * Tile counts follow the SM count: linear ops get about n_sms tiles (a
+ * multiple of n_sms when a tile would hold more than 256 KB of weights, as
+ * lm_head does), qkv tiles never straddle a KV-head group, rope_kv and
+ * attn_merge get one tile per group, attention n_kv * split tiles.
+ *
+ * Counters are per group where producer and consumer tiles line up
+ * (qkv g -> rope g -> attention tiles of g -> merge g), per op otherwise.
+ * embed at step k waits on argmax of step k - 1 (step_offset -1).
+ *
+ * defines: loom_partition, loom_attn_split_choice, loom_linear_tile_count,
+ *          loom_qkv_tiles_per_group, loom_cost_context */
+#include <stdlib.h>
+
+#include "compiler/internal.h"
+#include "core/error.h"
+
+int32_t loom_attn_split_choice(const loom_graph_params *p, int32_t n_kv_heads)
+{
+    int32_t s = p->attn_split;
+
+    if (s <= 0) {
+        int64_t d = (int64_t)n_kv_heads * (p->max_batch > 0 ? p->max_batch : 1);
+        s = (int32_t)(p->n_sms / d);
+        if (s > 16)
+            s = 16;
+    }
+    if (s > p->max_context)
+        s = p->max_context;
+    return s < 1 ? 1 : s;
+}
+
+int32_t loom_linear_tile_count(int64_t rows, int64_t cols, int32_t n_sms, int32_t unit)
+{
+    int64_t units = rows / unit, n = n_sms;
+    uint64_t bytes = (uint64_t)rows * (uint64_t)cols * 2;
+
+    if (bytes / (uint64_t)n > LOOM_TILE_MAX_WEIGHT_BYTES) {
+        n = (int64_t)((bytes + LOOM_TILE_MAX_WEIGHT_BYTES - 1) / LOOM_TILE_MAX_WEIGHT_BYTES);
+        n = (n + n_sms - 1) / n_sms * n_sms;
+    }
+    if (n > units)
+        n = units;
+    return n < 1 ? 1 : (int32_t)n;
+}
+
+int32_t loom_qkv_tiles_per_group(const loom_config *c, int32_t n_sms)
+{
+    int64_t G = c->n_heads / c->n_kv_heads, rows = (G + 2) * c->head_dim;
+    int64_t n = (n_sms + c->n_kv_heads - 1) / c->n_kv_heads;
+    uint64_t bytes = (uint64_t)rows * (uint64_t)c->hidden_size * 2;
+
+    if (bytes / (uint64_t)n > LOOM_TILE_MAX_WEIGHT_BYTES)
+        n = (int64_t)((bytes + LOOM_TILE_MAX_WEIGHT_BYTES - 1) / LOOM_TILE_MAX_WEIGHT_BYTES);
+    if (n > rows)
+        n = rows;
+    return n < 1 ? 1 : (int32_t)n;
+}
+
+int64_t loom_cost_context(const loom_graph *g)
+{
+    int64_t n = g->params.max_context / 2;
+    return n < 1 ? 1 : n;
+}
+
+/* Growing arrays of the program under construction. */
+typedef struct part {
+    loom_program *p;
+    int32_t cap_tasks, cap_counters;
+    int32_t *op_counter;      /* [n_ops] first counter of the op            */
+    bool *op_per_group;       /* [n_ops] one counter per group              */
+    int32_t *op_first_task;   /* [n_ops + 1]                                */
+} part;
+
+static loom_status grow(void **arr, int32_t *cap, int32_t n, size_t esz)
+{
+    if (n < *cap)
+        return LOOM_OK;
+    int32_t c = *cap ? 2 * *cap : 256;
+    void *a = realloc(*arr, (size_t)c * esz);
+    if (!a)
+        return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "partition: %d entries", c);
+    *arr = a;
+    *cap = c;
+    return LOOM_OK;
+}
+
+static loom_status add_counter(part *s, int32_t op, const char *name, int32_t *id)
+{
+    loom_program *p = s->p;
+    loom_status st = grow((void **)&p->counters, &s->cap_counters, p->n_counters,
+                          sizeof *p->counters);
+    if (st != LOOM_OK)
+        return st;
+    loom_counter_info *c = &p->counters[p->n_counters];
+    memset(c, 0, sizeof *c);
+    snprintf(c->name, sizeof c->name, "%s", name);
+    c->op = op;
+    *id = p->n_counters++;
+    return LOOM_OK;
+}
+
+static loom_status add_task(part *s, int32_t op, int32_t rb, int32_t re, int32_t group,
+                            int32_t split, int32_t signal)
+{
+    loom_program *p = s->p;
+    loom_status st = grow((void **)&p->tasks, &s->cap_tasks, p->n_tasks, sizeof *p->tasks);
+    if (st != LOOM_OK)
+        return st;
+    loom_task *t = &p->tasks[p->n_tasks];
+    memset(t, 0, sizeof *t);
+    t->op = op;
+    t->tile = p->n_tasks - s->op_first_task[op];
+    t->row_begin = rb;
+    t->row_end = re;
+    t->group = group;
+    t->split = split;
+    t->signal = signal;
+    p->counters[signal].signals++;
+    p->n_tasks++;
+    return LOOM_OK;
+}
+
+/* Op prefix for names: "L3.o_proj" or "lm_head". */
+static void op_label(const loom_op *o, char *buf, size_t len)
+{
+    if (o->layer >= 0)
+        snprintf(buf, len, "L%d.%s", o->layer, o->name);
+    else
+        snprintf(buf, len, "%s", o->name);
+}
+
+/* Counters of op i: one per group for qkv, rope_kv and split attention,
+ * one for the op otherwise. */
+static loom_status make_counters(part *s, int32_t i)
+{
+    const loom_graph *g = s->p->graph;
+    const loom_op *o = &g->ops[i];
+    char label[40], name[64];
+    bool per_group = (o->kind == LOOM_OP_LINEAR && strcmp(o->name, "qkv") == 0) ||
+                     o->kind == LOOM_OP_ROPE_KV ||
+                     (o->kind == LOOM_OP_ATTENTION && o->split > 1);
+    int32_t n = per_group ? g->cfg.n_kv_heads : 1, id;
+
+    op_label(o, label, sizeof label);
+    s->op_per_group[i] = per_group;
+    s->op_counter[i] = s->p->n_counters;
+    for (int32_t k = 0; k < n; k++) {
+        if (per_group)
+            snprintf(name, sizeof name, "%s.g%d", label, k);
+        else
+            snprintf(name, sizeof name, "%s", label);
+        loom_status st = add_counter(s, i, name, &id);
+        if (st != LOOM_OK)
+            return st;
+    }
+    return LOOM_OK;
+}
+
+/* Even split of n units into k parts: part t is [t*n/k, (t+1)*n/k). */
+static int32_t cut(int64_t n, int64_t k, int64_t t)
+{
+    return (int32_t)(t * n / k);
+}
+
+static loom_status make_tasks(part *s, int32_t i)
+{
+    loom_graph *g = s->p->graph;
+    loom_op *o = &g->ops[i];
+    const loom_config *c = &g->cfg;
+    int32_t n_sms = s->p->n_sms, kv = c->n_kv_heads, ctr = s->op_counter[i];
+    loom_status st = LOOM_OK;
+
+    s->op_first_task[i] = s->p->n_tasks;
+    switch (o->kind) {
+    case LOOM_OP_EMBED: {
+        int32_t n = c->hidden_size / 1024;
+        n = n < 1 ? 1 : n > 4 ? 4 : n;
+        for (int32_t t = 0; t < n && st == LOOM_OK; t++)
+            st = add_task(s, i, cut(c->hidden_size, n, t), cut(c->hidden_size, n, t + 1),
+                          -1, -1, ctr);
+        break;
+    }
+    case LOOM_OP_LINEAR:
+        if (s->op_per_group[i]) { /* qkv */
+            int32_t per = (c->n_heads / kv + 2) * c->head_dim;
+            int32_t n = loom_qkv_tiles_per_group(c, n_sms);
+            for (int32_t gr = 0; gr < kv; gr++)
+                for (int32_t t = 0; t < n && st == LOOM_OK; t++)
+                    st = add_task(s, i, gr * per + cut(per, n, t), gr * per + cut(per, n, t + 1),
+                                  gr, -1, ctr + gr);
+        } else {
+            int32_t unit = o->epi == LOOM_EPI_SILU_MUL ? 2 : 1;
+            int32_t n = loom_linear_tile_count(o->rows, o->cols, n_sms, unit);
+            int64_t units = o->rows / unit;
+            for (int32_t t = 0; t < n && st == LOOM_OK; t++)
+                st = add_task(s, i, unit * cut(units, n, t), unit * cut(units, n, t + 1),
+                              -1, -1, ctr);
+        }
+        break;
+    case LOOM_OP_ROPE_KV:
+        for (int32_t gr = 0; gr < kv && st == LOOM_OK; gr++)
+            st = add_task(s, i, 0, 0, gr, -1, ctr + gr);
+        break;
+    case LOOM_OP_ATTENTION:
+        for (int32_t gr = 0; gr < kv; gr++)
+            for (int32_t sp = 0; sp < o->split && st == LOOM_OK; sp++)
+                st = add_task(s, i, 0, 0, gr, sp, s->op_per_group[i] ? ctr + gr : ctr);
+        break;
+    case LOOM_OP_ATTN_MERGE:
+        for (int32_t gr = 0; gr < kv && st == LOOM_OK; gr++)
+            st = add_task(s, i, 0, 0, gr, -1, ctr);
+        break;
+    case LOOM_OP_ARGMAX:
+        st = add_task(s, i, 0, 0, -1, -1, ctr);
+        break;
+    default:
+        return loom_fail(LOOM_ERR_UNSUPPORTED, "partition: op '%s': unknown kind %d", o->name,
+                         (int)o->kind);
+    }
+    o->n_tiles = s->p->n_tasks - s->op_first_task[i];
+    return st;
+}
+
+static void add_wait(loom_task *t, int32_t counter, int32_t needed, int32_t offset)
+{
+    loom_wait *w = &t->waits[t->n_waits++];
+    w->counter = counter;
+    w->needed = needed;
+    w->step_offset = offset;
+}
+
+/* The waits of op i's tasks: on the op before it (per group when both sides
+ * are per group and line up), embed on argmax of the previous step. */
+static void make_waits(part *s, int32_t i)
+{
+    loom_program *p = s->p;
+    const loom_graph *g = p->graph;
+    const loom_op *o = &g->ops[i];
+    int32_t prev = i - 1;
+
+    for (int32_t k = s->op_first_task[i]; k < s->op_first_task[i + 1]; k++) {
+        loom_task *t = &p->tasks[k];
+        if (o->kind == LOOM_OP_EMBED) {
+            int32_t c = s->op_counter[g->op_argmax];
+            add_wait(t, c, p->counters[c].signals, -1);
+        } else if (s->op_per_group[prev] && t->group >= 0 && o->kind != LOOM_OP_LINEAR) {
+            int32_t c = s->op_counter[prev] + t->group;
+            add_wait(t, c, p->counters[c].signals, 0);
+        } else {
+            int32_t c = s->op_counter[prev];
+            add_wait(t, c, p->counters[c].signals, 0);
+        }
+    }
+}
+
+/* Bytes moved and flops of one task, for the cost model. */
+static void task_cost(const loom_graph *g, const loom_task *t, double *bytes, double *flops)
+{
+    const loom_op *o = &g->ops[t->op];
+    const loom_config *c = &g->cfg;
+    double B = g->params.max_batch, hd = c->head_dim, G = c->n_heads / c->n_kv_heads;
+    double nr = t->row_end - t->row_begin;
+
+    *flops = 0;
+    switch (o->kind) {
+    case LOOM_OP_EMBED:
+        *bytes = B * (4 + nr * 2 + nr * 4);
+        break;
+    case LOOM_OP_LINEAR:
+        *bytes = nr * o->cols * 2 + B * o->cols * 4 + (o->pro ? o->cols * 4 : 0);
+        *bytes += (o->bias >= 0 ? nr * 4 : 0) + (o->resid >= 0 ? B * nr * 4 : 0);
+        *bytes += B * (o->epi == LOOM_EPI_SILU_MUL ? nr / 2 : nr) * 4;
+        *bytes += o->epi == LOOM_EPI_ARGMAX ? B * 8 : 0;
+        *flops = 2 * B * nr * o->cols;
+        break;
+    case LOOM_OP_ROPE_KV:
+        *bytes = B * ((G + 2) * hd * 4 + G * hd * 4 + 2 * hd * 2) + hd * 2 * 4;
+        *flops = B * (G + 2) * hd * 10;
+        break;
+    case LOOM_OP_ATTENTION: {
+        double ctx = (double)loom_cost_context(g) / o->split;
+        *bytes = B * (2 * ctx * hd * 2 + 2 * G * hd * 4);
+        *flops = B * 4 * G * hd * ctx;
+        break;
+    }
+    case LOOM_OP_ATTN_MERGE:
+        *bytes = B * (G * o->split * (hd + 2) * 4 + G * hd * 4);
+        break;
+    case LOOM_OP_ARGMAX:
+        *bytes = B * (g->tensors[o->x].cols * 4 + 8);
+        break;
+    default:
+        *bytes = 0;
+    }
+}
+
+static void set_costs(loom_program *p, const loom_compile_params *cp)
+{
+    double bw = (cp->bw_gbps > 0 ? cp->bw_gbps : 3000) * 1e3 / p->n_sms;   /* B/us/SM */
+    double fl = (cp->tflops > 0 ? cp->tflops : 60) * 1e6 / p->n_sms;        /* flop/us */
+    double ov = cp->task_overhead_us >= 0 ? cp->task_overhead_us : 1.0;
+
+    for (int32_t k = 0; k < p->n_tasks; k++) {
+        double bytes, flops;
+        task_cost(p->graph, &p->tasks[k], &bytes, &flops);
+        p->tasks[k].bytes = (uint64_t)bytes;
+        p->tasks[k].est_us = (float)(bytes / bw + flops / fl + ov);
+    }
+}
+
+loom_status loom_partition(loom_program *p, const loom_compile_params *cp)
+{
+    loom_graph *g = p->graph;
+    part s = {.p = p};
+    loom_status st = LOOM_ERR_OUT_OF_MEMORY;
+
+    s.op_counter = calloc((size_t)g->n_ops, sizeof *s.op_counter);
+    s.op_per_group = calloc((size_t)g->n_ops, sizeof *s.op_per_group);
+    s.op_first_task = calloc((size_t)g->n_ops + 1, sizeof *s.op_first_task);
+    if (!s.op_counter || !s.op_per_group || !s.op_first_task) {
+        loom_fail(st, "partition: %d ops", g->n_ops);
+        goto out;
+    }
+    for (int32_t i = 0; i < g->n_ops; i++) {
+        st = make_counters(&s, i);
+        if (st != LOOM_OK)
+            goto out;
+    }
+    for (int32_t i = 0; i < g->n_ops; i++) {
+        st = make_tasks(&s, i);
+        if (st != LOOM_OK)
+            goto out;
+    }
+    s.op_first_task[g->n_ops] = p->n_tasks;
+    for (int32_t i = 0; i < g->n_ops; i++)
+        make_waits(&s, i);
+    set_costs(p, cp);
+    st = LOOM_OK;
+out:
+    free(s.op_counter);
+    free(s.op_per_group);
+    free(s.op_first_task);
+    return st;
+}
