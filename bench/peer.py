@@ -52,6 +52,9 @@ def parse_args():
     p.add_argument("--preset", default="qwen3-0.6b", choices=sorted(PRESETS))
     p.add_argument("--prompt-len", type=int, default=64)
     p.add_argument("--new", type=int, default=256)
+    p.add_argument("--context", type=int, default=None,
+                   help="as run_bench.py: C <= 512 is the prompt length; a longer C "
+                        "is reached at the end (prompt C - new, pre-filled)")
     p.add_argument("--reps", type=int, default=5, help="timed repetitions (median)")
     p.add_argument("--mode", default="max-autotune-no-cudagraphs",
                    help="torch.compile mode; 'eager' skips torch.compile")
@@ -62,7 +65,10 @@ def parse_args():
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--json", action="store_true")
-    return p.parse_args()
+    a = p.parse_args()
+    if a.context is not None:
+        a.prompt_len = a.context if a.context <= 512 else a.context - a.new
+    return a
 
 
 args = parse_args()
@@ -131,9 +137,10 @@ class Layer(nn.Module):
         q, k, v = F.linear(h, self.wqkv).split([nh * hd, nkv * hd, nkv * hd], dim=-1)
         q = rope(rmsnorm(q.view(nh, hd), self.q_norm), cos, sin)
         k = rope(rmsnorm(k.view(nkv, hd), self.k_norm), cos, sin)
-        # In-place write of this position into the static cache.
-        self.k_cache.index_copy_(1, pos, k.view(nkv, 1, hd))
-        self.v_cache.index_copy_(1, pos, v.view(nkv, 1, hd))
+        # In-place write of this position into the static cache (index_put_,
+        # which inductor keeps in place, as in gpt-fast).
+        self.k_cache[:, pos] = k.view(nkv, 1, hd)
+        self.v_cache[:, pos] = v.view(nkv, 1, hd)
         # GQA attention over the whole cache, positions > pos masked out.
         qg = q.view(nkv, nh // nkv, hd)                               # [kv, g, hd]
         s = torch.matmul(qg, self.k_cache.transpose(1, 2)).float()    # [kv, g, ctx]
@@ -165,7 +172,8 @@ class Qwen3(nn.Module):
     def weight_bytes(self):
         """Bytes of weights read per step: all but the embedding table (one row
         read) unless it is also the lm_head."""
-        n = sum(p.numel() for n_, p in self.named_parameters() if n_ != "embed")
+        n = sum(p.numel() for name, p in self.named_parameters()
+                if name not in ("embed", "lm_head"))   # tied: lm_head is embed
         n += self.lm_head.numel()
         return 2 * n
 

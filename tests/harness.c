@@ -1,5 +1,4 @@
 /* harness.c - see harness.h. */
-#define _GNU_SOURCE
 #include "harness.h"
 
 #include <ftw.h>

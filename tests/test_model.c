@@ -1,9 +1,11 @@
 /* test_model.c - presets, parameter counts, the weight generator, and the
  * save -> load round trip (single file, shards, F32 and F16 checkpoints). */
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "harness.h"
 #include "model/model.h"
@@ -53,14 +55,14 @@ static void test_presets_validate(void)
 }
 
 /* Exact counts worked out by hand from the HF shapes (tied embeddings
- * once); HF's model cards say 0.6B (596M), 8.2B and 1.24B. */
+ * once): 0.6B is 596.0M (440.5M without embeddings), 8B 8.19B, 1B 1.24B. */
 static void test_param_counts(void)
 {
     static const struct {
         const char *name;
         uint64_t params, bytes;
     } want[] = {
-        {"qwen3-0.6b", 596114432ull, 2 * 596114432ull},
+        {"qwen3-0.6b", 596049920ull, 2 * 596049920ull},
         {"qwen3-8b", 8190735360ull, 2 * (8190735360ull - 151936ull * 4096)},
         {"llama-3.2-1b", 1235814400ull, 2 * 1235814400ull},
     };
@@ -251,57 +253,349 @@ static void test_gen_stats(void)
 
 /* ------------------------------------------------------------- round trip */
 
-typedef struct pair_ctx {
-    const loom_weights *other;   /* same struct layout: offsets line up */
-    const loom_weights *self;
-    int tensors, mismatched;
-    char first_bad[LOOM_MAX_NAME];
-} pair_ctx;
+/* The tensors a model's config requires, in loom_weights_visit order. */
+typedef struct tensor_list {
+    const loom_tensor *t[512];
+    int n;
+} tensor_list;
 
-static loom_status compare_slot(void *user, loom_tensor *slot, const char *hf_name,
-                                int32_t ndim, int64_t rows, int64_t cols)
+static loom_status list_slot(void *user, loom_tensor *slot, const char *hf_name,
+                             int32_t ndim, int64_t rows, int64_t cols)
 {
-    pair_ctx *c = user;
-    const loom_tensor *o = (const loom_tensor *)((const char *)c->other +
-                                                 ((const char *)slot - (const char *)c->self));
-    int64_t n = ndim == 2 ? rows * cols : rows;
-    uint16_t *a = malloc((size_t)n * 2), *b = malloc((size_t)n * 2);
-    bool eq;
+    tensor_list *l = user;
 
-    (void)hf_name;
-    loom_tensor_read_bf16(slot, 0, n, a);
-    loom_tensor_read_bf16(o, 0, n, b);
-    eq = loom_tensor_numel(slot) == n && loom_tensor_numel(o) == n &&
-         memcmp(a, b, (size_t)n * 2) == 0 && strcmp(slot->name, o->name) == 0;
-    c->tensors++;
-    if (!eq && !c->mismatched++)
-        snprintf(c->first_bad, sizeof c->first_bad, "%s", slot->name);
-    free(a);
-    free(b);
+    (void)hf_name, (void)ndim, (void)rows, (void)cols;
+    if (l->n < 512)
+        l->t[l->n++] = slot;
     return LOOM_OK;
 }
 
-/* Layers are separate arrays: compare layer by layer, then the rest. */
-static int mismatches(const loom_model *a, const loom_model *b, int *tensors, char *bad)
+static void list_tensors(const loom_model *m, tensor_list *l)
 {
-    pair_ctx c = {0};
-    loom_weights wa = a->w;
-
-    c.self = &wa;
-    c.other = &b->w;
-    /* Top-level tensors line up by offset; layer tensors too, within the
-     * layer arrays, so compare per layer with a struct whose layers point at
-     * one layer each. */
-    for (int32_t i = 0; i < a->cfg.n_layers; i++) {
-        loom_config one = a->cfg;
-        loom_weights la = {0}, lb = {0};
-        one.n_layers = 1;
-        la.layers = &a->w.layers[i];
-        lb.layers = &b->w.layers[i];
-        (void)la, (void)lb;
-    }
-    loom_weights_visit(&a->cfg, &wa, compare_slot, &c);
-    *tensors = c.tensors;
-    snprintf(bad, LOOM_MAX_NAME, "%s", c.first_bad);
-    return c.mismatched;
+    l->n = 0;
+    loom_weights_visit(&m->cfg, (loom_weights *)&m->w, list_slot, l);   /* read only */
+    if (l->n < 512)
+        l->t[l->n++] = &m->w.lm_head;   /* tied: the embedding's view */
 }
+
+static bool same_bf16(const loom_tensor *a, const loom_tensor *b)
+{
+    int64_t n = loom_tensor_numel(a);
+    uint16_t *x = malloc((size_t)n * 2), *y = malloc((size_t)n * 2);
+    bool eq = n > 0 && n == loom_tensor_numel(b) && a->ndim == b->ndim &&
+              strcmp(a->name, b->name) == 0;
+
+    if (eq) {
+        loom_tensor_read_bf16(a, 0, n, x);
+        loom_tensor_read_bf16(b, 0, n, y);
+        eq = memcmp(x, y, (size_t)n * 2) == 0;
+    }
+    free(x);
+    free(y);
+    return eq;
+}
+
+/* Number of tensors of a whose bf16 values differ from b's; *first names
+ * the first. */
+static int mismatches(const loom_model *a, const loom_model *b, const char **first)
+{
+    static tensor_list la, lb;
+    int bad = 0;
+
+    list_tensors(a, &la);
+    list_tensors(b, &lb);
+    *first = "(count)";
+    if (la.n != lb.n)
+        return la.n > lb.n ? la.n : lb.n;
+    for (int i = 0; i < la.n; i++) {
+        if (!same_bf16(la.t[i], lb.t[i]) && !bad++)
+            *first = la.t[i]->name;
+    }
+    return bad;
+}
+
+/* Files in dir whose names end with suffix (or contain it, if anywhere). */
+static int count_files(const char *dir, const char *suffix, bool anywhere)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    size_t k = strlen(suffix);
+    int n = 0;
+
+    if (!d)
+        return -1;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (anywhere ? strstr(e->d_name, suffix) != NULL
+                     : len >= k && strcmp(e->d_name + len - k, suffix) == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static void roundtrip(const char *preset, uint64_t shard_bytes)
+{
+    loom_model_params p = loom_model_default_params();
+    loom_model *a = NULL, *b = NULL, *other = NULL;
+    char *dir = loom_test_tmpdir();
+    char sub[4200];
+    const char *first = "";
+    int bad;
+
+    p.seed = loom_test_seed();
+    p.progress = false;
+    snprintf(sub, sizeof sub, "%s/out/%s", dir, preset);   /* save creates dirs */
+    CHECK_OK(loom_model_from_preset(preset, p, &a));
+    CHECK_OK(loom_model_save(a, sub, shard_bytes));
+    CHECK_OK(loom_model_load(sub, p, &b));
+    if (!a || !b)
+        goto out;
+    bad = mismatches(a, b, &first);
+    CHECK(bad == 0, "%s: %d tensors differ after the round trip, first %s", preset, bad,
+          first);
+    CHECK(b->cfg.n_layers == a->cfg.n_layers && b->cfg.arch == a->cfg.arch &&
+          b->cfg.tie_word_embeddings == a->cfg.tie_word_embeddings &&
+          b->cfg.rope_llama3 == a->cfg.rope_llama3 &&
+          b->cfg.attention_bias == a->cfg.attention_bias, "%s: config differs", preset);
+    if (a->cfg.tie_word_embeddings)
+        CHECK(b->w.lm_head.data == b->w.embed.data, "%s: tied lm_head not the embedding",
+              preset);
+    if (shard_bytes) {
+        CHECK(b->n_files > 1 && count_files(sub, "index.json", false) == 1 &&
+              count_files(sub, ".safetensors", false) == b->n_files,
+              "%s: %d shards", preset, b->n_files);
+    } else {
+        CHECK(b->n_files == 1 && count_files(sub, ".safetensors", false) == 1 &&
+              count_files(sub, "index.json", false) == 0, "%s: not one file", preset);
+    }
+    CHECK(count_files(sub, ".tmp", true) == 0, "%s: temporaries left", preset);
+
+    /* The comparison is not blind: another seed must differ everywhere. */
+    p.seed++;
+    CHECK_OK(loom_model_from_preset(preset, p, &other));
+    if (other) {
+        tensor_list l;
+        list_tensors(b, &l);
+        bad = mismatches(other, b, &first);
+        CHECK(bad == l.n, "%s: another seed matches in %d of %d tensors", preset,
+              l.n - bad, l.n);
+    }
+out:
+    loom_model_free(a);
+    loom_model_free(b);
+    loom_model_free(other);
+    loom_test_rmtree(dir);
+    free(dir);
+}
+
+static void test_roundtrip_single(void)
+{
+    roundtrip("qwen3-tiny", 0);
+    roundtrip("qwen2-tiny", 0);
+    roundtrip("llama-tiny", 0);
+}
+
+/* 40 KB shards: the tiny models' 64x512 embeddings are 64 KB, so some
+ * tensors get a shard of their own and the rest are packed. */
+static void test_roundtrip_sharded(void)
+{
+    roundtrip("qwen3-tiny", 40000);
+    roundtrip("qwen2-tiny", 40000);
+    roundtrip("llama-tiny", 40000);
+}
+
+static void test_save_errors(void)
+{
+    loom_model_params p = loom_model_default_params();
+    loom_model *m = NULL;
+
+    p.progress = false;
+    CHECK_OK(loom_model_from_preset("qwen3-tiny", p, &m));
+    CHECK(loom_model_save(m, "/dev/null/model", 0) == LOOM_ERR_IO, "save under a file");
+    CHECK(strstr(loom_last_error(), "/dev/null"), "message: %s", loom_last_error());
+    loom_model_free(m);
+}
+
+/* --------------------------------------------------- F32 / F16 checkpoints */
+
+/* Independent f16 decoder for the expected values. */
+static float f16_ref(uint16_t h)
+{
+    int e = (h >> 10) & 31, m = h & 1023;
+    float v = e == 0 ? ldexpf((float)m, -24) : ldexpf((float)(m | 1024), e - 25);
+    return h & 0x8000 ? -v : v;
+}
+
+/* A random finite f16 in roughly [-2, 2], never zero (normal or subnormal). */
+static uint16_t rand_f16(uint64_t *s)
+{
+    uint64_t r = (*s = ref_mix(*s + 0x9E3779B97F4A7C15ull));
+    uint16_t e = (uint16_t)(r % 17), m = (uint16_t)((r >> 8) & 1023);
+    if (e == 0 && m == 0)
+        m = 1;
+    return (uint16_t)(((r >> 20) & 1) << 15 | e << 10 | m);
+}
+
+/* Writes a qwen3-tiny checkpoint by hand: dir/config.json from cfg (qwen3-
+ * tiny's config, torch_dtype set to dt) and dir/model.safetensors with
+ * every tensor in dtype dt, filled from the rand_f16 stream (F32: those
+ * values times 1.0001, exact in neither f16 nor bf16; F16: the bits). */
+static bool write_ckpt(const char *dir, const loom_config *cfg, loom_dtype dt, uint64_t seed)
+{
+    loom_model_params p = loom_model_default_params();
+    loom_model *m = NULL;
+    tensor_list l;
+    char path[4200], *json = NULL, hdr[65536];
+    size_t esz = dt == LOOM_DTYPE_F32 ? 4 : 2, hn = 0;
+    uint64_t off = 0, s = seed;
+    loom_config c = *cfg;
+    FILE *f;
+
+    p.progress = false;
+    if (loom_model_from_preset("qwen3-tiny", p, &m) != LOOM_OK)
+        return false;
+    m->cfg = c;
+    list_tensors(m, &l);
+    l.n--;   /* qwen3-tiny is tied: drop the lm_head view */
+    hn += (size_t)snprintf(hdr + hn, sizeof hdr - hn, "{");
+    for (int i = 0; i < l.n; i++) {
+        uint64_t nb = (uint64_t)loom_tensor_numel(l.t[i]) * esz;
+        char shape[64];
+        if (l.t[i]->ndim == 2)
+            snprintf(shape, sizeof shape, "%lld,%lld", (long long)l.t[i]->shape[0],
+                     (long long)l.t[i]->shape[1]);
+        else
+            snprintf(shape, sizeof shape, "%lld", (long long)l.t[i]->shape[0]);
+        hn += (size_t)snprintf(hdr + hn, sizeof hdr - hn,
+                               "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[%s],"
+                               "\"data_offsets\":[%llu,%llu]}",
+                               i ? "," : "", l.t[i]->name, loom_dtype_name(dt), shape,
+                               (unsigned long long)off, (unsigned long long)(off + nb));
+        off += nb;
+    }
+    hn += (size_t)snprintf(hdr + hn, sizeof hdr - hn, "}");
+    while (hn % 8)
+        hdr[hn++] = ' ';
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    f = fopen(path, "wb");
+    if (!f)
+        goto fail;
+    {
+        uint64_t len = hn;   /* little-endian host, like the loader */
+        fwrite(&len, 8, 1, f);
+        fwrite(hdr, 1, hn, f);
+    }
+    for (uint64_t i = 0; i < off / esz; i++) {
+        if (dt == LOOM_DTYPE_F32) {
+            uint16_t h = rand_f16(&s);
+            float v = f16_ref(h) * 1.0001f;   /* not bf16- or f16-exact */
+            fwrite(&v, 4, 1, f);
+        } else {
+            uint16_t h = rand_f16(&s);
+            fwrite(&h, 2, 1, f);
+        }
+    }
+    fclose(f);
+    loom_model_free(m);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (loom_config_to_json(&c, &json) != LOOM_OK)
+        return false;
+    f = fopen(path, "wb");
+    if (f) {
+        fputs(json, f);
+        fclose(f);
+    }
+    free(json);
+    return f != NULL;
+fail:
+    loom_model_free(m);
+    return false;
+}
+
+/* Loads the checkpoint and checks every element against the bytes written:
+ * read_f32 exact, read_bf16 the rounding of it. */
+static void check_ckpt_values(loom_dtype dt)
+{
+    loom_model_params p = loom_model_default_params();
+    loom_config cfg;
+    loom_model *m = NULL;
+    char *dir = loom_test_tmpdir();
+    uint64_t seed = loom_test_seed(), s = seed;
+    tensor_list l;
+    int bad = 0, nan = 0;
+    loom_model_info info;
+
+    p.progress = false;
+    loom_preset_config("qwen3-tiny", &cfg);
+    cfg.torch_dtype = dt;
+    CHECK(write_ckpt(dir, &cfg, dt, seed), "writing the %s checkpoint", loom_dtype_name(dt));
+    CHECK_OK(loom_model_load(dir, p, &m));
+    if (!m)
+        goto out;
+    CHECK_OK(loom_model_get_info(m, &info));
+    CHECK(strcmp(info.dtype, dt == LOOM_DTYPE_F32 ? "f32" : "f16") == 0, "dtype %s",
+          info.dtype);
+    list_tensors(m, &l);
+    l.n--;
+    for (int i = 0; i < l.n; i++) {
+        int64_t n = loom_tensor_numel(l.t[i]);
+        float *x = malloc((size_t)n * 4);
+        uint16_t *b = malloc((size_t)n * 2);
+        loom_tensor_read_f32(l.t[i], 0, n, x);
+        loom_tensor_read_bf16(l.t[i], 0, n, b);
+        for (int64_t j = 0; j < n; j++) {
+            float want = f16_ref(rand_f16(&s));
+            if (dt == LOOM_DTYPE_F32)
+                want *= 1.0001f;
+            nan += isnan(x[j]);
+            bad += x[j] != want || b[j] != loom_f32_to_bf16(want);
+        }
+        free(x);
+        free(b);
+    }
+    CHECK(bad == 0 && nan == 0, "%s: %d values wrong, %d NaN", loom_dtype_name(dt), bad, nan);
+out:
+    loom_model_free(m);
+    loom_test_rmtree(dir);
+    free(dir);
+}
+
+static void test_load_f32(void)
+{
+    check_ckpt_values(LOOM_DTYPE_F32);
+}
+
+static void test_load_f16(void)
+{
+    check_ckpt_values(LOOM_DTYPE_F16);
+}
+
+/* A generated preset reads fast enough to fill GBs: ~1-4 ns per value
+ * here; 20 M values/s is a loose bound that a per-element indirect call or
+ * a per-element rehash of the tensor's seed would still miss under load. */
+static void test_gen_speed(void)
+{
+    loom_model_params p = loom_model_default_params();
+    loom_model *m = NULL;
+    enum { N = 1 << 24 };
+    uint16_t *b = malloc((size_t)N * 2);
+    struct timespec t0, t1;
+    double s;
+
+    p.progress = false;
+    CHECK_OK(loom_model_from_preset("qwen3-0.6b", p, &m));
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    loom_tensor_read_bf16(&m->w.embed, 1000, N, b);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    fprintf(stderr, "  generator: %.1f M bf16 values/s\n", N / s / 1e6);
+    CHECK(N / s > 20e6, "generator too slow: %.1f M values/s", N / s / 1e6);
+    loom_model_free(m);
+    free(b);
+}
+
+TEST_MAIN(TEST(test_presets_validate), TEST(test_param_counts), TEST(test_preset_shapes),
+          TEST(test_from_preset), TEST(test_gen_matches_spec), TEST(test_gen_stats),
+          TEST(test_gen_speed), TEST(test_roundtrip_single), TEST(test_roundtrip_sharded),
+          TEST(test_save_errors), TEST(test_load_f32), TEST(test_load_f16))

@@ -19,6 +19,7 @@
 
 #include "api_internal.h"
 #include "backend/backend.h"
+#include "core/error.h"
 #include "compiler/program.h"
 #include "loom.h"
 #include "model/model.h"

@@ -24,7 +24,9 @@ int32_t loom_attn_split_choice(const loom_graph_params *params, int32_t n_kv_hea
  * than rows / unit. */
 int32_t loom_linear_tile_count(int64_t rows, int64_t cols, int32_t n_sms, int32_t unit);
 
-/* Tiles per KV-head group of the qkv op (tiles never straddle groups). */
+/* Tiles per KV-head group of the qkv op (tiles never straddle groups):
+ * k * n_sms / n_kv (at least 1), k the smallest multiple keeping tiles
+ * under the weight limit. */
 int32_t loom_qkv_tiles_per_group(const loom_config *cfg, int32_t n_sms);
 
 /* Number of positions the cost model assumes attention reads. */

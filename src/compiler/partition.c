@@ -47,12 +47,16 @@ int32_t loom_linear_tile_count(int64_t rows, int64_t cols, int32_t n_sms, int32_
 
 int32_t loom_qkv_tiles_per_group(const loom_config *c, int32_t n_sms)
 {
-    int64_t G = c->n_heads / c->n_kv_heads, rows = (G + 2) * c->head_dim;
-    int64_t n = (n_sms + c->n_kv_heads - 1) / c->n_kv_heads;
+    int64_t G = c->n_heads / c->n_kv_heads, rows = (G + 2) * c->head_dim, n = 1;
     uint64_t bytes = (uint64_t)rows * (uint64_t)c->hidden_size * 2;
 
-    if (bytes / (uint64_t)n > LOOM_TILE_MAX_WEIGHT_BYTES)
-        n = (int64_t)((bytes + LOOM_TILE_MAX_WEIGHT_BYTES - 1) / LOOM_TILE_MAX_WEIGHT_BYTES);
+    /* k * n_sms tiles in all (floor per group: no SM runs k + 1 of them),
+     * k the smallest multiple keeping tiles under the weight limit */
+    for (int64_t k = 1; k <= 64; k++) {
+        n = k * n_sms / c->n_kv_heads;
+        if (n >= 1 && bytes / (uint64_t)n <= LOOM_TILE_MAX_WEIGHT_BYTES)
+            break;
+    }
     if (n > rows)
         n = rows;
     return n < 1 ? 1 : (int32_t)n;

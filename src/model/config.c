@@ -11,6 +11,7 @@
 #include "core/error.h"
 
 #include <jansson.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 struct cfg_parse {
     const char *path;
     json_t *root;
+    const char *prefix;    /* "rope_scaling." inside a rope block, for messages */
 };
 
 /* A short rendering of v for messages: its JSON text, cut to fit. */
@@ -33,8 +35,8 @@ static loom_status type_error(const struct cfg_parse *p, const char *key, json_t
                               const char *want)
 {
     char buf[96];
-    return loom_fail(LOOM_ERR_FORMAT, "%s: '%s' must be %s, got %s", p->path, key, want,
-                     describe(v, buf, sizeof buf));
+    return loom_fail(LOOM_ERR_FORMAT, "%s: '%s%s' must be %s, got %s", p->path, p->prefix,
+                     key, want, describe(v, buf, sizeof buf));
 }
 
 /* v must be a JSON integer that fits int32 (a real such as 2.0 is refused:
@@ -48,8 +50,8 @@ static loom_status int_value(const struct cfg_parse *p, const char *key, json_t 
         return type_error(p, key, v, "an integer");
     x = json_integer_value(v);
     if (x < INT32_MIN || x > INT32_MAX)
-        return loom_fail(LOOM_ERR_FORMAT, "%s: '%s' = %lld is out of the int32 range",
-                         p->path, key, (long long)x);
+        return loom_fail(LOOM_ERR_FORMAT, "%s: '%s%s' = %lld is out of the int32 range",
+                         p->path, p->prefix, key, (long long)x);
     *out = (int32_t)x;
     return LOOM_OK;
 }
@@ -62,7 +64,8 @@ static loom_status get_int(const struct cfg_parse *p, json_t *obj, const char *k
 
     if (!v || json_is_null(v)) {
         if (required)
-            return loom_fail(LOOM_ERR_FORMAT, "%s: missing key '%s'", p->path, key);
+            return loom_fail(LOOM_ERR_FORMAT, "%s: missing key '%s%s'", p->path, p->prefix,
+                             key);
         *out = def;
         return LOOM_OK;
     }
@@ -77,7 +80,8 @@ static loom_status get_num(const struct cfg_parse *p, json_t *obj, const char *k
 
     if (!v || json_is_null(v)) {
         if (required)
-            return loom_fail(LOOM_ERR_FORMAT, "%s: missing key '%s'", p->path, key);
+            return loom_fail(LOOM_ERR_FORMAT, "%s: missing key '%s%s'", p->path, p->prefix,
+                             key);
         *out = def;
         return LOOM_OK;
     }
@@ -172,18 +176,31 @@ static loom_status parse_sizes(const struct cfg_parse *p, loom_config *c)
     return LOOM_OK;
 }
 
+/* double -> float; beyond float's range gives inf (which validate refuses)
+ * instead of the undefined conversion. */
+static float to_float(double d)
+{
+    if (fabs(d) > FLT_MAX)
+        return d < 0 ? -INFINITY : INFINITY;
+    return (float)d;
+}
+
 /* A rope block: 4.x "rope_scaling" (type key "rope_type" or "type") or 5.x
  * "rope_parameters" (which also carries rope_theta). */
-static loom_status parse_rope_block(const struct cfg_parse *p, const char *key, json_t *obj,
-                                    loom_config *c)
+static loom_status parse_rope_block(const struct cfg_parse *outer, const char *key,
+                                    json_t *obj, loom_config *c)
 {
+    char prefix[32];
+    struct cfg_parse in = *outer, *p = &in;
     const char *type = NULL;
     double f = 0, lo = 0, hi = 0;
     int32_t orig = 0;
     loom_status st;
 
     if (!json_is_object(obj))
-        return type_error(p, key, obj, "an object");
+        return type_error(outer, key, obj, "an object");
+    snprintf(prefix, sizeof prefix, "%s.", key);
+    in.prefix = prefix;
     if ((st = get_str(p, obj, "rope_type", NULL, &type)))
         return st;
     if (!type && (st = get_str(p, obj, "type", NULL, &type)))
@@ -203,9 +220,9 @@ static loom_status parse_rope_block(const struct cfg_parse *p, const char *key, 
         (st = get_int(p, obj, "original_max_position_embeddings", true, 0, &orig)))
         return st;
     c->rope_llama3 = true;
-    c->rope_factor = (float)f;
-    c->rope_low_freq_factor = (float)lo;
-    c->rope_high_freq_factor = (float)hi;
+    c->rope_factor = to_float(f);
+    c->rope_low_freq_factor = to_float(lo);
+    c->rope_high_freq_factor = to_float(hi);
     c->rope_original_max_position = orig;
     return LOOM_OK;
 }
@@ -256,7 +273,7 @@ static loom_status parse_tokens(const struct cfg_parse *p, loom_config *c)
 /* Keys that would change the math in ways loom does not implement. */
 static loom_status parse_features(const struct cfg_parse *p, loom_config *c)
 {
-    const char *act = "silu", *dt = "bfloat16";
+    const char *act = "silu", *dt = "bfloat16", *dt_key;
     bool attn_bias = false, mlp_bias = false, sliding = false;
     loom_status st;
 
@@ -281,8 +298,8 @@ static loom_status parse_features(const struct cfg_parse *p, loom_config *c)
                          "%s: 'use_sliding_window' = true is not supported", p->path);
 
     /* transformers 5 writes "dtype", 4.x "torch_dtype" */
-    if ((st = get_str(p, p->root, json_object_get(p->root, "dtype") ? "dtype" : "torch_dtype",
-                      "bfloat16", &dt)))
+    dt_key = json_object_get(p->root, "dtype") ? "dtype" : "torch_dtype";
+    if ((st = get_str(p, p->root, dt_key, "bfloat16", &dt)))
         return st;
     if (strcmp(dt, "bfloat16") == 0)
         c->torch_dtype = LOOM_DTYPE_BF16;
@@ -292,15 +309,15 @@ static loom_status parse_features(const struct cfg_parse *p, loom_config *c)
         c->torch_dtype = LOOM_DTYPE_F32;
     else
         return loom_fail(LOOM_ERR_UNSUPPORTED,
-                         "%s: 'torch_dtype' = '%s' is not supported (bfloat16, float16, "
-                         "float32 are)", p->path, dt);
+                         "%s: '%s' = '%s' is not supported (bfloat16, float16, float32 are)",
+                         p->path, dt_key, dt);
     return LOOM_OK;
 }
 
 loom_status loom_config_parse(const char *path, const char *json, size_t len,
                               loom_config *out)
 {
-    struct cfg_parse p = {.path = path ? path : "<config>"};
+    struct cfg_parse p = {.path = path ? path : "<config>", .prefix = ""};
     json_error_t err;
     loom_config c;
     double eps = 0;
@@ -322,7 +339,7 @@ loom_status loom_config_parse(const char *path, const char *json, size_t len,
         (st = parse_rope(&p, &c)) || (st = parse_tokens(&p, &c)) ||
         (st = parse_features(&p, &c)))
         goto out;
-    c.rms_norm_eps = (float)eps;
+    c.rms_norm_eps = to_float(eps);
     if ((st = loom_config_validate(p.path, &c)))
         goto out;
     *out = c;
@@ -561,10 +578,10 @@ loom_status loom_config_to_json(const loom_config *cfg, char **out)
     if ((st = loom_config_validate("loom_config_to_json", cfg)))
         return st;
     o = config_json(cfg);
-    /* 15 digits reproduce every value json_float makes; a non-integral
-     * rope_theta may need 17 */
+    /* 15 digits reproduce every value json_float makes; a rope_theta not
+     * written as an integer may need 17 */
     s = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
-    if (s && cfg->rope_theta != floor(cfg->rope_theta)) {
+    if (s && !json_is_integer(json_object_get(o, "rope_theta"))) {
         char buf[32];
         snprintf(buf, sizeof buf, "%.15g", cfg->rope_theta);
         if (strtod(buf, NULL) != cfg->rope_theta) {

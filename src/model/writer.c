@@ -87,11 +87,12 @@ static loom_status add_tensor(void *user, loom_tensor *slot, const char *hf_name
     return LOOM_OK;
 }
 
-/* The visit callback gets names in a stack buffer: keep our own copies. */
+/* The visit callback gets names in a stack buffer: use the slots' own. */
 static loom_status collect(save_ctx *c)
 {
-    loom_weights w = c->m->w;   /* visit wants a mutable struct; nothing changes */
-    loom_status st = loom_weights_visit(&c->m->cfg, &w, add_tensor, c);
+    /* visit takes a mutable struct; add_tensor only records the slots */
+    loom_weights *w = (loom_weights *)&c->m->w;
+    loom_status st = loom_weights_visit(&c->m->cfg, w, add_tensor, c);
 
     if (st != LOOM_OK)
         return st;

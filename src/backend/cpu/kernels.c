@@ -70,7 +70,19 @@ static void rmsnorm(float *o, const float *x, const float *w, int64_t n, float e
         o[j] = w[j] * (ss * x[j]);
 }
 
+/* On x86-64 a second copy of the dot product is built for AVX2 and picked at
+ * load time. IEEE fp32 ops, never contracted to FMA, in the same per-lane
+ * order: both copies give the same bits. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define DOT_CLONES                                                            \
+    __attribute__((target_clones("arch=x86-64-v3", "default"),                \
+                   optimize("O3", "fp-contract=off")))
+#else
+#define DOT_CLONES
+#endif
+
 /* sum_c w[c] * x[c] with bf16 w, in DOT_LANES fixed-order partial sums. */
+DOT_CLONES
 static float dot_bf16(const uint16_t *w, const float *x, int64_t n)
 {
     float acc[DOT_LANES] = {0};

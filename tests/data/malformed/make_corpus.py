@@ -153,7 +153,7 @@ def config_cases():
       UNS, "'rope_parameters' rope_type 'linear' is not supported", remove=("rope_theta",))
     w("llama3_missing_factor", {"architectures": ["LlamaForCausalLM"], "rope_scaling": {
         "rope_type": "llama3", "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-        "original_max_position_embeddings": 8192}}, FMT, "missing key 'factor'")
+        "original_max_position_embeddings": 8192}}, FMT, "missing key 'rope_scaling.factor'")
     w("torch_dtype_int8", {"torch_dtype": "int8"}, UNS, "'torch_dtype' = 'int8' is not supported")
     w("hidden_zero", {"hidden_size": 0}, FMT, "'hidden_size' = 0 must be positive")
     w("layers_negative", {"num_hidden_layers": -2}, FMT,

@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""bandwidth.py - the GPU's memory bandwidth as measured in this run.
+
+Batch-1 decode reads every weight once per token, so its floor is
+bytes per step / read bandwidth.  This script measures that read bandwidth
+the way a decode kernel sees it: a read-only reduction over buffers much
+larger than the L2 cache (50 MB on an H100), rotating over several buffers so
+no repetition finds its data in L2.  Two readers are timed and the faster one
+is reported as read_bytes_per_s (the stricter floor):
+
+  triton  a small Triton kernel: each program sums 128 KB in fp32, one store
+  torch   torch.sum(x, dtype=torch.float32)
+
+It also times a device-to-device copy (dst.copy_(src)), counted as bytes read
+plus bytes written.  Each number is the median over --reps repetitions.
+
+  python3 bench/bandwidth.py --gib 4 --json     # JSON on the last stdout line
+"""
+import argparse
+import json
+import statistics
+import sys
+
+import torch
+
+
+def log(msg):
+    print(f"bandwidth: {msg}", file=sys.stderr, flush=True)
+
+
+def time_ms(fn, bufs, reps):
+    """Median ms of fn(buf), cycling over bufs, CUDA events, after a warm-up."""
+    for b in bufs:
+        fn(b)
+    torch.cuda.synchronize()
+    ms = []
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    for r in range(reps):
+        b = bufs[r % len(bufs)]
+        start.record()
+        fn(b)
+        end.record()
+        end.synchronize()
+        ms.append(start.elapsed_time(end))
+    return statistics.median(ms)
+
+
+try:
+    import triton
+    import triton.language as tl
+except Exception as _e:          # noqa: BLE001
+    triton, TRITON_ERROR = None, str(_e)
+
+if triton is not None:
+    @triton.jit
+    def read_kernel(x_ptr, out_ptr, n, BLOCK: tl.constexpr, ITERS: tl.constexpr):
+        """Program pid sums elements [pid * BLOCK * ITERS, +BLOCK * ITERS) in fp32."""
+        pid = tl.program_id(0)
+        base = pid.to(tl.int64) * (BLOCK * ITERS)
+        acc = tl.zeros([BLOCK], dtype=tl.float32)
+        for i in range(ITERS):
+            offs = base + i * BLOCK + tl.arange(0, BLOCK)
+            acc += tl.load(x_ptr + offs, mask=offs < n, other=0.0).to(tl.float32)
+        tl.store(out_ptr + pid, tl.sum(acc, axis=0))
+
+
+def triton_read(x, out=None, BLOCK=4096, ITERS=16):
+    """Partial sums of x, one per program (a read of every byte of x)."""
+    n = x.numel()
+    nprog = triton.cdiv(n, BLOCK * ITERS)
+    if out is None or out.numel() < nprog:
+        out = torch.empty(nprog, dtype=torch.float32, device=x.device)
+    read_kernel[(nprog,)](x, out, n, BLOCK=BLOCK, ITERS=ITERS, num_warps=8)
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--gib", type=float, default=4.0, help="total bytes of the read buffers")
+    p.add_argument("--buffers", type=int, default=4, help="buffers rotated over")
+    p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("bandwidth: no CUDA device")
+
+    n = int(a.gib * 2**30 / 2 / a.buffers) // 65536 * 65536    # bf16 elements per buffer
+    # Random contents: nothing a memory system could compress.
+    bufs = [torch.empty(n, dtype=torch.bfloat16, device="cuda").normal_()
+            for _ in range(a.buffers)]
+    nbytes = 2 * n
+    props = torch.cuda.get_device_properties(0)
+    l2 = getattr(props, "L2_cache_size", 0)
+    log(f"{torch.cuda.get_device_name()}: {a.buffers} buffers of {nbytes / 2**20:.0f} MiB "
+        f"(L2 {l2 / 2**20:.0f} MiB), {a.reps} reps")
+    res = {"device": torch.cuda.get_device_name(), "buffer_bytes": nbytes,
+           "buffers": a.buffers, "reps": a.reps, "l2_bytes": l2,
+           "n_sms": props.multi_processor_count, "torch": torch.__version__}
+
+    # torch.sum, fp32 accumulation
+    ms = time_ms(lambda x: torch.sum(x, dtype=torch.float32), bufs, a.reps)
+    res["torch_sum_bytes_per_s"] = nbytes / (ms * 1e-3)
+    log(f"torch.sum read: {res['torch_sum_bytes_per_s'] / 1e12:.3f} TB/s")
+
+    # Triton reader; its sum of ones must be exact, or its number is not used.
+    if triton is None:
+        log(f"no triton ({TRITON_ERROR}): torch.sum only")
+        res["triton_error"] = TRITON_ERROR
+    else:
+        try:
+            ones = torch.ones(1 << 26, dtype=torch.bfloat16, device="cuda")
+            total = triton_read(ones).sum().item()
+            if total != ones.numel():
+                raise RuntimeError(f"sum of {ones.numel()} ones read as {total}")
+            del ones
+            out = triton_read(bufs[0])
+            ms = time_ms(lambda x: triton_read(x, out), bufs, a.reps)
+            res["triton_read_bytes_per_s"] = nbytes / (ms * 1e-3)
+            log(f"triton read: {res['triton_read_bytes_per_s'] / 1e12:.3f} TB/s")
+        except Exception as e:    # noqa: BLE001
+            log(f"triton reader failed: {e}")
+            res["triton_error"] = str(e)
+    res["read_bytes_per_s"] = max(res.get("triton_read_bytes_per_s", 0.0),
+                                  res["torch_sum_bytes_per_s"])
+
+    # Device-to-device copy, bytes read + written; pairs (src, dst) rotate.
+    half = len(bufs) // 2
+    if half >= 1:
+        pairs = [(bufs[i], bufs[i + half]) for i in range(half)]
+        ms = time_ms(lambda sd: sd[1].copy_(sd[0]), pairs, a.reps)
+        res["copy_bytes_per_s"] = 2 * nbytes / (ms * 1e-3)
+        log(f"copy (read + write): {res['copy_bytes_per_s'] / 1e12:.3f} TB/s")
+
+    log(f"read bandwidth used for the floor: {res['read_bytes_per_s'] / 1e12:.3f} TB/s")
+    if a.json:
+        print(json.dumps(res), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

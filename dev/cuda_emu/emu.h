@@ -1,0 +1,67 @@
+// emu.h - just enough of CUDA to run the megakernel's device code on the
+// host: one CTA of LOOM_THREADS std::threads, __syncthreads as a barrier,
+// warp shuffles through a slot array and per-warp barriers, and host
+// versions of the PTX helpers of tasks/common.cuh (compiled with LOOM_EMU).
+// Force-included (g++ -include emu.h) before the generated source.
+//
+// defines: threadIdx, blockIdx, uint4, float4, __syncthreads, __shfl_xor_sync,
+//          atomics, the PTX helpers, loom_smem4, emu_launch
+#pragma once
+#define LOOM_EMU 1
+
+#include <atomic>
+#include <barrier>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __launch_bounds__(a, b)
+#define __shared__ static
+
+struct emu_dim { unsigned x, y, z; };
+extern thread_local emu_dim threadIdx;
+static const emu_dim blockIdx = {0, 0, 0};
+
+struct uint4 { unsigned x, y, z, w; };
+struct float4 { float x, y, z, w; };
+
+inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
+inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
+
+void emu_syncthreads();
+float emu_shfl_xor(float v, int o);
+inline void __syncthreads() { emu_syncthreads(); }
+inline float __shfl_xor_sync(unsigned, float v, int o) { return emu_shfl_xor(v, o); }
+inline void __nanosleep(unsigned) { std::this_thread::yield(); }
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline void __threadfence_system() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline int atomicCAS(int *p, int cmp, int v)
+{
+    __atomic_compare_exchange_n(p, &cmp, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    return cmp;
+}
+inline int atomicExch(int *p, int v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
+
+inline void sincospif(float x, float *s, float *c)
+{
+    *s = (float)std::sin(M_PI * (double)x);
+    *c = (float)std::cos(M_PI * (double)x);
+}
+
+inline uint4 ld_weight16(const void *p) { uint4 v; memcpy(&v, p, 16); return v; }
+inline void prefetch_l2(const void *) {}
+inline unsigned long long globaltimer()
+{
+    return (unsigned long long)std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+inline unsigned ld_acquire(const unsigned *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+inline void red_release_add(unsigned *p, unsigned v) { __atomic_fetch_add(p, v, __ATOMIC_RELEASE); }
+
+alignas(16) extern float4 loom_smem4[];

@@ -1,0 +1,180 @@
+/* emu_run.c - runs a preset's generated megakernel in the host emulator
+ * (one CTA, every task in program order) and compares every activation and
+ * KV tensor, the logits and the tokens with the CPU backend:
+ *     emu_run PRESET N_PROMPT N_STEPS [SEED]
+ * Exit 0 when everything agrees. */
+#include <math.h>
+
+#include "emu_common.h"
+
+void emu_launch(const void *params);
+
+static void **g_buf;
+
+static double nmse(const float *a, const float *b, int64_t n)
+{
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (a[i] != a[i] || b[i] != b[i])
+            return INFINITY;
+        if (a[i] == b[i]) {   /* also equal infinities (empty chunks: m = -inf) */
+            if (isfinite(b[i]))
+                den += (double)b[i] * b[i];
+            continue;
+        }
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += (double)b[i] * b[i];
+    }
+    return den > 0 ? num / den : num;
+}
+
+static uint64_t addr(int32_t id) { return id >= 0 ? (uint64_t)(uintptr_t)g_buf[id] : 0; }
+
+int main(int argc, char **argv)
+{
+    const char *preset = argc > 1 ? argv[1] : "qwen3-tiny";
+    int n_prompt = argc > 2 ? atoi(argv[2]) : 6, n_steps = argc > 3 ? atoi(argv[3]) : 6;
+    uint64_t seed = argc > 4 ? strtoull(argv[4], NULL, 0) : 1;
+    loom_model *m = NULL;
+    loom_program *p = emu_program(preset, seed, &m);
+    int fails = 0;
+
+    if (!p) {
+        fprintf(stderr, "emu_run: %s\n", loom_last_error());
+        return 1;
+    }
+    const loom_graph *g = p->graph;
+    int32_t V = g->cfg.vocab_size, prompt[EMU_CTX], out_cpu[EMU_CTX + 1];
+    uint64_t s = seed * 7919;
+    for (int i = 0; i < n_prompt; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        prompt[i] = (int32_t)((s >> 33) % (uint64_t)V);
+    }
+
+    /* CPU reference. */
+    void *cpu = NULL;
+    loom_engine_params ep = loom_engine_default_params();
+    loom_run_request req;
+    loom_run_result rc;
+    memset(&req, 0, sizeof req);
+    req.prompt = prompt;
+    req.n_prompt = n_prompt;
+    req.n_steps = n_steps;
+    req.out_tokens = out_cpu;
+    if (loom_cpu_backend.create(p, &ep, &cpu) != LOOM_OK ||
+        loom_cpu_backend.run(cpu, &req, &rc) != LOOM_OK) {
+        fprintf(stderr, "cpu: %s\n", loom_last_error());
+        return 1;
+    }
+
+    /* Emulated device state: buffers, weights, page table, tables. */
+    g_buf = calloc((size_t)g->n_tensors, sizeof *g_buf);
+    for (int32_t i = 0; i < g->n_tensors; i++) {
+        const loom_gtensor *t = &g->tensors[i];
+        size_t n = ((size_t)loom_gtensor_numel(t) * loom_dtype_size(t->dtype) + 15) / 16 * 16;
+        g_buf[i] = aligned_alloc(64, n + 64);
+        memset(g_buf[i], 0, n + 64);
+        if (t->role == LOOM_ROLE_WEIGHT && loom_graph_fill_weight(g, i, 0, t->rows, g_buf[i]))
+            return 1;
+    }
+    int32_t *pt = g_buf[g->t_page_table];
+    for (int64_t i = 0; i < loom_gtensor_numel(&g->tensors[g->t_page_table]); i++)
+        pt[i] = (int32_t)i;
+    memcpy(g_buf[g->t_tokens], prompt, sizeof(int32_t) * (size_t)n_prompt);
+
+    int32_t nv, *variant = calloc((size_t)g->n_ops, sizeof *variant);
+    loom_cuda_op_variants(p, variant, &nv);
+    loom_dtask *dt = calloc((size_t)p->n_tasks, sizeof *dt);
+    loom_dop *dop = calloc((size_t)g->n_ops, sizeof *dop);
+    int32_t *list = calloc((size_t)p->n_tasks, sizeof *list), off[2] = {0, p->n_tasks};
+    for (int32_t i = 0; i < p->n_tasks; i++) {
+        const loom_task *t = &p->tasks[i];
+        dt[i] = (loom_dtask){t->op, t->tile, t->row_begin, t->row_end, t->group, t->split,
+                             t->n_waits, t->signal, {0}, {0}, {0}};
+        for (int w = 0; w < t->n_waits; w++) {
+            dt[i].wait_counter[w] = t->waits[w].counter;
+            dt[i].wait_needed[w] = t->waits[w].needed;
+            dt[i].wait_offset[w] = t->waits[w].step_offset;
+        }
+        list[i] = i;     /* one CTA runs everything in program order */
+    }
+    for (int32_t i = 0; i < g->n_ops; i++) {
+        const loom_op *o = &g->ops[i];
+        dop[i] = (loom_dop){addr(o->x), addr(o->y), addr(o->w), addr(o->norm), addr(o->norm2),
+                            addr(o->bias), addr(o->resid), addr(o->aux), addr(o->kcache),
+                            addr(o->vcache), variant[i], o->rows, o->cols, o->n_tiles,
+                            o->split > 0 ? o->split : 1, {0}};
+    }
+    dop[g->op_argmax].n_tiles = g->ops[g->op_lm_head].n_tiles;
+    dop[g->op_argmax].aux = addr(g->ops[g->op_lm_head].aux);
+    uint32_t *counters = calloc((size_t)p->n_counters + 1, 4);
+    loom_kerror err = {0};
+    int32_t stop[4] = {n_steps};
+    uint64_t *stamps = calloc(EMU_CTX, 8);
+    int32_t *ring = calloc(EMU_CTX + 8, 4);
+    loom_kparams kp = {0};
+    kp.tasks = (uintptr_t)dt;
+    kp.sm_offset = (uintptr_t)off;
+    kp.sm_tasks = (uintptr_t)list;
+    kp.ops = (uintptr_t)dop;
+    kp.counters = (uintptr_t)counters;
+    kp.tokens = addr(g->t_tokens);
+    kp.page_table = addr(g->t_page_table);
+    kp.rope_inv_freq = addr(g->t_rope_inv_freq);
+    kp.error = (uintptr_t)&err;
+    kp.stop_step = (uintptr_t)stop;
+    kp.step_time = (uintptr_t)stamps;
+    kp.host_ring = (uintptr_t)ring;
+    kp.timeout_ns = 20000000000ull;
+    kp.n_steps = n_steps;
+    kp.n_prompt = n_prompt;
+    emu_launch(&kp);
+    if (err.flag) {
+        printf("FAIL: emulated wait timed out: task %d counter %d\n", err.task, err.counter);
+        return 1;
+    }
+
+    /* Compare every ACT / KV tensor with the CPU backend. */
+    for (int32_t i = 0; i < g->n_tensors; i++) {
+        const loom_gtensor *t = &g->tensors[i];
+        int64_t n = loom_gtensor_numel(t);
+        if (t->role != LOOM_ROLE_ACT && t->role != LOOM_ROLE_KV)
+            continue;
+        void *ref = calloc((size_t)n, loom_dtype_size(t->dtype));
+        loom_cpu_backend.read_tensor(cpu, i, ref);
+        if (t->dtype == LOOM_DTYPE_F32) {
+            double e = nmse(g_buf[i], ref, n);
+            if (!(e <= 1e-10)) {
+                printf("FAIL: tensor '%s': nmse %.3g\n", t->name, e);
+                fails++;
+            }
+        } else {
+            int64_t bad = 0;
+            const uint16_t *a = g_buf[i], *b = ref;
+            for (int64_t k = 0; k < n; k++) {
+                float x = loom_bf16_to_f32(a[k]), y = loom_bf16_to_f32(b[k]);
+                if (x != x || fabsf(x - y) > ldexpf(fmaxf(fabsf(x), fabsf(y)), -7) + 1e-7f)
+                    bad++;
+            }
+            if (bad) {
+                printf("FAIL: tensor '%s': %lld bf16 elements differ\n", t->name, (long long)bad);
+                fails++;
+            }
+        }
+        free(ref);
+    }
+    int32_t n_gen = n_steps - n_prompt + 1;
+    if (ring[0] != n_gen || stop[0] != n_steps) {
+        printf("FAIL: ring count %d (want %d), stop %d\n", ring[0], n_gen, stop[0]);
+        fails++;
+    }
+    for (int i = 0; i < n_gen && i < ring[0]; i++)
+        if (ring[2 + i] != out_cpu[i]) {
+            printf("FAIL: token %d: %d vs cpu %d\n", i, ring[2 + i], out_cpu[i]);
+            fails++;
+            break;
+        }
+    printf("%s: %s (%d tensors, %d tasks, %d variants, %d generated)\n", preset,
+           fails ? "FAIL" : "ok", g->n_tensors, p->n_tasks, nv, n_gen);
+    return fails ? 1 : 0;
+}

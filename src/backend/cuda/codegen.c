@@ -1,0 +1,295 @@
+/* codegen.c - the CUDA C of a program's megakernel.
+ *
+ * The task library (tasks/ *.cuh) holds every device function; what is
+ * generated is small: this model's shapes as compile-time constants and two
+ * switches over op *variants* (ops that need the same template instance share
+ * one case, e.g. the qkv op of every layer), so the source stays a few KB
+ * whatever the layer count and compiles in seconds. Per-op data (tensor
+ * addresses) comes from the op table at run time.
+ *
+ * Same program -> same bytes: only integers and printf'd constants of the
+ * program go into the text.
+ *
+ * defines: loom_cuda_codegen, loom_cuda_op_variants, loom_cuda_smem_bytes */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda.h"
+#include "core/error.h"
+
+#define WARPS (LOOM_CUDA_THREADS / 32)
+/* Opt-in shared memory per block on sm_90 (227 KB); the runtime checks the
+ * device's own limit. */
+#define SMEM_LIMIT (227 * 1024)
+
+/* ------------------------------------------------------------ text buffer */
+
+typedef struct sbuf {
+    char  *s;
+    size_t len, cap;
+    bool   oom;
+} sbuf;
+
+static void LOOM_PRINTF(2, 3) put(sbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (b->oom)
+        return;
+    for (;;) {
+        va_start(ap, fmt);
+        n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->oom = true;
+            return;
+        }
+        if (b->s && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = (b->cap ? b->cap * 2 : 16384) + (size_t)n;
+        char *s = realloc(b->s, cap);
+        if (!s) {
+            b->oom = true;
+            return;
+        }
+        b->s = s;
+        b->cap = cap;
+    }
+}
+
+/* ------------------------------------------------------------ variants */
+
+static int32_t group_size(const loom_graph *g)
+{
+    return g->cfg.n_heads / g->cfg.n_kv_heads;
+}
+
+/* Two ops share a variant when they instantiate the same template. */
+static bool same_variant(const loom_op *a, const loom_op *b)
+{
+    if (a->kind != b->kind)
+        return false;
+    switch (a->kind) {
+    case LOOM_OP_EMBED:
+        return a->cols == b->cols;
+    case LOOM_OP_LINEAR:
+        return a->cols == b->cols && a->pro == b->pro && a->epi == b->epi &&
+               (a->bias >= 0) == (b->bias >= 0);
+    case LOOM_OP_ROPE_KV:
+        return (a->norm >= 0) == (b->norm >= 0) && (a->norm2 >= 0) == (b->norm2 >= 0);
+    default:
+        return true;
+    }
+}
+
+void loom_cuda_op_variants(const loom_program *p, int32_t *variant, int32_t *n_variants)
+{
+    const loom_graph *g = p->graph;
+    int32_t n = 0;
+
+    for (int32_t i = 0; i < g->n_ops; i++) {
+        variant[i] = -1;
+        for (int32_t j = 0; j < i; j++)
+            if (same_variant(&g->ops[i], &g->ops[j])) {
+                variant[i] = variant[j];
+                break;
+            }
+        if (variant[i] < 0)
+            variant[i] = n++;
+    }
+    *n_variants = n;
+}
+
+int64_t loom_cuda_smem_bytes(const loom_program *p)
+{
+    const loom_graph *g = p->graph;
+    int64_t G = group_size(g), hd = g->cfg.head_dim, need = 16;
+
+    for (int32_t i = 0; i < g->n_ops; i++) {
+        const loom_op *op = &g->ops[i];
+        int64_t b = 0;
+        if (op->kind == LOOM_OP_LINEAR)
+            b = ((int64_t)op->cols + 2 * WARPS) * 4;
+        else if (op->kind == LOOM_OP_ATTENTION)
+            b = (G * hd + WARPS * G * (hd + 2)) * 4;
+        if (b > need)
+            need = b;
+    }
+    return (need + 15) / 16 * 16;
+}
+
+/* ------------------------------------------------------------ checks */
+
+/* Shapes the kernels handle; names the op and shape otherwise. */
+static loom_status check_shapes(const loom_program *p)
+{
+    const loom_graph *g = p->graph;
+    const loom_config *c = &g->cfg;
+
+    if (g->params.max_batch != 1)
+        return loom_fail(LOOM_ERR_UNSUPPORTED, "cuda codegen: max_batch %d (only 1 is supported)",
+                         g->params.max_batch);
+    if (c->head_dim % 2 || c->head_dim > 1024 || group_size(g) > 16)
+        return loom_fail(LOOM_ERR_UNSUPPORTED,
+                         "cuda codegen: head_dim %d, %d query heads per KV head "
+                         "(need even head_dim <= 1024, <= 16 heads per group)",
+                         c->head_dim, group_size(g));
+    for (int32_t i = 0; i < g->n_ops; i++) {
+        const loom_op *op = &g->ops[i];
+        if (op->kind == LOOM_OP_LINEAR && (op->cols % 8 || op->cols <= 0))
+            return loom_fail(LOOM_ERR_UNSUPPORTED,
+                             "cuda codegen: op %d '%s' (layer %d): %d columns, need a multiple of 8",
+                             i, op->name, op->layer, op->cols);
+        if (op->kind == LOOM_OP_ATTENTION && op->split < 1)
+            return loom_fail(LOOM_ERR_UNSUPPORTED, "cuda codegen: op %d '%s': split %d", i,
+                             op->name, op->split);
+    }
+    for (int32_t i = 0; i < p->n_tasks; i++) {
+        const loom_task *t = &p->tasks[i];
+        const loom_op *op = &g->ops[t->op];
+        if (op->kind == LOOM_OP_LINEAR && op->epi == LOOM_EPI_SILU_MUL &&
+            (t->row_begin % 2 || t->row_end % 2))
+            return loom_fail(LOOM_ERR_UNSUPPORTED,
+                             "cuda codegen: task %d of '%s' (layer %d): rows [%d, %d) split a "
+                             "gate/up pair", i, op->name, op->layer, t->row_begin, t->row_end);
+    }
+    if (loom_cuda_smem_bytes(p) > SMEM_LIMIT)
+        return loom_fail(LOOM_ERR_UNSUPPORTED,
+                         "cuda codegen: %lld bytes of shared memory needed, limit %d",
+                         (long long)loom_cuda_smem_bytes(p), SMEM_LIMIT);
+    return LOOM_OK;
+}
+
+/* ------------------------------------------------------------ emission */
+
+static void emit_header(sbuf *b, const loom_program *p)
+{
+    const loom_graph *g = p->graph;
+    const loom_config *c = &g->cfg;
+
+    put(b, "// Generated by loom %d.%d.%d - do not edit\n", LOOM_VERSION_MAJOR,
+        LOOM_VERSION_MINOR, LOOM_VERSION_PATCH);
+    put(b, "// model: %s, vocab %d, hidden %d, intermediate %d, layers %d, heads %d, "
+           "kv heads %d, head_dim %d%s%s%s\n",
+        loom_arch_name(c->arch), c->vocab_size, c->hidden_size, c->intermediate_size,
+        c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->qk_norm ? ", qk_norm" : "",
+        c->attention_bias ? ", qkv bias" : "", c->tie_word_embeddings ? ", tied" : "");
+    put(b, "// program: %d SMs, %d tasks, %d counters, %d ops; batch %d, context %d, "
+           "page %d%s\n",
+        p->n_sms, p->n_tasks, p->n_counters, g->n_ops, g->params.max_batch,
+        g->params.max_context, g->params.page_size,
+        g->params.record_logits ? ", logits recorded" : "");
+    put(b, "#define LOOM_THREADS %d\n", LOOM_CUDA_THREADS);
+    put(b, "#define LOOM_EPS %.9ef\n", (double)c->rms_norm_eps);
+    put(b, "#define LOOM_PAGE_SIZE %d\n", g->params.page_size);
+    put(b, "#define LOOM_N_KV %d\n", c->n_kv_heads);
+    put(b, "#define LOOM_LOGITS_BY_STEP %d\n", g->params.record_logits ? 1 : 0);
+    put(b, "#define LOOM_SMEM_BYTES %lld\n", (long long)loom_cuda_smem_bytes(p));
+    put(b, "#include \"loom/common.cuh\"\n#include \"loom/embed.cuh\"\n"
+           "#include \"loom/linear.cuh\"\n#include \"loom/rope_kv.cuh\"\n"
+           "#include \"loom/attention.cuh\"\n#include \"loom/argmax.cuh\"\n\n");
+}
+
+/* "qkv (28 ops)" comment of a variant. */
+static void emit_comment(sbuf *b, const loom_graph *g, const int32_t *variant, int32_t v)
+{
+    int32_t first = -1, n = 0;
+
+    for (int32_t i = 0; i < g->n_ops; i++)
+        if (variant[i] == v) {
+            if (first < 0)
+                first = i;
+            n++;
+        }
+    put(b, " // %s, %d op%s\n", g->ops[first].name, n, n == 1 ? "" : "s");
+}
+
+static void emit_case(sbuf *b, const loom_graph *g, const loom_op *op, int32_t v)
+{
+    int32_t hd = g->cfg.head_dim, G = group_size(g);
+
+    put(b, "    case %d: ", v);
+    switch (op->kind) {
+    case LOOM_OP_EMBED:
+        put(b, "embed_task<%d>(p, d, t, step); break;", op->cols);
+        break;
+    case LOOM_OP_LINEAR:
+        put(b, "linear_task<%d, %d, %d, %s>(d, t, step); break;", op->cols, (int)op->pro,
+            (int)op->epi, op->bias >= 0 ? "true" : "false");
+        break;
+    case LOOM_OP_ROPE_KV:
+        put(b, "rope_kv_task<%d, %d, %s, %s>(p, d, t, step); break;", hd, G,
+            op->norm >= 0 ? "true" : "false", op->norm2 >= 0 ? "true" : "false");
+        break;
+    case LOOM_OP_ATTENTION:
+        put(b, "attention_task<%d, %d>(p, d, t, step); break;", hd, G);
+        break;
+    case LOOM_OP_ATTN_MERGE:
+        put(b, "attn_merge_task<%d, %d>(d, t); break;", hd, G);
+        break;
+    case LOOM_OP_ARGMAX:
+        put(b, "argmax_task(p, d, step); break;");
+        break;
+    default:
+        put(b, "break;");
+        break;
+    }
+}
+
+static void emit_switches(sbuf *b, const loom_graph *g, const int32_t *variant, int32_t nv)
+{
+    put(b, "__device__ __forceinline__ void loom_prefetch(const loom_dop &d, const loom_dtask *t)\n"
+           "{\n    switch (d.variant) {\n");
+    for (int32_t v = 0; v < nv; v++)
+        for (int32_t i = 0; i < g->n_ops; i++)
+            if (variant[i] == v) {
+                if (g->ops[i].kind == LOOM_OP_LINEAR)
+                    put(b, "    case %d: linear_prefetch<%d>(d, t); break;\n", v,
+                        g->ops[i].cols);
+                break;
+            }
+    put(b, "    default: break;\n    }\n}\n\n");
+
+    put(b, "__device__ __forceinline__ void loom_dispatch(const loom_kparams &p, const loom_dop &d,\n"
+           "                                              const loom_dtask *t, int step)\n"
+           "{\n    switch (d.variant) {\n");
+    for (int32_t v = 0; v < nv; v++)
+        for (int32_t i = 0; i < g->n_ops; i++)
+            if (variant[i] == v) {
+                emit_case(b, g, &g->ops[i], v);
+                emit_comment(b, g, variant, v);
+                break;
+            }
+    put(b, "    default: break;\n    }\n}\n\n#include \"loom/megakernel.cuh\"\n");
+}
+
+loom_status loom_cuda_codegen(const loom_program *p, char **source)
+{
+    const loom_graph *g = p->graph;
+    sbuf b = {0};
+    int32_t *variant, nv;
+    loom_status st;
+
+    st = check_shapes(p);
+    if (st != LOOM_OK)
+        return st;
+    variant = malloc(sizeof(int32_t) * (size_t)(g->n_ops > 0 ? g->n_ops : 1));
+    if (!variant)
+        return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "cuda codegen: variant table of %d ops",
+                         g->n_ops);
+    loom_cuda_op_variants(p, variant, &nv);
+    emit_header(&b, p);
+    emit_switches(&b, g, variant, nv);
+    free(variant);
+    if (b.oom) {
+        free(b.s);
+        return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "cuda codegen: source buffer");
+    }
+    *source = b.s;
+    return LOOM_OK;
+}

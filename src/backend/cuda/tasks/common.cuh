@@ -1,0 +1,257 @@
+// common.cuh - the small vocabulary every megakernel task uses: the tables
+// the host hands over (same layout as src/backend/cuda/cuda.h), bf16
+// conversions by bit operations, 16-byte streaming loads of weights, warp and
+// block reductions, %globaltimer, and the counter wait / signal protocol.
+//
+// Self-contained device code: no CUDA toolkit header, so NVRTC needs no
+// include path. The generated source defines LOOM_THREADS before this file.
+//
+// defines: loom_dtask, loom_dop, loom_kparams, loom_kerror, bf16 helpers,
+//          ld_weight16, warp_sum, block_sum, loom_wait_all, loom_signal
+#pragma once
+
+typedef unsigned int u32;
+typedef unsigned long long u64;
+typedef unsigned short bf16raw;
+
+#define LOOM_WARPS (LOOM_THREADS / 32)
+#define LOOM_MAX_WAITS 4
+#define LOOM_MAX_EOS 8
+
+// ------------------------------------------------------------ host tables
+
+struct loom_dtask {
+    int op, tile, row_begin, row_end, group, split, n_waits, signal;
+    int wait_counter[LOOM_MAX_WAITS];
+    int wait_needed[LOOM_MAX_WAITS];
+    int wait_offset[LOOM_MAX_WAITS];
+};
+static_assert(sizeof(loom_dtask) == 80, "loom_dtask layout (cuda.h)");
+
+struct loom_dop {
+    u64 x, y, w, norm, norm2, bias, resid, aux, kcache, vcache;
+    int variant, rows, cols, n_tiles, split, pad[3];
+};
+static_assert(sizeof(loom_dop) == 112, "loom_dop layout (cuda.h)");
+
+struct loom_kerror {
+    int flag, sm, task, counter;
+    u32 value, threshold;
+    int step, pad;
+};
+static_assert(sizeof(loom_kerror) == 32, "loom_kerror layout (cuda.h)");
+
+struct loom_kparams {
+    u64 tasks, sm_offset, sm_tasks, ops, counters, tokens, page_table, rope_inv_freq;
+    u64 error, stop_step, step_time, host_ring, timeout_ns;
+    int n_steps, n_prompt;
+    int eos[LOOM_MAX_EOS];
+    int n_eos, pad;
+};
+static_assert(sizeof(loom_kparams) == 152, "loom_kparams layout (cuda.h)");
+
+// Shared memory: one dynamic buffer, carved by each task. (LOOM_EMU: the
+// host emulator of dev/cuda_emu provides it and the PTX helpers below.)
+#ifndef LOOM_EMU
+extern __shared__ float4 loom_smem4[];
+#endif
+#define LOOM_SMEM ((float *)loom_smem4)
+
+// ------------------------------------------------------------ numbers
+
+__device__ __forceinline__ float bf16_to_f32(bf16raw h)
+{
+    return __uint_as_float(((u32)h) << 16);
+}
+
+// Round to nearest even; NaN stays NaN (as loom_f32_to_bf16 on the host).
+__device__ __forceinline__ bf16raw f32_to_bf16(float f)
+{
+    u32 u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (bf16raw)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (bf16raw)(u >> 16);
+}
+
+// The low / high bf16 of a 32-bit word as floats.
+__device__ __forceinline__ float bf16_lo(u32 w) { return __uint_as_float(w << 16); }
+__device__ __forceinline__ float bf16_hi(u32 w) { return __uint_as_float(w & 0xffff0000u); }
+
+__device__ __forceinline__ float loom_neg_inf() { return __uint_as_float(0xff800000u); }
+
+// ------------------------------------------------------------ memory
+
+#ifndef LOOM_EMU
+// 16 bytes of weights: read-only for the whole kernel, streamed once, so
+// through the non-coherent path without allocating in L1.
+__device__ __forceinline__ uint4 ld_weight16(const void *p)
+{
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+    return v;
+}
+
+// Hint: bring one 128-byte line of weights into L2 (no register result, so
+// it can be issued before a task's inputs are ready).
+__device__ __forceinline__ void prefetch_l2(const void *p)
+{
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+}
+
+__device__ __forceinline__ u64 globaltimer()
+{
+    u64 t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+__device__ __forceinline__ u32 ld_acquire(const u32 *p)
+{
+    u32 v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+
+__device__ __forceinline__ void red_release_add(u32 *p, u32 v)
+{
+    asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+
+#endif // LOOM_EMU
+
+__device__ __forceinline__ int ld_volatile(const int *p)
+{
+    return *(const volatile int *)p;
+}
+
+// ------------------------------------------------------------ reductions
+
+__device__ __forceinline__ float warp_sum(float v)
+{
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v)
+{
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Sum over the block; every thread gets the result. red: LOOM_WARPS floats
+// of shared memory that no one else uses during the call.
+__device__ __forceinline__ float block_sum(float v, float *red)
+{
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = warp_sum(v);
+    if (lane == 0)
+        red[warp] = v;
+    __syncthreads();
+    float s = lane < LOOM_WARPS ? red[lane] : 0.0f;
+    s = warp_sum(s);
+    __syncthreads();
+    return s;
+}
+
+// (value, row) pair order of ARGMAX: larger value wins, ties and NaN: the
+// lowest row wins and NaN is never the max.
+__device__ __forceinline__ bool argmax_better(float v, float r, float bv, float br)
+{
+    if (v != v)
+        return false;
+    if (bv != bv)
+        return true;
+    return v > bv || (v == bv && r < br);
+}
+
+// ------------------------------------------------------------ counters
+
+enum { LOOM_WAIT_OK = 0, LOOM_WAIT_EXIT = 1 };
+
+// Shared state of the CTA's wait: thread 0 decides, everyone follows.
+struct loom_wait_state {
+    int verdict;
+};
+
+// Thread 0 spins until every wait of t is satisfied for `step`, with an
+// acquire load and __nanosleep backoff. Gives up (LOOM_WAIT_EXIT) when the
+// run is aborted, when this step is past the stop step (an earlier ARGMAX
+// ended generation), or on timeout, which it records in the error record
+// (first timeout wins) before raising the abort flag every CTA polls.
+__device__ __forceinline__ int loom_wait_thread0(const loom_kparams &p, const loom_dtask *t, int task_id,
+                                 int step)
+{
+    u32 *counters = (u32 *)p.counters;
+    loom_kerror *err = (loom_kerror *)p.error;
+    const int *stop = (const int *)p.stop_step;
+
+    for (int i = 0; i < t->n_waits; i++) {
+        long long thr = (long long)t->wait_needed[i] * (step + 1 + t->wait_offset[i]);
+        if (thr <= 0)
+            continue;
+        const u32 *c = counters + t->wait_counter[i];
+        u64 t0 = 0;
+        u32 ns = 32;
+        for (;;) {
+            u32 v = ld_acquire(c);
+            if ((long long)v >= thr)
+                break;
+            if (ld_volatile(&err->flag) != 0 || step >= ld_volatile(stop))
+                return LOOM_WAIT_EXIT;
+            u64 now = globaltimer();
+            if (t0 == 0)
+                t0 = now;
+            else if (now - t0 > p.timeout_ns) {
+                if (atomicCAS(&err->flag, 0, -1) == 0) {
+                    err->sm = blockIdx.x;
+                    err->task = task_id;
+                    err->counter = t->wait_counter[i];
+                    err->value = v;
+                    err->threshold = (u32)thr;
+                    err->step = step;
+                    __threadfence();
+                    atomicExch(&err->flag, 1);
+                }
+                return LOOM_WAIT_EXIT;
+            }
+            __nanosleep(ns);
+            if (ns < 256)
+                ns <<= 1;
+        }
+    }
+    // Waits done. The fence keeps the CTA's later plain loads (by every
+    // thread, after the barrier) behind the acquires. The stop step, if set,
+    // was stored before the release we acquired, so a stopped run is seen.
+    __threadfence();
+    if (step >= ld_volatile(stop) || ld_volatile(&err->flag) != 0)
+        return LOOM_WAIT_EXIT;
+    return LOOM_WAIT_OK;
+}
+
+__device__ __forceinline__ int loom_wait_all(const loom_kparams &p, const loom_dtask *t,
+                                             int task_id, int step, loom_wait_state *ws)
+{
+    if (threadIdx.x == 0)
+        ws->verdict = loom_wait_thread0(p, t, task_id, step);
+    __syncthreads();
+    int v = ws->verdict;
+    __syncthreads();
+    return v;
+}
+
+// All threads' writes of the task, then one release add.
+__device__ __forceinline__ void loom_signal(const loom_kparams &p, const loom_dtask *t)
+{
+    __syncthreads();
+    if (threadIdx.x == 0 && t->signal >= 0) {
+        __threadfence();
+        red_release_add((u32 *)p.counters + t->signal, 1u);
+    }
+}

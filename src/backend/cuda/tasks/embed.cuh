@@ -1,0 +1,16 @@
+// embed.cuh - EMBED: y[c] = embed[tokens[step], c] for the tile's columns.
+//
+// defines: embed_task
+#pragma once
+
+template <int COLS>
+__device__ __forceinline__ void embed_task(const loom_kparams &p, const loom_dop &d,
+                                           const loom_dtask *t, int step)
+{
+    const int token = ((const int *)p.tokens)[step];
+    const bf16raw *row = (const bf16raw *)d.w + (u64)token * COLS;
+    float *y = (float *)d.y;
+
+    for (int c = t->row_begin + threadIdx.x; c < t->row_end; c += LOOM_THREADS)
+        y[c] = bf16_to_f32(row[c]);
+}

@@ -1,0 +1,32 @@
+// megakernel.cuh - the persistent kernel: one CTA per SM runs its task list
+// for every decode step. Per task: prefetch its weights (they depend on
+// nothing), wait on its counters, run it, signal. The generated source
+// defines loom_prefetch and loom_dispatch (a switch over op variants) before
+// including this file.
+//
+// defines: loom_megakernel
+#pragma once
+
+extern "C" __global__ void __launch_bounds__(LOOM_THREADS, 1)
+loom_megakernel(const loom_kparams p)
+{
+    __shared__ loom_wait_state ws;
+    const loom_dtask *tasks = (const loom_dtask *)p.tasks;
+    const loom_dop *ops = (const loom_dop *)p.ops;
+    const int *list = (const int *)p.sm_tasks;
+    const int begin = ((const int *)p.sm_offset)[blockIdx.x];
+    const int end = ((const int *)p.sm_offset)[blockIdx.x + 1];
+
+    for (int step = 0; step < p.n_steps; step++) {
+        for (int k = begin; k < end; k++) {
+            const int id = list[k];
+            const loom_dtask *t = tasks + id;
+            const loom_dop &d = ops[t->op];
+            loom_prefetch(d, t);
+            if (loom_wait_all(p, t, id, step, &ws) != LOOM_WAIT_OK)
+                return;
+            loom_dispatch(p, d, t, step);
+            loom_signal(p, t);
+        }
+    }
+}

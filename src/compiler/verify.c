@@ -1,0 +1,839 @@
+/* verify.c - the static verifier of a compiled program (program.h).
+ *
+ * The program is unrolled over a few decode steps (3, fewer when the
+ * context is shorter). A task instance is (task, step); its id is
+ * step * n_tasks + task.
+ *
+ *  1. Static checks: every task is on exactly one SM list; counters, waits
+ *     and signals are in range; every wait's `needed` equals the number of
+ *     tasks that signal its counter per step (else "wrong threshold").
+ *  2. Simulation: each SM runs its list in order, step after step, with the
+ *     counter semantics of the GPU. If every unfinished SM is blocked, that
+ *     is a deadlock, reported with SM, task, counter, value and threshold.
+ *     While simulating, each instance gets a vector clock with one component
+ *     per SM (each SM's unrolled list is a chain): the join of its SM
+ *     predecessor and of the producers its waits prove finished (a wait on
+ *     counter c for step k proves every producer of c of steps <= k done,
+ *     because producers of step k+1 must be ordered after those of step k,
+ *     which is checked). "A happens before B" is then
+ *     vc[B][sm(A)] >= position of A on its SM: O(1).
+ *  3. Regions: instances are replayed in sequential order (step, then task)
+ *     with the element ranges their op reads and writes (graph.h semantics,
+ *     position = step, sequences independent, identity page table). Each
+ *     tensor keeps a sorted list of segments with their last writer and the
+ *     last reader per SM since that write (interval sweep). A read whose last
+ *     writer does not happen before it is a missing dependency; an element
+ *     nobody wrote may only be read from weights and meta tensors (host
+ *     data); a write must happen after the previous write (overlapping
+ *     writes) and after every read since it (a later step's write racing an
+ *     earlier step's read).
+ *  The first violation is reported (LOOM_ERR_VERIFY) by op, layer, tile, step.
+ *
+ * defines: loom_verify */
+#include <stdlib.h>
+
+#include "compiler/internal.h"
+#include "core/error.h"
+
+#define VERIFY_STEPS 3
+
+typedef struct seg {
+    int64_t lo, hi;
+    int32_t writer;      /* instance, -1 none                               */
+    int32_t *readers;    /* [n_sms] last reader instance per SM, or NULL     */
+} seg;
+
+typedef struct shadow {
+    seg *s;
+    int32_t n, cap;
+} shadow;
+
+typedef struct access {
+    int32_t tensor;
+    int64_t lo, hi;
+    bool write;
+} access;
+
+typedef struct vstate {
+    const loom_program *p;
+    const loom_graph *g;
+    int32_t n_steps, n_tasks, n_sms, n_inst;
+    int32_t *sm_of, *pos_of;     /* [n_tasks]                                */
+    int32_t *sm_len;             /* [n_sms]                                  */
+    int32_t *vc;                 /* [n_inst * n_sms]                          */
+    uint8_t *done;               /* [n_inst]                                 */
+    int32_t *prod_off, *prod;    /* producers of each counter (CSR)          */
+    int32_t *join;               /* [n_counters * n_steps * n_sms]           */
+    uint8_t *join_ok;            /* [n_counters * n_steps]                   */
+    shadow *sh;                  /* [n_tensors]                              */
+    int32_t **free_clocks;
+    int32_t n_free, cap_free;
+    access *acc;
+    int32_t n_acc, cap_acc;
+    bool oom;
+} vstate;
+
+/* ------------------------------------------------------------ naming */
+
+/* "L0.o_proj[3] (op linear, layer 0, tile 3, step 1)" */
+static void describe(const vstate *v, int32_t inst, char *buf, size_t len)
+{
+    int32_t task = inst % v->n_tasks, step = inst / v->n_tasks;
+    const loom_task *t = &v->p->tasks[task];
+    const loom_op *o = &v->g->ops[t->op];
+    char name[64];
+
+    loom_task_name(v->p, task, name, sizeof name);
+    snprintf(buf, len, "%s (op %s '%s', layer %d, tile %d, step %d)", name,
+             loom_op_kind_name(o->kind), o->name, o->layer, t->tile, step);
+}
+
+static void describe_task(const loom_program *p, int32_t task, char *buf, size_t len)
+{
+    const loom_task *t = &p->tasks[task];
+    const loom_op *o = &p->graph->ops[t->op];
+    char name[64];
+
+    loom_task_name(p, task, name, sizeof name);
+    snprintf(buf, len, "%s (op %s '%s', layer %d, tile %d)", name, loom_op_kind_name(o->kind),
+             o->name, o->layer, t->tile);
+}
+
+/* ------------------------------------------------------------ static checks */
+
+static loom_status check_lists(vstate *v)
+{
+    const loom_program *p = v->p;
+    char d[128];
+
+    if (!p->sm_offset || !p->sm_tasks || p->sm_offset[0] != 0 ||
+        p->sm_offset[p->n_sms] != p->n_tasks)
+        return loom_fail(LOOM_ERR_VERIFY, "verify: SM lists hold %d tasks, program has %d",
+                         p->sm_offset ? p->sm_offset[p->n_sms] : -1, p->n_tasks);
+    for (int32_t k = 0; k < p->n_tasks; k++)
+        v->sm_of[k] = -1;
+    for (int32_t s = 0; s < p->n_sms; s++) {
+        if (p->sm_offset[s + 1] < p->sm_offset[s])
+            return loom_fail(LOOM_ERR_VERIFY, "verify: SM %d list has negative length", s);
+        v->sm_len[s] = p->sm_offset[s + 1] - p->sm_offset[s];
+        for (int32_t i = p->sm_offset[s]; i < p->sm_offset[s + 1]; i++) {
+            int32_t k = p->sm_tasks[i];
+            if (k < 0 || k >= p->n_tasks)
+                return loom_fail(LOOM_ERR_VERIFY, "verify: SM %d lists task id %d of %d", s,
+                                 k, p->n_tasks);
+            if (v->sm_of[k] >= 0) {
+                describe_task(p, k, d, sizeof d);
+                return loom_fail(LOOM_ERR_VERIFY, "verify: %s is listed twice (SM %d and SM %d)",
+                                 d, v->sm_of[k], s);
+            }
+            v->sm_of[k] = s;
+            v->pos_of[k] = i - p->sm_offset[s];
+        }
+    }
+    return LOOM_OK;
+}
+
+static loom_status check_task_fields(const loom_program *p, int32_t k)
+{
+    const loom_task *t = &p->tasks[k];
+    char d[128];
+
+    if (t->op < 0 || t->op >= p->graph->n_ops)
+        return loom_fail(LOOM_ERR_VERIFY, "verify: task %d: op %d out of range", k, t->op);
+    describe_task(p, k, d, sizeof d);
+    if (k > 0 && t->op < p->tasks[k - 1].op)
+        return loom_fail(LOOM_ERR_VERIFY, "verify: %s: tasks not in op order", d);
+    if (t->tile != (k > 0 && p->tasks[k - 1].op == t->op ? p->tasks[k - 1].tile + 1 : 0) ||
+        t->tile >= p->graph->ops[t->op].n_tiles)
+        return loom_fail(LOOM_ERR_VERIFY, "verify: %s: tile %d out of sequence (op has %d "
+                         "tiles)", d, t->tile, p->graph->ops[t->op].n_tiles);
+    if (t->n_waits < 0 || t->n_waits > LOOM_MAX_WAITS)
+        return loom_fail(LOOM_ERR_VERIFY, "verify: %s has %d waits (max %d)", d, t->n_waits,
+                         LOOM_MAX_WAITS);
+    if (t->signal < -1 || t->signal >= p->n_counters)
+        return loom_fail(LOOM_ERR_VERIFY, "verify: %s signals counter %d of %d", d, t->signal,
+                         p->n_counters);
+    for (int32_t w = 0; w < t->n_waits; w++) {
+        const loom_wait *wt = &t->waits[w];
+        if (wt->counter < 0 || wt->counter >= p->n_counters)
+            return loom_fail(LOOM_ERR_VERIFY, "verify: %s waits on counter %d of %d", d,
+                             wt->counter, p->n_counters);
+        if (wt->step_offset != 0 && wt->step_offset != -1)
+            return loom_fail(LOOM_ERR_VERIFY, "verify: %s waits with step_offset %d", d,
+                             wt->step_offset);
+    }
+    return LOOM_OK;
+}
+
+/* Fills the producer lists and checks every threshold against them. */
+static loom_status check_counters(vstate *v)
+{
+    const loom_program *p = v->p;
+    int32_t nc = p->n_counters;
+    char d[128];
+    loom_status st;
+
+    for (int32_t k = 0; k < p->n_tasks; k++) {
+        st = check_task_fields(p, k);
+        if (st != LOOM_OK)
+            return st;
+        if (p->tasks[k].signal >= 0)
+            v->prod_off[p->tasks[k].signal + 1]++;
+    }
+    for (int32_t c = 0; c < nc; c++)
+        v->prod_off[c + 1] += v->prod_off[c];
+    {
+        int32_t *fill = calloc((size_t)nc + 1, sizeof *fill);
+        if (!fill)
+            return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "verify: %d counters", nc);
+        for (int32_t k = 0; k < p->n_tasks; k++) {
+            int32_t c = p->tasks[k].signal;
+            if (c >= 0)
+                v->prod[v->prod_off[c] + fill[c]++] = k;
+        }
+        free(fill);
+    }
+    for (int32_t c = 0; c < nc; c++) {
+        int32_t have = v->prod_off[c + 1] - v->prod_off[c];
+        if (p->counters[c].signals != have)
+            return loom_fail(LOOM_ERR_VERIFY, "verify: counter '%s' says %d signals per step, "
+                             "%d tasks signal it", p->counters[c].name, p->counters[c].signals,
+                             have);
+    }
+    for (int32_t k = 0; k < p->n_tasks; k++) {
+        const loom_task *t = &p->tasks[k];
+        for (int32_t w = 0; w < t->n_waits; w++) {
+            int32_t c = t->waits[w].counter;
+            int32_t have = v->prod_off[c + 1] - v->prod_off[c];
+            if (t->waits[w].needed != have) {
+                describe_task(p, k, d, sizeof d);
+                return loom_fail(LOOM_ERR_VERIFY,
+                                 "verify: wrong threshold: %s waits for %d signals per step of "
+                                 "counter '%s', which gets %d per step", d,
+                                 t->waits[w].needed, p->counters[c].name, have);
+            }
+        }
+    }
+    return LOOM_OK;
+}
+
+/* ------------------------------------------------------------ simulation */
+
+static inline int32_t upos(const vstate *v, int32_t inst)
+{
+    int32_t task = inst % v->n_tasks, step = inst / v->n_tasks;
+    return step * v->sm_len[v->sm_of[task]] + v->pos_of[task] + 1;
+}
+
+static inline bool hb(const vstate *v, int32_t a, int32_t b)
+{
+    return v->vc[(size_t)b * v->n_sms + v->sm_of[a % v->n_tasks]] >= upos(v, a);
+}
+
+static void vc_join(int32_t *dst, const int32_t *src, int32_t n)
+{
+    for (int32_t s = 0; s < n; s++)
+        if (src[s] > dst[s])
+            dst[s] = src[s];
+}
+
+/* Join of the clocks of counter c's producers of step k; NULL (and *missing
+ * set) when one of them has not run yet. */
+static const int32_t *producers_join(vstate *v, int32_t c, int32_t k, int32_t *missing)
+{
+    size_t slot = (size_t)c * v->n_steps + k;
+    int32_t *j = v->join + slot * v->n_sms;
+
+    if (v->join_ok[slot])
+        return j;
+    for (int32_t i = v->prod_off[c]; i < v->prod_off[c + 1]; i++) {
+        int32_t inst = k * v->n_tasks + v->prod[i];
+        if (!v->done[inst]) {
+            *missing = inst;
+            return NULL;
+        }
+        vc_join(j, v->vc + (size_t)inst * v->n_sms, v->n_sms);
+    }
+    v->join_ok[slot] = 1;
+    return j;
+}
+
+/* Runs instance inst on SM s (its waits are satisfied): its vector clock. */
+static loom_status run_instance(vstate *v, int32_t s, int32_t cur, int32_t inst)
+{
+    const loom_task *t = &v->p->tasks[inst % v->n_tasks];
+    int32_t step = inst / v->n_tasks, len = v->sm_len[s];
+    int32_t *vc = v->vc + (size_t)inst * v->n_sms;
+    char d[160], e[160];
+
+    if (cur > 0) {
+        int32_t prev = (cur - 1) / len * v->n_tasks +
+                       v->p->sm_tasks[v->p->sm_offset[s] + (cur - 1) % len];
+        memcpy(vc, v->vc + (size_t)prev * v->n_sms, (size_t)v->n_sms * sizeof *vc);
+    }
+    vc[s] = upos(v, inst);
+    for (int32_t w = 0; w < t->n_waits; w++) {
+        int32_t k = step + t->waits[w].step_offset, missing = -1;
+        if (k < 0)
+            continue;
+        const int32_t *j = producers_join(v, t->waits[w].counter, k, &missing);
+        if (!j) {
+            describe(v, inst, d, sizeof d);
+            describe(v, missing, e, sizeof e);
+            return loom_fail(LOOM_ERR_VERIFY,
+                             "verify: counter '%s' reached the threshold of %s while its "
+                             "producer %s had not run: producers of consecutive steps are not "
+                             "ordered", v->p->counters[t->waits[w].counter].name, d, e);
+        }
+        vc_join(vc, j, v->n_sms);
+    }
+    v->done[inst] = 1;
+    return LOOM_OK;
+}
+
+/* First wait of inst not satisfied by the counters, or -1. */
+static int32_t blocking_wait(const vstate *v, const int64_t *cnt, int32_t inst)
+{
+    const loom_task *t = &v->p->tasks[inst % v->n_tasks];
+    int32_t step = inst / v->n_tasks;
+
+    for (int32_t w = 0; w < t->n_waits; w++) {
+        int64_t thr = (int64_t)t->waits[w].needed * (step + 1 + t->waits[w].step_offset);
+        if (cnt[t->waits[w].counter] < thr)
+            return w;
+    }
+    return -1;
+}
+
+static loom_status report_deadlock(const vstate *v, const int32_t *cur, const int64_t *cnt)
+{
+    for (int32_t s = 0; s < v->n_sms; s++) {
+        int32_t len = v->sm_len[s];
+        if (cur[s] >= v->n_steps * len)
+            continue;
+        int32_t step = cur[s] / len, task = v->p->sm_tasks[v->p->sm_offset[s] + cur[s] % len];
+        int32_t inst = step * v->n_tasks + task, w = blocking_wait(v, cnt, inst);
+        const loom_wait *wt = &v->p->tasks[task].waits[w < 0 ? 0 : w];
+        char d[160];
+        describe(v, inst, d, sizeof d);
+        return loom_fail(LOOM_ERR_VERIFY,
+                         "verify: deadlock: every SM is blocked; SM %d at %s waits on counter "
+                         "'%s' = %lld, needs %lld", s, d, v->p->counters[wt->counter].name,
+                         (long long)cnt[wt->counter],
+                         (long long)wt->needed * (step + 1 + wt->step_offset));
+    }
+    return loom_fail(LOOM_ERR_VERIFY, "verify: deadlock");
+}
+
+static loom_status simulate(vstate *v)
+{
+    int64_t *cnt = calloc((size_t)v->p->n_counters + 1, sizeof *cnt);
+    int32_t *cur = calloc((size_t)v->n_sms, sizeof *cur);
+    int64_t left = v->n_inst;
+    loom_status st = LOOM_OK;
+
+    if (!cnt || !cur) {
+        st = loom_fail(LOOM_ERR_OUT_OF_MEMORY, "verify: simulation");
+        goto out;
+    }
+    while (left > 0) {
+        bool progress = false;
+        for (int32_t s = 0; s < v->n_sms; s++) {
+            int32_t len = v->sm_len[s];
+            while (cur[s] < v->n_steps * len) {
+                int32_t task = v->p->sm_tasks[v->p->sm_offset[s] + cur[s] % len];
+                int32_t inst = cur[s] / len * v->n_tasks + task;
+                if (blocking_wait(v, cnt, inst) >= 0)
+                    break;
+                st = run_instance(v, s, cur[s], inst);
+                if (st != LOOM_OK)
+                    goto out;
+                if (v->p->tasks[task].signal >= 0)
+                    cnt[v->p->tasks[task].signal]++;
+                cur[s]++;
+                left--;
+                progress = true;
+            }
+        }
+        if (!progress) {
+            st = report_deadlock(v, cur, cnt);
+            goto out;
+        }
+    }
+out:
+    free(cnt);
+    free(cur);
+    return st;
+}
+
+/* Producers of each counter at step k+1 must happen after all of step k's:
+ * only then does "counter >= needed * (k + 1)" mean "step k's are done". */
+static loom_status check_step_order(vstate *v)
+{
+    int32_t *last = malloc((size_t)v->n_sms * sizeof *last);
+    char d[160], e[160];
+    loom_status st = LOOM_OK;
+
+    if (!last)
+        return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "verify: step order");
+    for (int32_t c = 0; c < v->p->n_counters && st == LOOM_OK; c++) {
+        for (int32_t k = 1; k < v->n_steps && st == LOOM_OK; k++) {
+            for (int32_t s = 0; s < v->n_sms; s++)
+                last[s] = -1;
+            for (int32_t i = v->prod_off[c]; i < v->prod_off[c + 1]; i++) {
+                int32_t q = (k - 1) * v->n_tasks + v->prod[i], s = v->sm_of[v->prod[i]];
+                if (last[s] < 0 || upos(v, q) > upos(v, last[s]))
+                    last[s] = q;
+            }
+            for (int32_t i = v->prod_off[c]; i < v->prod_off[c + 1] && st == LOOM_OK; i++) {
+                int32_t pi = k * v->n_tasks + v->prod[i];
+                for (int32_t s = 0; s < v->n_sms; s++) {
+                    if (last[s] < 0 || hb(v, last[s], pi))
+                        continue;
+                    describe(v, pi, d, sizeof d);
+                    describe(v, last[s], e, sizeof e);
+                    st = loom_fail(LOOM_ERR_VERIFY,
+                                   "verify: counter '%s': %s may signal before %s: producers "
+                                   "of consecutive steps are not ordered",
+                                   v->p->counters[c].name, d, e);
+                    break;
+                }
+            }
+        }
+    }
+    free(last);
+    return st;
+}
+
+/* ------------------------------------------------------------ regions */
+
+static void emit(vstate *v, int32_t tensor, int64_t lo, int64_t hi, bool write)
+{
+    if (tensor < 0 || hi <= lo)
+        return;
+    if (v->n_acc == v->cap_acc) {
+        int32_t cap = v->cap_acc ? 2 * v->cap_acc : 64;
+        access *a = realloc(v->acc, (size_t)cap * sizeof *a);
+        if (!a) {
+            v->oom = true;
+            return;
+        }
+        v->acc = a;
+        v->cap_acc = cap;
+    }
+    v->acc[v->n_acc++] = (access){tensor, lo, hi, write};
+}
+
+/* Columns [c0, c1) of every batch row of an activation tensor. */
+static void emit_cols(vstate *v, int32_t tensor, int64_t c0, int64_t c1, bool write)
+{
+    if (tensor < 0)
+        return;
+    int64_t cols = v->g->tensors[tensor].cols;
+    for (int64_t b = 0; b < v->g->params.max_batch; b++)
+        emit(v, tensor, b * cols + c0, b * cols + c1, write);
+}
+
+/* KV cache row of (sequence b, position pos) under the identity page table. */
+static int64_t kv_row(const loom_graph *g, int64_t b, int64_t pos)
+{
+    int64_t pps = (g->params.max_context + g->params.page_size - 1) / g->params.page_size;
+    return b * pps * g->params.page_size + pos;
+}
+
+static void emit_kv(vstate *v, int32_t tensor, int64_t pos0, int64_t pos1, int32_t grp,
+                    bool write)
+{
+    const loom_graph *g = v->g;
+    int64_t hd = g->cfg.head_dim, cols = g->tensors[tensor].cols;
+    int64_t pps = (g->params.max_context + g->params.page_size - 1) / g->params.page_size;
+
+    for (int64_t b = 0; b < g->params.max_batch; b++) {
+        emit(v, g->t_page_table, b * pps + pos0 / g->params.page_size,
+             b * pps + (pos1 - 1) / g->params.page_size + 1, false);
+        for (int64_t pos = pos0; pos < pos1; pos++) {
+            int64_t r = kv_row(g, b, pos);
+            emit(v, tensor, r * cols + grp * hd, r * cols + (grp + 1) * hd, write);
+        }
+    }
+}
+
+static void linear_regions(vstate *v, const loom_op *o, const loom_task *t, int32_t step)
+{
+    const loom_graph *g = v->g;
+    int64_t B = g->params.max_batch, rb = t->row_begin, re = t->row_end;
+
+    emit(v, o->x, 0, B * g->tensors[o->x].cols, false);
+    if (o->resid >= 0)
+        emit_cols(v, o->resid, rb, re, false);
+    switch (o->epi) {
+    case LOOM_EPI_SILU_MUL:
+        emit_cols(v, o->y, rb / 2, (re + 1) / 2, true);
+        break;
+    case LOOM_EPI_ARGMAX:
+        if (g->params.record_logits) {
+            int64_t cols = g->tensors[o->y].cols;
+            emit(v, o->y, step * cols + rb, step * cols + re, true);
+        } else {
+            emit_cols(v, o->y, rb, re, true);
+        }
+        emit_cols(v, o->aux, 2 * (int64_t)t->tile, 2 * (int64_t)t->tile + 2, true);
+        break;
+    default:
+        emit_cols(v, o->y, rb, re, true);
+    }
+}
+
+static void attention_regions(vstate *v, const loom_op *o, const loom_task *t, int32_t step)
+{
+    const loom_config *c = &v->g->cfg;
+    int64_t hd = c->head_dim, G = c->n_heads / c->n_kv_heads, S = o->split;
+    int64_t n = step + 1, chunk = (n + S - 1) / S;
+    int64_t p0 = t->split * chunk, p1 = p0 + chunk < n ? p0 + chunk : n;
+
+    emit_cols(v, o->x, t->group * G * hd, (t->group + 1) * G * hd, false);
+    if (p0 < p1) {
+        emit_kv(v, o->kcache, p0, p1, t->group, false);
+        emit_kv(v, o->vcache, p0, p1, t->group, false);
+    }
+    if (S == 1) {
+        emit_cols(v, o->y, t->group * G * hd, (t->group + 1) * G * hd, true);
+        return;
+    }
+    for (int64_t h = t->group * G; h < (t->group + 1) * G; h++)
+        emit_cols(v, o->aux, (h * S + t->split) * (hd + 2), (h * S + t->split + 1) * (hd + 2),
+                  true);
+}
+
+/* Element ranges task instance (task, step) reads and writes. */
+static void task_regions(vstate *v, int32_t task, int32_t step)
+{
+    const loom_graph *g = v->g;
+    const loom_task *t = &v->p->tasks[task];
+    const loom_op *o = &g->ops[t->op];
+    const loom_config *c = &g->cfg;
+    int64_t hd = c->head_dim, G = c->n_heads / c->n_kv_heads, tok_cols = g->params.max_context + 1;
+
+    v->n_acc = 0;
+    switch (o->kind) {
+    case LOOM_OP_EMBED:
+        emit_cols(v, o->x, step, step + 1, false);
+        emit_cols(v, o->y, t->row_begin, t->row_end, true);
+        break;
+    case LOOM_OP_LINEAR:
+        linear_regions(v, o, t, step);
+        break;
+    case LOOM_OP_ROPE_KV:
+        emit_cols(v, o->x, t->group * (G + 2) * hd, (t->group + 1) * (G + 2) * hd, false);
+        emit_cols(v, o->y, t->group * G * hd, (t->group + 1) * G * hd, true);
+        emit_kv(v, o->kcache, step, step + 1, t->group, true);
+        emit_kv(v, o->vcache, step, step + 1, t->group, true);
+        break;
+    case LOOM_OP_ATTENTION:
+        attention_regions(v, o, t, step);
+        break;
+    case LOOM_OP_ATTN_MERGE:
+        emit_cols(v, o->aux, t->group * G * o->split * (hd + 2),
+                  (t->group + 1) * G * o->split * (hd + 2), false);
+        emit_cols(v, o->y, t->group * G * hd, (t->group + 1) * G * hd, true);
+        break;
+    case LOOM_OP_ARGMAX:
+        emit_cols(v, o->x, 0, g->tensors[o->x].cols, false);
+        if (step + 1 < tok_cols)
+            emit_cols(v, o->y, step + 1, step + 2, true);
+        break;
+    default:
+        break;
+    }
+}
+
+static int32_t *clock_alloc(vstate *v)
+{
+    int32_t *c;
+
+    if (v->n_free > 0) {
+        c = v->free_clocks[--v->n_free];
+    } else {
+        c = malloc((size_t)v->n_sms * sizeof *c);
+        if (!c) {
+            v->oom = true;
+            return NULL;
+        }
+    }
+    for (int32_t s = 0; s < v->n_sms; s++)
+        c[s] = -1;
+    return c;
+}
+
+static void clock_release(vstate *v, int32_t *c)
+{
+    if (!c)
+        return;
+    if (v->n_free == v->cap_free) {
+        int32_t cap = v->cap_free ? 2 * v->cap_free : 256;
+        int32_t **a = realloc(v->free_clocks, (size_t)cap * sizeof *a);
+        if (!a) {
+            free(c);
+            return;
+        }
+        v->free_clocks = a;
+        v->cap_free = cap;
+    }
+    v->free_clocks[v->n_free++] = c;
+}
+
+/* Index of the segment holding element x. */
+static int32_t seg_find(const shadow *sh, int64_t x)
+{
+    int32_t lo = 0, hi = sh->n - 1;
+
+    while (lo < hi) {
+        int32_t mid = (lo + hi + 1) / 2;
+        if (sh->s[mid].lo <= x)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+/* Makes x a segment boundary. */
+static void seg_split(vstate *v, shadow *sh, int64_t x)
+{
+    int32_t i = seg_find(sh, x);
+    seg *a;
+
+    if (sh->s[i].lo == x || x >= sh->s[i].hi)
+        return;
+    if (sh->n == sh->cap) {
+        int32_t cap = 2 * sh->cap;
+        seg *n = realloc(sh->s, (size_t)cap * sizeof *n);
+        if (!n) {
+            v->oom = true;
+            return;
+        }
+        sh->s = n;
+        sh->cap = cap;
+    }
+    memmove(&sh->s[i + 2], &sh->s[i + 1], (size_t)(sh->n - i - 1) * sizeof *sh->s);
+    sh->n++;
+    a = &sh->s[i];
+    sh->s[i + 1] = *a;
+    sh->s[i + 1].lo = x;
+    a->hi = x;
+    if (a->readers) {
+        int32_t *c = clock_alloc(v);
+        if (c)
+            memcpy(c, a->readers, (size_t)v->n_sms * sizeof *c);
+        sh->s[i + 1].readers = c;
+    }
+}
+
+static shadow *shadow_of(vstate *v, int32_t tensor)
+{
+    shadow *sh = &v->sh[tensor];
+
+    if (!sh->s) {
+        sh->s = calloc(16, sizeof *sh->s);
+        if (!sh->s) {
+            v->oom = true;
+            return NULL;
+        }
+        sh->cap = 16;
+        sh->n = 1;
+        sh->s[0] = (seg){0, loom_gtensor_numel(&v->g->tensors[tensor]), -1, NULL};
+    }
+    return sh;
+}
+
+static loom_status read_error(vstate *v, int32_t inst, const access *a, const seg *sg)
+{
+    const loom_gtensor *t = &v->g->tensors[a->tensor];
+    char d[160], e[160];
+
+    describe(v, inst, d, sizeof d);
+    if (sg->writer < 0)
+        return loom_fail(LOOM_ERR_VERIFY,
+                         "verify: %s reads '%s' elements [%lld, %lld) that no task wrote "
+                         "before it", d, t->name, (long long)sg->lo, (long long)sg->hi);
+    describe(v, sg->writer, e, sizeof e);
+    return loom_fail(LOOM_ERR_VERIFY,
+                     "verify: missing dependency: %s reads '%s' elements [%lld, %lld) "
+                     "written by %s without waiting for it", d, t->name, (long long)sg->lo,
+                     (long long)sg->hi, e);
+}
+
+static loom_status write_error(vstate *v, int32_t inst, const access *a, const seg *sg,
+                               int32_t other, bool other_reads)
+{
+    const loom_gtensor *t = &v->g->tensors[a->tensor];
+    char d[160], e[160];
+
+    describe(v, inst, d, sizeof d);
+    describe(v, other, e, sizeof e);
+    if (other_reads)
+        return loom_fail(LOOM_ERR_VERIFY,
+                         "verify: write-after-read race: %s may write '%s' elements "
+                         "[%lld, %lld) before %s has read them", d, t->name,
+                         (long long)sg->lo, (long long)sg->hi, e);
+    return loom_fail(LOOM_ERR_VERIFY,
+                     "verify: overlapping writes: %s and %s both write '%s' elements "
+                     "[%lld, %lld) and are not ordered", e, d, t->name, (long long)sg->lo,
+                     (long long)sg->hi);
+}
+
+/* One access of instance inst: checks it against the segments' history and
+ * records it. */
+static loom_status apply(vstate *v, int32_t inst, const access *a)
+{
+    const loom_gtensor *t = &v->g->tensors[a->tensor];
+    int32_t sm = v->sm_of[inst % v->n_tasks];
+    shadow *sh;
+    char d[160];
+
+    if (a->lo < 0 || a->hi > loom_gtensor_numel(t)) {
+        describe(v, inst, d, sizeof d);
+        return loom_fail(LOOM_ERR_VERIFY, "verify: %s %s '%s' elements [%lld, %lld) outside "
+                         "its %lld elements", d, a->write ? "writes" : "reads", t->name,
+                         (long long)a->lo, (long long)a->hi, (long long)loom_gtensor_numel(t));
+    }
+    if (t->role == LOOM_ROLE_WEIGHT && !a->write)
+        return LOOM_OK;
+    if (t->role == LOOM_ROLE_WEIGHT) {
+        describe(v, inst, d, sizeof d);
+        return loom_fail(LOOM_ERR_VERIFY, "verify: %s writes weight '%s'", d, t->name);
+    }
+    sh = shadow_of(v, a->tensor);
+    if (sh)
+        seg_split(v, sh, a->lo);
+    if (sh)
+        seg_split(v, sh, a->hi);
+    if (!sh || v->oom)
+        return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "verify: shadow of '%s'", t->name);
+    for (int32_t i = seg_find(sh, a->lo); i < sh->n && sh->s[i].lo < a->hi; i++) {
+        seg *sg = &sh->s[i];
+        if (!a->write) {
+            if (sg->writer < 0 ? t->role != LOOM_ROLE_META : !hb(v, sg->writer, inst))
+                return read_error(v, inst, a, sg);
+            if (!sg->readers && !(sg->readers = clock_alloc(v)))
+                return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "verify: reader clocks");
+            sg->readers[sm] = inst;
+            continue;
+        }
+        if (sg->writer >= 0 && sg->writer != inst && !hb(v, sg->writer, inst))
+            return write_error(v, inst, a, sg, sg->writer, false);
+        for (int32_t s = 0; sg->readers && s < v->n_sms; s++) {
+            int32_t r = sg->readers[s];
+            if (r >= 0 && r != inst && !hb(v, r, inst))
+                return write_error(v, inst, a, sg, r, true);
+        }
+        clock_release(v, sg->readers);
+        sg->readers = NULL;
+        sg->writer = inst;
+    }
+    return LOOM_OK;
+}
+
+static loom_status check_regions(vstate *v)
+{
+    for (int32_t step = 0; step < v->n_steps; step++) {
+        for (int32_t k = 0; k < v->n_tasks; k++) {
+            int32_t inst = step * v->n_tasks + k;
+            task_regions(v, k, step);
+            if (v->oom)
+                return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "verify: regions");
+            /* a task reads its inputs, then writes its outputs */
+            for (int pass = 0; pass < 2; pass++) {
+                for (int32_t i = 0; i < v->n_acc; i++) {
+                    if (v->acc[i].write != (pass == 1))
+                        continue;
+                    loom_status st = apply(v, inst, &v->acc[i]);
+                    if (st != LOOM_OK)
+                        return st;
+                }
+            }
+        }
+    }
+    return LOOM_OK;
+}
+
+/* ------------------------------------------------------------ driver */
+
+static void vstate_free(vstate *v)
+{
+    free(v->sm_of);
+    free(v->pos_of);
+    free(v->sm_len);
+    free(v->vc);
+    free(v->done);
+    free(v->prod_off);
+    free(v->prod);
+    free(v->join);
+    free(v->join_ok);
+    if (v->sh) {
+        for (int32_t t = 0; t < v->g->n_tensors; t++) {
+            for (int32_t i = 0; i < v->sh[t].n; i++)
+                free(v->sh[t].s[i].readers);
+            free(v->sh[t].s);
+        }
+    }
+    free(v->sh);
+    for (int32_t i = 0; i < v->n_free; i++)
+        free(v->free_clocks[i]);
+    free(v->free_clocks);
+    free(v->acc);
+}
+
+static loom_status vstate_init(vstate *v, const loom_program *p)
+{
+    int32_t nt = p->n_tasks ? p->n_tasks : 1, nc = p->n_counters;
+
+    memset(v, 0, sizeof *v);
+    v->p = p;
+    v->g = p->graph;
+    v->n_tasks = p->n_tasks;
+    v->n_sms = p->n_sms;
+    v->n_steps = p->graph->params.max_context < VERIFY_STEPS ? p->graph->params.max_context
+                                                             : VERIFY_STEPS;
+    v->n_inst = v->n_steps * p->n_tasks;
+    if ((uint64_t)v->n_inst * (uint64_t)p->n_sms > (1ull << 29))
+        return loom_fail(LOOM_ERR_LIMIT, "verify: %d tasks x %d steps x %d SMs: too large to "
+                         "verify (vector clocks over 2 GB)", p->n_tasks, v->n_steps, p->n_sms);
+    v->sm_of = malloc((size_t)nt * sizeof *v->sm_of);
+    v->pos_of = malloc((size_t)nt * sizeof *v->pos_of);
+    v->sm_len = calloc((size_t)p->n_sms, sizeof *v->sm_len);
+    v->vc = calloc((size_t)(v->n_inst ? v->n_inst : 1) * p->n_sms, sizeof *v->vc);
+    v->done = calloc((size_t)(v->n_inst ? v->n_inst : 1), 1);
+    v->prod_off = calloc((size_t)nc + 1, sizeof *v->prod_off);
+    v->prod = malloc((size_t)nt * sizeof *v->prod);
+    v->join = calloc((size_t)(nc ? nc : 1) * v->n_steps * p->n_sms, sizeof *v->join);
+    v->join_ok = calloc((size_t)(nc ? nc : 1) * v->n_steps, 1);
+    v->sh = calloc((size_t)p->graph->n_tensors, sizeof *v->sh);
+    if (!v->sm_of || !v->pos_of || !v->sm_len || !v->vc || !v->done || !v->prod_off ||
+        !v->prod || !v->join || !v->join_ok || !v->sh)
+        return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "verify: %d tasks x %d SMs x %d steps",
+                         p->n_tasks, p->n_sms, v->n_steps);
+    return LOOM_OK;
+}
+
+loom_status loom_verify(const loom_program *p)
+{
+    vstate v;
+    loom_status st;
+
+    if (!p || !p->graph || !p->tasks || p->n_sms < 1 || p->n_tasks < 1)
+        return loom_fail(LOOM_ERR_INVALID_ARGUMENT, "verify: empty program");
+    st = vstate_init(&v, p);
+    if (st == LOOM_OK)
+        st = check_lists(&v);
+    if (st == LOOM_OK)
+        st = check_counters(&v);
+    if (st == LOOM_OK)
+        st = simulate(&v);
+    if (st == LOOM_OK)
+        st = check_step_order(&v);
+    if (st == LOOM_OK)
+        st = check_regions(&v);
+    vstate_free(&v);
+    return st;
+}

@@ -1,0 +1,466 @@
+/* gpu_test_cuda.c - the CUDA backend against the CPU backend (GPU only;
+ * exits 77 "skipped: no CUDA GPU (reason)" without one).
+ *
+ * (a) op by op: one program per preset (qwen3-tiny, qwen2-tiny, llama-tiny,
+ *     qwen3-0.6b), the same random prompt run teacher-forced on both
+ *     backends, then EVERY activation and KV tensor read back and compared:
+ *     fp32 activations by normalised MSE <= 1e-5, bf16 KV element by element
+ *     within 2 bf16 ulps; any NaN fails; the first tensor that differs is
+ *     named. Sentinel mode is on (LOOM_CUDA_SENTINELS=1). The checker is
+ *     checked once with a planted error.
+ * (b) whole model: greedy tokens and per-step logits (rel L2 <= 1e-2) over
+ *     40 steps, up to the first step where the two backends pick different
+ *     tokens out of a near tie (which must be one).
+ * (c) a wait that can never be met (threshold mutated, skip_verify,
+ *     wait_timeout_ms 300) ends in LOOM_ERR_TIMEOUT naming the counter.
+ * (d) on_token returning false and an EOS id stop generation early.
+ * (e) bad requests are refused with LOOM_ERR_LIMIT. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "harness.h"
+#include "model/model.h"
+
+#define CTX 96
+#define PAGE 16
+#define OP_PROMPT 21           /* (a): teacher-forced steps                 */
+#define W_PROMPT 6             /* (b)                                        */
+#define W_STEPS 40
+#define ACT_NMSE 1e-5
+#define LOGIT_REL 1e-2
+
+static int32_t g_sms;
+
+/* ------------------------------------------------------------------ setup */
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void random_tokens(uint64_t seed, int32_t vocab, int32_t *tok, int n)
+{
+    for (int i = 0; i < n; i++)
+        tok[i] = (int32_t)(rng_next(&seed) % (uint64_t)vocab);
+}
+
+static loom_model *open_preset(const char *name, uint64_t seed)
+{
+    loom_model_params mp = loom_model_default_params();
+    loom_model *m = NULL;
+    mp.seed = seed;
+    CHECK_OK(loom_model_from_preset(name, mp, &m));
+    return m;
+}
+
+static loom_program *compile(const loom_model *m, bool skip_verify)
+{
+    loom_compile_params cp = loom_compile_default_params(g_sms);
+    loom_program *p = NULL;
+    cp.graph.max_context = CTX;
+    cp.graph.page_size = PAGE;
+    cp.graph.record_logits = true;
+    cp.skip_verify = skip_verify;
+    CHECK_OK(loom_compile(m, cp, &p));
+    return p;
+}
+
+static void *create(const loom_backend_vtable *be, const loom_program *p, uint32_t timeout_ms)
+{
+    loom_engine_params ep = loom_engine_default_params();
+    void *st = NULL;
+    ep.wait_timeout_ms = timeout_ms;
+    ep.verbose = be == &loom_cuda_backend;
+    CHECK_OK(be->create(p, &ep, &st));
+    return st;
+}
+
+static loom_run_request request(const int32_t *prompt, int32_t n_prompt, int32_t n_steps,
+                                int32_t *out, float *logits)
+{
+    loom_run_request r;
+    memset(&r, 0, sizeof r);
+    r.prompt = prompt;
+    r.n_prompt = n_prompt;
+    r.n_steps = n_steps;
+    r.out_tokens = out;
+    r.logits_out = logits;
+    return r;
+}
+
+/* ------------------------------------------------------------------ compare */
+
+static float bf16f(uint16_t h)
+{
+    return loom_bf16_to_f32(h);
+}
+
+/* Normalised MSE of fp32 a (device) against b (reference); NaN -> INFINITY. */
+static double nmse_f32(const float *a, const float *b, int64_t n)
+{
+    double num = 0.0, den = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        if (a[i] != a[i] || b[i] != b[i])
+            return INFINITY;
+        if (a[i] == b[i]) {   /* also equal infinities (empty chunks: m = -inf) */
+            if (isfinite(b[i]))
+                den += (double)b[i] * b[i];
+            continue;
+        }
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    return den > 0.0 ? num / den : num;
+}
+
+/* Index of the first bf16 element beyond 2 ulps (relative 2^-7) of the
+ * reference, or -1. NaN always differs. */
+static int64_t first_bf16_diff(const uint16_t *a, const uint16_t *b, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float x = bf16f(a[i]), y = bf16f(b[i]);
+        float tol = ldexpf(fmaxf(fabsf(x), fabsf(y)), -7) + 1e-6f;
+        if (x != x || y != y || fabsf(x - y) > tol)
+            return i;
+    }
+    return -1;
+}
+
+/* Compares every ACT and KV tensor of the two states; returns the id of the
+ * first that differs (-1: none) and describes it in why. plant: perturb
+ * the device copy of tensor `plant` first (checking the checker). */
+static int32_t compare_states(const loom_program *p, void *gpu, void *cpu, int32_t plant,
+                              char *why, size_t why_len)
+{
+    const loom_graph *g = p->graph;
+    int32_t bad = -1;
+
+    for (int32_t i = 0; i < g->n_tensors && bad < 0; i++) {
+        const loom_gtensor *t = &g->tensors[i];
+        int64_t n = loom_gtensor_numel(t);
+        size_t bytes = (size_t)n * loom_dtype_size(t->dtype);
+        if (t->role != LOOM_ROLE_ACT && t->role != LOOM_ROLE_KV)
+            continue;
+        void *a = malloc(bytes ? bytes : 1), *b = malloc(bytes ? bytes : 1);
+        CHECK(a && b, "out of memory for tensor '%s'", t->name);
+        if (!a || !b) {
+            free(a);
+            free(b);
+            return i;
+        }
+        CHECK_OK(loom_cuda_backend.read_tensor(gpu, i, a));
+        CHECK_OK(loom_cpu_backend.read_tensor(cpu, i, b));
+        if (i == plant && n > 0) {
+            if (t->dtype == LOOM_DTYPE_F32)
+                ((float *)a)[n / 2] += 0.5f + 2.0f * fabsf(((float *)a)[n / 2]);
+            else
+                ((uint16_t *)a)[n / 2] ^= 0x0400;   /* an exponent bit */
+        }
+        if (t->dtype == LOOM_DTYPE_F32) {
+            double e = nmse_f32(a, b, n);
+            if (!(e <= ACT_NMSE)) {
+                bad = i;
+                snprintf(why, why_len, "tensor '%s': normalised MSE %.3g > %.1g", t->name, e,
+                         ACT_NMSE);
+            }
+        } else if (t->dtype == LOOM_DTYPE_BF16) {
+            int64_t k = first_bf16_diff(a, b, n);
+            if (k >= 0) {
+                bad = i;
+                snprintf(why, why_len, "tensor '%s': element %lld (position %lld) %g vs %g",
+                         t->name, (long long)k, (long long)(k / t->cols),
+                         (double)bf16f(((uint16_t *)a)[k]), (double)bf16f(((uint16_t *)b)[k]));
+            }
+        }
+        free(a);
+        free(b);
+    }
+    return bad;
+}
+
+/* ------------------------------------------------------------------ (a) */
+
+static void op_by_op(const char *preset)
+{
+    uint64_t seed = loom_test_seed() ^ loom_fnv1a(preset);
+    loom_model *m = open_preset(preset, seed);
+    loom_program *p = m ? compile(m, false) : NULL;
+    void *gpu = NULL, *cpu = NULL;
+    int32_t prompt[OP_PROMPT], out[4];
+    loom_run_result rg, rc;
+    char why[256] = "";
+
+    if (!p)
+        goto out;
+    random_tokens(seed, p->graph->cfg.vocab_size, prompt, OP_PROMPT);
+    gpu = create(&loom_cuda_backend, p, 0);
+    cpu = create(&loom_cpu_backend, p, 0);
+    if (!gpu || !cpu)
+        goto out;
+    /* Teacher-forced: every step's input is the prompt, so every tensor is
+     * a function of the prompt alone (no argmax near-tie can diverge). */
+    loom_run_request req = request(prompt, OP_PROMPT, OP_PROMPT, out, NULL);
+    CHECK_OK(loom_cuda_backend.run(gpu, &req, &rg));
+    CHECK_OK(loom_cpu_backend.run(cpu, &req, &rc));
+    CHECK(rg.n_steps_run == OP_PROMPT, "%s: %d steps run", preset, rg.n_steps_run);
+
+    int32_t bad = compare_states(p, gpu, cpu, -1, why, sizeof why);
+    CHECK(bad < 0, "%s: first tensor that differs: %s", preset, why);
+    printf("  %s: %d tensors agree after %d steps (%.2f ms/step on the GPU)\n", preset,
+           p->graph->n_tensors, OP_PROMPT, rg.ms_per_step);
+
+    /* The checker, once, with a planted error in an activation and a KV cache. */
+    for (int32_t i = 0; i < p->graph->n_tensors && bad < 0; i++) {
+        const loom_gtensor *t = &p->graph->tensors[i];
+        if (strstr(t->name, "layers.0.mid") || strstr(t->name, "layers.0.k_cache")) {
+            int32_t got = compare_states(p, gpu, cpu, i, why, sizeof why);
+            CHECK(got == i, "%s: planted error in '%s' not caught (got %d)", preset, t->name,
+                  got);
+        }
+    }
+out:
+    if (gpu)
+        loom_cuda_backend.destroy(gpu);
+    if (cpu)
+        loom_cpu_backend.destroy(cpu);
+    loom_program_free(p);
+    loom_model_free(m);
+}
+
+static void test_op_by_op(void)
+{
+    static const char *const presets[] = {"qwen3-tiny", "qwen2-tiny", "llama-tiny",
+                                          "qwen3-0.6b"};
+    setenv("LOOM_CUDA_SENTINELS", "1", 1);
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
+        op_by_op(presets[i]);
+    unsetenv("LOOM_CUDA_SENTINELS");
+}
+
+/* ------------------------------------------------------------------ (b) */
+
+static double rel_l2(const float *a, const float *b, int64_t n)
+{
+    double num = 0.0, den = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        if (a[i] != a[i] || b[i] != b[i])
+            return INFINITY;
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    return sqrt(num / (den > 0.0 ? den : 1.0));
+}
+
+static void whole_model(const char *preset)
+{
+    uint64_t seed = loom_test_seed() ^ loom_fnv1a(preset) ^ 1;
+    loom_model *m = open_preset(preset, seed);
+    loom_program *p = m ? compile(m, false) : NULL;
+    void *gpu = NULL, *cpu = NULL;
+    int32_t prompt[W_PROMPT], tg[W_STEPS + 1], tc[W_STEPS + 1];
+    float *lg = NULL, *lc = NULL;
+    loom_run_result rg, rc;
+    int64_t V;
+
+    if (!p)
+        goto out;
+    V = p->graph->cfg.vocab_size;
+    random_tokens(seed, (int32_t)V, prompt, W_PROMPT);
+    lg = calloc((size_t)(W_STEPS * V), sizeof *lg);
+    lc = calloc((size_t)(W_STEPS * V), sizeof *lc);
+    gpu = create(&loom_cuda_backend, p, 0);
+    cpu = create(&loom_cpu_backend, p, 0);
+    if (!gpu || !cpu || !lg || !lc)
+        goto out;
+    loom_run_request qg = request(prompt, W_PROMPT, W_STEPS, tg, lg);
+    loom_run_request qc = request(prompt, W_PROMPT, W_STEPS, tc, lc);
+    CHECK_OK(loom_cuda_backend.run(gpu, &qg, &rg));
+    CHECK_OK(loom_cpu_backend.run(cpu, &qc, &rc));
+    CHECK(rg.n_steps_run == W_STEPS && rg.n_generated == W_STEPS - W_PROMPT + 1,
+          "%s: %d steps, %d tokens", preset, rg.n_steps_run, rg.n_generated);
+    int32_t k;
+    for (k = 0; k < W_STEPS; k++) {
+        double e = rel_l2(lg + k * V, lc + k * V, V);
+        CHECK(e <= LOGIT_REL, "%s: step %d logits rel L2 %.3g", preset, k, e);
+        int32_t gi = k + 1 - W_PROMPT;
+        if (gi < 0 || tg[gi] == tc[gi])
+            continue;
+        /* Different tokens: must be a near tie in the reference logits. */
+        float a = lc[k * V + tg[gi]], b = lc[k * V + tc[gi]];
+        CHECK(fabsf(a - b) <= 1e-3f * (fabsf(b) + 1e-3f) + 1e-4f,
+              "%s: step %d: token %d (GPU) vs %d (CPU), CPU logits %g vs %g", preset, k,
+              tg[gi], tc[gi], (double)a, (double)b);
+        break;
+    }
+    printf("  %s: %d steps agree%s; GPU %.3f ms/step, total %.1f ms\n", preset, k,
+           k < W_STEPS ? " (then a near tie)" : "", rg.ms_per_step, rg.total_ms);
+out:
+    if (gpu)
+        loom_cuda_backend.destroy(gpu);
+    if (cpu)
+        loom_cpu_backend.destroy(cpu);
+    free(lg);
+    free(lc);
+    loom_program_free(p);
+    loom_model_free(m);
+}
+
+static void test_whole_model(void)
+{
+    whole_model("qwen3-tiny");
+    whole_model("llama-tiny");
+    whole_model("qwen3-0.6b");
+}
+
+/* ------------------------------------------------------------------ (c) */
+
+static void test_timeout(void)
+{
+    loom_model *m = open_preset("qwen3-tiny", loom_test_seed());
+    loom_program *p = m ? compile(m, true) : NULL;
+    void *gpu = NULL;
+    int32_t prompt[3] = {1, 2, 3}, out[8], victim = -1;
+    loom_run_result r;
+    char want[64], want2[64], want3[64];
+
+    if (!p)
+        goto out;
+    /* The first task of the lm_head with a wait: its threshold can never be met. */
+    for (int32_t i = 0; i < p->n_tasks && victim < 0; i++)
+        if (p->tasks[i].op == p->graph->op_lm_head && p->tasks[i].n_waits > 0)
+            victim = i;
+    CHECK(victim >= 0, "no lm_head task with a wait");
+    if (victim < 0)
+        goto out;
+    p->tasks[victim].waits[0].needed += 1000;
+    /* The first wait to time out is the victim's, or one downstream of it
+     * (its own signal, or the argmax's) that started waiting earlier. */
+    snprintf(want, sizeof want, "'%s'", p->counters[p->tasks[victim].waits[0].counter].name);
+    snprintf(want2, sizeof want2, "'%s'", p->tasks[victim].signal >= 0
+             ? p->counters[p->tasks[victim].signal].name : "?");
+    snprintf(want3, sizeof want3, "'%s'", p->tasks[p->n_tasks - 1].signal >= 0
+             ? p->counters[p->tasks[p->n_tasks - 1].signal].name : "?");
+    gpu = create(&loom_cuda_backend, p, 300);
+    if (!gpu)
+        goto out;
+    loom_run_request req = request(prompt, 3, 6, out, NULL);
+    loom_status st = loom_cuda_backend.run(gpu, &req, &r);
+    CHECK(st == LOOM_ERR_TIMEOUT, "run -> %s: %s", loom_status_string(st), loom_last_error());
+    CHECK(strstr(loom_last_error(), want) || strstr(loom_last_error(), want2) ||
+              strstr(loom_last_error(), want3),
+          "message '%s' names none of the counters %s %s %s", loom_last_error(), want, want2,
+          want3);
+    printf("  %s\n", loom_last_error());
+out:
+    if (gpu)
+        loom_cuda_backend.destroy(gpu);
+    loom_program_free(p);
+    loom_model_free(m);
+}
+
+/* ------------------------------------------------------------------ (d), (e) */
+
+typedef struct stopper {
+    int32_t seen, stop_after;
+    int32_t last_index;
+    bool    in_order;
+} stopper;
+
+static bool on_token(void *user, int32_t token, int32_t index)
+{
+    stopper *s = user;
+    (void)token;
+    if (index != s->last_index + 1)
+        s->in_order = false;
+    s->last_index = index;
+    s->seen++;
+    return s->seen < s->stop_after;
+}
+
+static void test_stop_and_limits(void)
+{
+    loom_model *m = open_preset("qwen3-tiny", loom_test_seed());
+    loom_program *p = m ? compile(m, false) : NULL;
+    void *gpu = NULL;
+    int32_t prompt[4], out[CTX + 1], full[CTX + 1];
+    loom_run_result r;
+
+    if (!p)
+        goto out;
+    random_tokens(loom_test_seed(), p->graph->cfg.vocab_size, prompt, 4);
+    gpu = create(&loom_cuda_backend, p, 0);
+    if (!gpu)
+        goto out;
+
+    /* on_token returning false at the 3rd token. */
+    stopper s = {0, 3, -1, true};
+    loom_run_request req = request(prompt, 4, 40, out, NULL);
+    req.on_token = on_token;
+    req.user = &s;
+    CHECK_OK(loom_cuda_backend.run(gpu, &req, &r));
+    CHECK(r.n_generated == 3 && s.seen == 3 && s.in_order, "on_token stop: %d generated, %d seen",
+          r.n_generated, s.seen);
+    /* The kernel may run a few steps more before it sees the host's flag
+     * (a tiny model's step takes microseconds); the tokens after it are
+     * not delivered. */
+    printf("  on_token stop after 3 tokens: %d of 40 steps ran\n", r.n_steps_run);
+
+    /* EOS: the 5th token of a full run, as the EOS id, stops there. */
+    req = request(prompt, 4, 30, full, NULL);
+    CHECK_OK(loom_cuda_backend.run(gpu, &req, &r));
+    int32_t eos_at = 4;
+    for (int32_t i = 0; i < eos_at; i++)
+        if (full[i] == full[eos_at])
+            eos_at = i;   /* an earlier occurrence stops first */
+    req = request(prompt, 4, 30, out, NULL);
+    req.eos[0] = full[eos_at];
+    req.n_eos = 1;
+    CHECK_OK(loom_cuda_backend.run(gpu, &req, &r));
+    CHECK(r.n_generated == eos_at + 1 && out[eos_at] == full[eos_at],
+          "eos stop: %d generated, want %d", r.n_generated, eos_at + 1);
+    CHECK(r.n_steps_run == 4 + eos_at, "eos stop: %d steps run, want %d", r.n_steps_run,
+          4 + eos_at);
+
+    /* Bad requests. */
+    int32_t bad[2] = {1, p->graph->cfg.vocab_size};
+    req = request(bad, 2, 4, out, NULL);
+    CHECK(loom_cuda_backend.run(gpu, &req, &r) == LOOM_ERR_LIMIT &&
+              strstr(loom_last_error(), "index 1"), "bad token: %s", loom_last_error());
+    req = request(prompt, 4, CTX + 1, out, NULL);
+    CHECK(loom_cuda_backend.run(gpu, &req, &r) == LOOM_ERR_LIMIT, "n_steps > context: %s",
+          loom_last_error());
+    /* Still usable afterwards. */
+    req = request(prompt, 4, 8, out, NULL);
+    CHECK_OK(loom_cuda_backend.run(gpu, &req, &r));
+    CHECK(r.n_generated == 5 && out[0] == full[0], "rerun: %d tokens, first %d vs %d",
+          r.n_generated, out[0], full[0]);
+out:
+    if (gpu)
+        loom_cuda_backend.destroy(gpu);
+    loom_program_free(p);
+    loom_model_free(m);
+}
+
+int main(void)
+{
+    static const loom_test_case cases[] = {
+        TEST(test_op_by_op), TEST(test_whole_model), TEST(test_timeout),
+        TEST(test_stop_and_limits),
+    };
+    char name[256] = "";
+
+    if (loom_cuda_device_sms(&g_sms, name, sizeof name) != LOOM_OK) {
+        printf("skipped: no CUDA GPU (%s)\n", loom_last_error());
+        return 77;
+    }
+    printf("device: %s, %d SMs\n", name, g_sms);
+    return loom_test_run(__FILE__, cases, (int)(sizeof cases / sizeof cases[0]));
+}
