@@ -238,7 +238,7 @@ static bool print_token(void *user, int32_t token, int32_t index)
     stream_state *s = user;
     s->count = index + 1;
     if (s->print) {
-        printf("%s%d", index ? " " : "", token);
+        printf(" %d", token);
         fflush(stdout);
     }
     return true;
@@ -268,6 +268,8 @@ static int generate_and_print(const options *o, loom_model *m, loom_engine_param
         loom_engine_free(e);
         return fail(LOOM_ERR_OUT_OF_MEMORY, "allocating the output");
     }
+    printf("generated:");
+    fflush(stdout);
     st = loom_generate(e, prompt, n_prompt, gp, out, &n_out, &stats);
     putchar('\n');
     if (st != LOOM_OK) {
@@ -318,8 +320,7 @@ static int cmd_run(const options *o)
     printf("prompt:");
     for (int32_t i = 0; i < n_prompt; i++)
         printf(" %d", prompt[i]);
-    printf("\ngenerated: ");
-    fflush(stdout);
+    putchar('\n');
     int rc = generate_and_print(&oo, m, engine_params(&oo), prompt, n_prompt, max_new);
     free(prompt);
     loom_model_free(m);
