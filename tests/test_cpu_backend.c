@@ -431,7 +431,9 @@ static void test_timeout(void)
     w->needed += 1;
     const char *counter = p->counters[w->counter].name;
 
-    ep.n_threads = 2;
+    /* One thread for 3 SMs: no other thread can be descheduled long enough
+     * to time out first, so the planted wait is the one reported. */
+    ep.n_threads = 1;
     ep.wait_timeout_ms = 200;
     CHECK_OK(loom_cpu_backend.create(p, &ep, &st));
     if (!st)

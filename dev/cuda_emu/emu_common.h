@@ -14,7 +14,8 @@
 static loom_program *emu_program(const char *preset, uint64_t seed, loom_model **model)
 {
     loom_model_params mp = loom_model_default_params();
-    loom_compile_params cp = loom_compile_default_params(EMU_SMS);
+    const char *sms = getenv("EMU_SMS");   /* workers: tiles per op, attention splits */
+    loom_compile_params cp = loom_compile_default_params(sms ? atoi(sms) : EMU_SMS);
     loom_program *p = NULL;
 
     mp.seed = seed;

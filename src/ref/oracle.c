@@ -71,7 +71,8 @@ struct loom_oracle {
 static loom_status check_shape(const loom_tensor *t, int64_t rows, int64_t cols)
 {
     if (!loom_tensor_present(t))
-        return loom_fail(LOOM_ERR_FORMAT, "oracle: tensor '%s' is missing", t->name);
+        return loom_fail(LOOM_ERR_FORMAT, "oracle: tensor '%s' of shape [%lld, %lld] is missing",
+                         t->name[0] ? t->name : "(unnamed)", (long long)rows, (long long)cols);
     int32_t ndim = cols ? 2 : 1;
     if (t->ndim != ndim || t->shape[0] != rows || (cols && t->shape[1] != cols))
         return loom_fail(LOOM_ERR_FORMAT,

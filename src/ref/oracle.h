@@ -44,7 +44,7 @@ int32_t loom_oracle_n_past(const loom_oracle *o);
 void loom_oracle_free(loom_oracle *o);   /* NULL is fine */
 
 /* Index of the largest of x[0..n); ties go to the lowest index. NaN is never
- * the largest. n >= 1. */
+ * the largest (unless all are NaN: 0). Returns 0 for n <= 1. */
 int32_t loom_argmax(const float *x, int32_t n);
 
 /* RoPE inverse frequencies, head_dim / 2 of them: inv_freq[i] =

@@ -84,6 +84,8 @@ typedef struct vsm {
     int32_t step, idx;          /* next task: list[idx] at step              */
     bool    done;
     double  blocked_since_ms;   /* < 0: not blocked                          */
+    int32_t blocked_task;       /* the task and the wait it is blocked on    */
+    int32_t blocked_wait;
 } vsm;
 
 typedef struct worker {
@@ -275,8 +277,7 @@ fail:
 /* ------------------------------------------------------------------ workers */
 
 /* The first wait of task t at step that is not yet satisfied, or -1. */
-static int32_t first_unmet_wait(const cpu_state *s, const loom_task *t, int32_t step,
-                                unsigned *value, unsigned *need)
+static int32_t first_unmet_wait(const cpu_state *s, const loom_task *t, int32_t step)
 {
     for (int32_t i = 0; i < t->n_waits; i++) {
         const loom_wait *w = &t->waits[i];
@@ -284,11 +285,8 @@ static int32_t first_unmet_wait(const cpu_state *s, const loom_task *t, int32_t 
         if (n <= 0)
             continue;
         unsigned v = atomic_load_explicit(&s->counters[w->counter], memory_order_acquire);
-        if ((long long)v < n) {
-            *value = v;
-            *need = (unsigned)n;
+        if ((long long)v < n)
             return i;
-        }
     }
     return -1;
 }
@@ -312,17 +310,31 @@ static void run_fail(run_ctx *ctx, loom_status st, const char *fmt, ...)
     atomic_store(&ctx->abort, true);
 }
 
-static void report_timeout(worker *wk, vsm *v, int32_t task, int32_t wi, unsigned value,
-                           unsigned need)
+/* The SM of this thread blocked longest, if it has waited past the limit,
+ * ends the run: the root cause of a stall is the first wait that stopped. */
+static void check_timeout(worker *wk)
 {
     const cpu_state *s = wk->ctx->s;
-    const loom_wait *w = &s->prog->tasks[task].waits[wi];
+    vsm *v = NULL;
+
+    for (int32_t i = 0; i < wk->n_sms; i++) {
+        vsm *c = &wk->sms[i];
+        if (!c->done && c->blocked_since_ms >= 0 &&
+            (!v || c->blocked_since_ms < v->blocked_since_ms))
+            v = c;
+    }
+    if (!v || ms_since(&wk->ctx->t0) - v->blocked_since_ms <= (double)s->timeout_ms)
+        return;
+
+    const loom_wait *w = &s->prog->tasks[v->blocked_task].waits[v->blocked_wait];
+    unsigned value = atomic_load_explicit(&s->counters[w->counter], memory_order_acquire);
+    long long need = (long long)w->needed * (v->step + 1 + w->step_offset);
     char name[64];
 
-    loom_task_name(s->prog, task, name, sizeof name);
+    loom_task_name(s->prog, v->blocked_task, name, sizeof name);
     run_fail(wk->ctx, LOOM_ERR_TIMEOUT,
-             "cpu backend: SM %d (thread %d) waited %u ms at step %d before task %s: "
-             "counter '%s' (#%d) = %u, needs %u (%d signals per step, step offset %d)",
+             "cpu backend: SM %d (thread %d) waited over %u ms at step %d before task %s: "
+             "counter '%s' (#%d) = %u, needs %lld (%d signals per step, step offset %d)",
              v->sm, wk->id, s->timeout_ms, v->step, name, s->prog->counters[w->counter].name,
              w->counter, value, need, w->needed, w->step_offset);
 }
@@ -374,7 +386,6 @@ static bool try_sm(worker *wk, vsm *v)
     const cpu_state *s = ctx->s;
     const loom_program *p = s->prog;
     int32_t len = p->sm_offset[v->sm + 1] - p->sm_offset[v->sm];
-    unsigned value = 0, need = 0;
 
     if (v->done)
         return false;
@@ -383,13 +394,12 @@ static bool try_sm(worker *wk, vsm *v)
         return false;
     }
     int32_t task = p->sm_tasks[p->sm_offset[v->sm] + v->idx];
-    int32_t wi = first_unmet_wait(s, &p->tasks[task], v->step, &value, &need);
+    int32_t wi = first_unmet_wait(s, &p->tasks[task], v->step);
     if (wi >= 0) {
-        double now = ms_since(&ctx->t0);
-        if (v->blocked_since_ms < 0)
-            v->blocked_since_ms = now;
-        else if (now - v->blocked_since_ms > (double)s->timeout_ms)
-            report_timeout(wk, v, task, wi, value, need);
+        if (v->blocked_since_ms < 0 || v->blocked_task != task || v->blocked_wait != wi)
+            v->blocked_since_ms = ms_since(&ctx->t0);
+        v->blocked_task = task;
+        v->blocked_wait = wi;
         return false;
     }
     v->blocked_since_ms = -1.0;
@@ -487,11 +497,13 @@ static void *worker_main(void *arg)
             break;
         if (progressed) {
             idle = 0;
-        } else if (++idle < 64) {
-            cpu_relax();
-        } else {
-            sched_yield();
+            continue;
         }
+        check_timeout(wk);
+        if (++idle < 64)
+            cpu_relax();
+        else
+            sched_yield();
     }
     return NULL;
 }
@@ -544,7 +556,7 @@ static void reset_run(cpu_state *s, const loom_run_request *req)
     memset(tokens, 0, (size_t)loom_gtensor_numel(tk) * sizeof(int32_t));
     for (int64_t b = 0; b < tk->rows; b++)
         memcpy(tokens + b * tk->cols, req->prompt, (size_t)req->n_prompt * sizeof(int32_t));
-    atomic_thread_fence(memory_order_seq_cst);
+    /* pthread_create orders all of this before the workers' first load. */
 }
 
 static void free_workers(worker *wks, int32_t n)

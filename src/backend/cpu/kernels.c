@@ -73,7 +73,8 @@ static void rmsnorm(float *o, const float *x, const float *w, int64_t n, float e
 /* On x86-64 a second copy of the dot product is built for AVX2 and picked at
  * load time. IEEE fp32 ops, never contracted to FMA, in the same per-lane
  * order: both copies give the same bits. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && \
+    !defined(__SANITIZE_THREAD__)
 #define DOT_CLONES                                                            \
     __attribute__((target_clones("arch=x86-64-v3", "default"),                \
                    optimize("O3", "fp-contract=off")))
