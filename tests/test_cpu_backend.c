@@ -268,6 +268,8 @@ static void test_n_sms_same_tokens(void)
                 diff += gen[j][k] != gen[0][k];
             if (diff == 0)
                 continue;
+            fprintf(stderr, "  %s: n_sms %d: %d tokens differ from n_sms 1 (near-ties?)\n",
+                    names[i], sms[j], diff);
             /* Different splits round differently: only near-ties may differ,
              * and then the logits must still agree. */
             int fails = compare(lg + (size_t)j * N_STEPS * vocab, lg, N_STEPS, vocab, gen[j],

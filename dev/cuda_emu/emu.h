@@ -26,7 +26,7 @@
 
 struct emu_dim { unsigned x, y, z; };
 extern thread_local emu_dim threadIdx;
-static const emu_dim blockIdx = {0, 0, 0};
+extern thread_local emu_dim blockIdx;
 
 struct uint4 { unsigned x, y, z, w; };
 struct float4 { float x, y, z, w; };
@@ -64,4 +64,6 @@ inline unsigned long long globaltimer()
 inline unsigned ld_acquire(const unsigned *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 inline void red_release_add(unsigned *p, unsigned v) { __atomic_fetch_add(p, v, __ATOMIC_RELEASE); }
 
-alignas(16) extern float4 loom_smem4[];
+// The dynamic shared memory of the calling thread's CTA.
+float4 *emu_smem();
+#define loom_smem4 (emu_smem())

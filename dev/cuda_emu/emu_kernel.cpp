@@ -1,45 +1,64 @@
 // emu_kernel.cpp - runs the generated megakernel (LOOM_EMU_SOURCE, included
-// below) as one CTA of LOOM_THREADS host threads. See dev/README.md.
+// below) as a grid of CTAs of LOOM_THREADS host threads each, all at once
+// (as a cooperative launch). See dev/README.md.
 #include "emu.h"
 
 #include LOOM_EMU_SOURCE
 
 thread_local emu_dim threadIdx;
-alignas(16) float4 loom_smem4[(232448 + 15) / 16];
+thread_local emu_dim blockIdx;
 
-static std::barrier<> *g_block;
-static std::barrier<> *g_warp[LOOM_WARPS];
-static float g_slot[LOOM_THREADS];
+// One CTA: its barriers, shuffle slots and shared memory.
+struct emu_cta {
+    std::barrier<> block{LOOM_THREADS};
+    std::barrier<> *warp[LOOM_WARPS];
+    float slot[LOOM_THREADS];
+    alignas(16) float4 smem[(LOOM_SMEM_BYTES + 15) / 16];
+    emu_cta()
+    {
+        for (int w = 0; w < LOOM_WARPS; w++)
+            warp[w] = new std::barrier<>(32);
+    }
+    ~emu_cta()
+    {
+        for (int w = 0; w < LOOM_WARPS; w++)
+            delete warp[w];
+    }
+};
 
-void emu_syncthreads() { g_block->arrive_and_wait(); }
+static thread_local emu_cta *t_cta;
+
+float4 *emu_smem() { return t_cta->smem; }
+void emu_syncthreads() { t_cta->block.arrive_and_wait(); }
 
 float emu_shfl_xor(float v, int o)
 {
     unsigned t = threadIdx.x, w = t / 32;
-    g_slot[t] = v;
-    g_warp[w]->arrive_and_wait();
-    float r = g_slot[(t & ~31u) | ((t & 31u) ^ (unsigned)o)];
-    g_warp[w]->arrive_and_wait();
+    t_cta->slot[t] = v;
+    t_cta->warp[w]->arrive_and_wait();
+    float r = t_cta->slot[(t & ~31u) | ((t & 31u) ^ (unsigned)o)];
+    t_cta->warp[w]->arrive_and_wait();
     return r;
 }
 
-extern "C" void emu_launch(const void *params)
+extern "C" void emu_launch(const void *params, int grid)
 {
     const loom_kparams *p = (const loom_kparams *)params;
-    std::barrier<> block(LOOM_THREADS);
-    std::vector<std::barrier<> *> warps;
+    std::vector<emu_cta *> ctas;
     std::vector<std::thread> th;
 
-    g_block = &block;
-    for (int w = 0; w < LOOM_WARPS; w++)
-        g_warp[w] = new std::barrier<>(32);
-    for (unsigned t = 0; t < LOOM_THREADS; t++)
-        th.emplace_back([p, t] {
-            threadIdx.x = t;
-            loom_megakernel(*p);
-        });
+    for (int b = 0; b < grid; b++)
+        ctas.push_back(new emu_cta());
+    for (int b = 0; b < grid; b++)
+        for (unsigned t = 0; t < LOOM_THREADS; t++)
+            th.emplace_back([p, b, t, &ctas] {
+                threadIdx.x = t;
+                blockIdx.x = (unsigned)b;
+                t_cta = ctas[b];
+                loom_megakernel(*p);
+            });
     for (auto &x : th)
         x.join();
-    for (int w = 0; w < LOOM_WARPS; w++)
-        delete g_warp[w];
+    for (auto *c : ctas)
+        delete c;
 }

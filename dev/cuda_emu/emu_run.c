@@ -7,7 +7,7 @@
 
 #include "emu_common.h"
 
-void emu_launch(const void *params);
+void emu_launch(const void *params, int grid);
 
 static void **g_buf;
 
@@ -86,6 +86,9 @@ int main(int argc, char **argv)
     loom_cuda_op_variants(p, variant, &nv);
     loom_dtask *dt = calloc((size_t)p->n_tasks, sizeof *dt);
     loom_dop *dop = calloc((size_t)g->n_ops, sizeof *dop);
+    /* EMU_GRID=1: the compiler's per-SM lists on n_sms concurrent CTAs;
+     * else one CTA runs every task in program order. */
+    bool grid = getenv("EMU_GRID") && atoi(getenv("EMU_GRID")) == 1;
     int32_t *list = calloc((size_t)p->n_tasks, sizeof *list), off[2] = {0, p->n_tasks};
     for (int32_t i = 0; i < p->n_tasks; i++) {
         const loom_task *t = &p->tasks[i];
@@ -114,8 +117,8 @@ int main(int argc, char **argv)
     int32_t *ring = calloc(EMU_CTX + 8, 4);
     loom_kparams kp = {0};
     kp.tasks = (uintptr_t)dt;
-    kp.sm_offset = (uintptr_t)off;
-    kp.sm_tasks = (uintptr_t)list;
+    kp.sm_offset = grid ? (uintptr_t)p->sm_offset : (uintptr_t)off;
+    kp.sm_tasks = grid ? (uintptr_t)p->sm_tasks : (uintptr_t)list;
     kp.ops = (uintptr_t)dop;
     kp.counters = (uintptr_t)counters;
     kp.tokens = addr(g->t_tokens);
@@ -125,13 +128,50 @@ int main(int argc, char **argv)
     kp.stop_step = (uintptr_t)stop;
     kp.step_time = (uintptr_t)stamps;
     kp.host_ring = (uintptr_t)ring;
-    kp.timeout_ns = 20000000000ull;
+    kp.timeout_ns = 60000000000ull;
     kp.n_steps = n_steps;
     kp.n_prompt = n_prompt;
-    emu_launch(&kp);
+    /* EMU_PLANT=1: a threshold that can never be met must end in the error
+     * record (the timeout path), not a hang. */
+    bool plant = getenv("EMU_PLANT") && atoi(getenv("EMU_PLANT")) == 1;
+    if (plant) {
+        for (int32_t i = 0; i < p->n_tasks; i++)
+            if (p->tasks[i].op == g->op_lm_head && dt[i].n_waits > 0) {
+                dt[i].wait_needed[0] += 1000;
+                break;
+            }
+        kp.timeout_ns = 2000000000ull;
+    }
+    /* EMU_EOS=k: the CPU's k-th generated token as the EOS id. */
+    int eos_at = getenv("EMU_EOS") ? atoi(getenv("EMU_EOS")) : -1;
+    if (eos_at >= 0 && eos_at < n_steps - n_prompt + 1) {
+        for (int i = 0; i < eos_at; i++)
+            if (out_cpu[i] == out_cpu[eos_at])
+                eos_at = i;
+        kp.eos[0] = out_cpu[eos_at];
+        kp.n_eos = 1;
+    } else {
+        eos_at = -1;
+    }
+    emu_launch(&kp, grid ? p->n_sms : 1);
+    if (plant) {
+        char name[96];
+        loom_task_name(p, err.task, name, sizeof name);
+        printf("%s: planted wait %s: flag %d, SM %d, task %s, counter %d '%s' = %u < %u\n",
+               preset, err.flag == 1 ? "caught" : "MISSED", err.flag, err.sm, name, err.counter,
+               err.counter >= 0 ? p->counters[err.counter].name : "?", err.value, err.threshold);
+        return err.flag == 1 ? 0 : 1;
+    }
     if (err.flag) {
         printf("FAIL: emulated wait timed out: task %d counter %d\n", err.task, err.counter);
         return 1;
+    }
+    if (eos_at >= 0) {
+        bool ok = ring[0] == eos_at + 1 && stop[0] == n_prompt + eos_at &&
+                  ring[2 + eos_at] == out_cpu[eos_at];
+        printf("%s: eos at generated token %d: %s (ring %d, stop step %d)\n", preset, eos_at,
+               ok ? "ok" : "FAIL", ring[0], stop[0]);
+        return ok ? 0 : 1;
     }
 
     /* Compare every ACT / KV tensor with the CPU backend. */

@@ -14,6 +14,8 @@ cc -O1 -std=c11 -D_GNU_SOURCE $INC "$D/emu_gen.c" $LIBS -o "$O/gen"
 cc -O1 -std=c11 -D_GNU_SOURCE $INC -c "$D/emu_run.c" -o "$O/run.o"
 for p in ${PRESETS:-qwen3-tiny qwen2-tiny llama-tiny}; do
     "$O/gen" "$p" "$O/$p.cu"
+    # EMU_THREADS: CTA size for the emulation (the kernels are generic in it).
+    [ -n "$EMU_THREADS" ] && sed -i "s/^#define LOOM_THREADS .*/#define LOOM_THREADS $EMU_THREADS/" "$O/$p.cu"
     g++ -O1 -std=c++20 -w -include "$D/emu.h" -I"$O/inc" -DLOOM_EMU_SOURCE="\"$O/$p.cu\"" \
         -c "$D/emu_kernel.cpp" -o "$O/k.o"
     g++ "$O/run.o" "$O/k.o" $LIBS -o "$O/run_$p"

@@ -83,8 +83,6 @@ struct loom_tokenizer {
 
 /* Byte-level BPE's reversible byte <-> code point mapping (GPT-2). */
 uint32_t tok_byte_to_cp(uint8_t b);
-/* Byte for a code point of the mapping, or -1. */
-int tok_cp_to_byte(uint32_t cp);
 
 /* Decodes one UTF-8 character at s (n bytes available).
  * Returns 1 and *len = its length when valid; 0 when the n bytes are a

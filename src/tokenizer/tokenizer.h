@@ -63,12 +63,13 @@ loom_status loom_tokenizer_encode(const loom_tokenizer *tok, const char *text, s
 /* Decodes ids to UTF-8 text like `tokenizer.decode(ids,
  * skip_special_tokens=skip_special)`: bytes that are not valid UTF-8 become
  * U+FFFD (one per maximal invalid subsequence). *text is malloc'ed and
- * NUL-terminated, *len excludes the NUL. Errors: LOOM_ERR_LIMIT for an id
- * outside the vocabulary. */
+ * NUL-terminated, *len excludes the NUL. An id that names no token (a hole
+ * in the vocabulary, or past its end: a model's embedding is often padded)
+ * is skipped, as tokenizers does. Errors: LOOM_ERR_LIMIT for a negative id. */
 loom_status loom_tokenizer_decode(const loom_tokenizer *tok, const int32_t *ids, int32_t n,
                                   bool skip_special, char **text, size_t *len);
 
-/* Streaming decode: push one id at a time; *out/*out_len receive the text
+/* Streaming decode: push one id at a time; *out and *out_len receive the text
  * that became complete (possibly empty), valid until the next call on dt.
  * A character whose bytes are split across tokens is held back until its
  * last byte arrives; the concatenation of all pushes and the final flush is

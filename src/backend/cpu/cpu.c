@@ -9,12 +9,15 @@
  * without deadlock (the verifier proved the lists deadlock-free when every
  * SM progresses independently).
  *
- * Waits are bounded: an SM whose next task stays not ready for the timeout
- * stops the run with LOOM_ERR_TIMEOUT naming the SM, the task, the counter,
- * its value and the threshold.
+ * Waits are bounded: when a thread can run none of its SMs and the one
+ * blocked longest has waited past the timeout on the same wait, the run
+ * stops with LOOM_ERR_TIMEOUT naming the SM, the task, the counter, its value
+ * and the threshold; every thread leaves.
  *
- * Stopping: the ARGMAX task of step k decides whether the run stops after
- * step k (EOS, on_token returned false) and then writes stop_steps = k + 1
+ * Tokens: the thread that runs the ARGMAX task of step k records the token
+ * and calls on_token (tokens come in order: the argmax of step k + 1 waits
+ * transitively on that of step k). It then decides whether the run stops
+ * after step k (EOS, on_token returned false) and writes stop_steps = k + 1
  * before its release signal. Every task of step k + 1 waits (transitively)
  * on that signal, so a worker that checks stop_steps after its acquire sees
  * the decision and retires the SM at the step boundary.
@@ -24,8 +27,6 @@
  * schedule never produces are exercised; results must not change.
  *
  * defines: loom_cpu_backend */
-#include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -171,23 +172,114 @@ static void cpu_destroy(void *state)
     free(s);
 }
 
-/* WEIGHT tensor t in blocks of rows, so that packing never needs more than
- * a block of temporary memory. */
-static loom_status fill_weight(cpu_state *s, int32_t t)
+/* Filling the weights: jobs of up to CPU_FILL_BLOCK_BYTES rows of one
+ * WEIGHT tensor (so that packing never needs more temporary memory than a
+ * block), taken from a shared index by every thread of the backend. */
+typedef struct fill_job {
+    int32_t tensor;
+    int64_t row0, nrows;
+} fill_job;
+
+typedef struct fill_ctx {
+    cpu_state       *s;
+    fill_job        *jobs;
+    int32_t          n_jobs;
+    atomic_int       next;
+    atomic_bool      failed;
+    pthread_mutex_t  lock;
+    loom_status      st;
+    char             msg[CPU_ERR_MAX];
+} fill_ctx;
+
+static int64_t fill_block_rows(const loom_gtensor *gt)
 {
-    const loom_gtensor *gt = &s->g->tensors[t];
     size_t row_bytes = (size_t)gt->cols * loom_dtype_size(gt->dtype);
     int64_t block = row_bytes ? (int64_t)(CPU_FILL_BLOCK_BYTES / row_bytes) : 1;
-    loom_status st;
 
-    if (block < 1)
-        block = 1;
-    for (int64_t r = 0; r < gt->rows; r += block) {
-        int64_t n = gt->rows - r < block ? gt->rows - r : block;
-        st = loom_graph_fill_weight(s->g, t, r, n, (char *)s->data[t] + (size_t)r * row_bytes);
-        if (st != LOOM_OK)
-            return loom_fail_context(st, "cpu backend: filling '%s'", gt->name);
+    return block < 1 ? 1 : block;
+}
+
+/* Jobs for every WEIGHT tensor; NULL when out of memory. */
+static fill_job *fill_jobs(const loom_graph *g, int32_t *n_jobs)
+{
+    int64_t n = 0, k = 0;
+    fill_job *jobs;
+
+    for (int32_t t = 0; t < g->n_tensors; t++)
+        if (g->tensors[t].role == LOOM_ROLE_WEIGHT)
+            n += (g->tensors[t].rows + fill_block_rows(&g->tensors[t]) - 1) /
+                 fill_block_rows(&g->tensors[t]);
+    jobs = calloc((size_t)(n > 0 ? n : 1), sizeof *jobs);
+    if (!jobs || n > INT32_MAX)
+        return free(jobs), NULL;
+    for (int32_t t = 0; t < g->n_tensors; t++) {
+        const loom_gtensor *gt = &g->tensors[t];
+        int64_t block = fill_block_rows(gt);
+        if (gt->role != LOOM_ROLE_WEIGHT)
+            continue;
+        for (int64_t r = 0; r < gt->rows; r += block) {
+            jobs[k].tensor = t;
+            jobs[k].row0 = r;
+            jobs[k].nrows = gt->rows - r < block ? gt->rows - r : block;
+            k++;
+        }
     }
+    *n_jobs = (int32_t)n;
+    return jobs;
+}
+
+static void *fill_main(void *arg)
+{
+    fill_ctx *f = arg;
+    const loom_graph *g = f->s->g;
+
+    for (;;) {
+        int32_t i = atomic_fetch_add(&f->next, 1);
+        if (i >= f->n_jobs || atomic_load(&f->failed))
+            break;
+        const fill_job *j = &f->jobs[i];
+        const loom_gtensor *gt = &g->tensors[j->tensor];
+        size_t row_bytes = (size_t)gt->cols * loom_dtype_size(gt->dtype);
+        char *dst = (char *)f->s->data[j->tensor] + (size_t)j->row0 * row_bytes;
+        loom_status st = loom_graph_fill_weight(g, j->tensor, j->row0, j->nrows, dst);
+        if (st == LOOM_OK)
+            continue;
+        /* The message is thread-local: hand it to the creating thread. */
+        pthread_mutex_lock(&f->lock);
+        if (f->st == LOOM_OK) {
+            f->st = st;
+            snprintf(f->msg, sizeof f->msg, "cpu backend: filling '%s': %s", gt->name,
+                     loom_last_error());
+        }
+        pthread_mutex_unlock(&f->lock);
+        atomic_store(&f->failed, true);
+    }
+    return NULL;
+}
+
+/* Every WEIGHT tensor, on the backend's threads (the calling one too). */
+static loom_status fill_weights(cpu_state *s)
+{
+    fill_ctx f = {.s = s, .st = LOOM_OK};
+    pthread_t th[64];
+    int32_t n_th = 0, want = s->n_threads - 1 < 64 ? s->n_threads - 1 : 64;
+
+    f.jobs = fill_jobs(s->g, &f.n_jobs);
+    if (!f.jobs)
+        return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "cpu backend: weight fill jobs");
+    atomic_init(&f.next, 0);
+    atomic_init(&f.failed, false);
+    pthread_mutex_init(&f.lock, NULL);
+    /* Fewer helpers than wanted (pthread_create failing) only means slower. */
+    while (n_th < want && pthread_create(&th[n_th], NULL, fill_main, &f) == 0)
+        n_th++;
+    fill_main(&f);
+    for (int32_t i = 0; i < n_th; i++)
+        pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&f.lock);
+    free(f.jobs);
+    if (f.st != LOOM_OK)
+        return loom_fail(f.st, "%s", f.msg);
     return LOOM_OK;
 }
 
@@ -217,16 +309,11 @@ static loom_status alloc_tensors(cpu_state *s)
         if (!s->data[i])
             return loom_fail(LOOM_ERR_OUT_OF_MEMORY,
                              "cpu backend: tensor '%s' (%zu bytes)", gt->name, bytes);
-        if (gt->role == LOOM_ROLE_WEIGHT) {
-            loom_status st = fill_weight(s, i);
-            if (st != LOOM_OK)
-                return st;
-        } else {
+        if (gt->role != LOOM_ROLE_WEIGHT)
             memset(s->data[i], 0, bytes);
-        }
     }
     fill_page_table(s);
-    return LOOM_OK;
+    return fill_weights(s);
 }
 
 static loom_status cpu_create(const loom_program *prog, const loom_engine_params *params,
@@ -379,7 +466,8 @@ static void advance(const cpu_state *s, vsm *v)
 }
 
 /* Tries to run v's next task. Returns true if it ran one. Marks v done when
- * its steps are over; reports a timeout when it has waited too long. */
+ * its steps are over; when the task is not ready, notes since when and on
+ * which wait v is blocked (check_timeout reads it). */
 static bool try_sm(worker *wk, vsm *v)
 {
     run_ctx *ctx = wk->ctx;

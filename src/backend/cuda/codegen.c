@@ -108,7 +108,7 @@ void loom_cuda_op_variants(const loom_program *p, int32_t *variant, int32_t *n_v
 int64_t loom_cuda_smem_bytes(const loom_program *p)
 {
     const loom_graph *g = p->graph;
-    int64_t G = group_size(g), hd = g->cfg.head_dim, need = 16;
+    int64_t G = group_size(g), hd = g->cfg.head_dim, need = 0;
 
     for (int32_t i = 0; i < g->n_ops; i++) {
         const loom_op *op = &g->ops[i];
@@ -120,7 +120,8 @@ int64_t loom_cuda_smem_bytes(const loom_program *p)
         if (b > need)
             need = b;
     }
-    return (need + 15) / 16 * 16;
+    /* + the 16-byte head (the CTA's wait verdict, LOOM_SMEM_HEAD). */
+    return (need + 15) / 16 * 16 + 16;
 }
 
 /* ------------------------------------------------------------ checks */

@@ -80,6 +80,13 @@ typedef struct loom_kparams {
     int32_t  pad;
 } loom_kparams;
 
+/* The same sizes are asserted in tasks/common.cuh. */
+_Static_assert(sizeof(loom_dtask) == 80, "loom_dtask layout (tasks/common.cuh)");
+_Static_assert(sizeof(loom_dop) == 112, "loom_dop layout (tasks/common.cuh)");
+_Static_assert(sizeof(loom_kerror) == 32, "loom_kerror layout (tasks/common.cuh)");
+_Static_assert(sizeof(loom_kparams) == 152, "loom_kparams layout (tasks/common.cuh)");
+_Static_assert(LOOM_MAX_WAITS == 4 && LOOM_MAX_EOS == 8, "device table sizes (common.cuh)");
+
 /* ------------------------------------------------------------- codegen */
 
 /* Dynamic shared memory the generated kernel of p needs (bytes). */

@@ -401,10 +401,13 @@ static void cuda_destroy(void *state)
 static loom_status cuda_create(const loom_program *prog, const loom_engine_params *params,
                                void **state)
 {
-    cuda_state *s = calloc(1, sizeof *s);
+    cuda_state *s;
     loom_status st;
     const char *env = getenv("LOOM_CUDA_SENTINELS");
 
+    if (!prog || !prog->graph || !state)
+        return loom_fail(LOOM_ERR_INVALID_ARGUMENT, "cuda backend: NULL program or state");
+    s = calloc(1, sizeof *s);
     if (!s)
         return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "cuda: backend state");
     s->prog = prog;
@@ -633,14 +636,18 @@ static loom_status launch_and_stream(cuda_state *s, const loom_run_request *req,
 static loom_status cuda_run(void *state, const loom_run_request *req, loom_run_result *res)
 {
     cuda_state *s = state;
-    const loom_cu *cu = s->cu;
+    const loom_cu *cu;
     stream_state ss = {0, 0, false};
+    loom_run_result r = {0};
     loom_kerror err;
     int32_t stop = 0, n_run;
     uint64_t *stamps = NULL;
     double t0 = now_ms();
     loom_status st;
 
+    if (!s)
+        return loom_fail(LOOM_ERR_INVALID_ARGUMENT, "cuda backend: NULL state");
+    cu = s->cu;
     st = check_request(s, req);
     if (st != LOOM_OK)
         return st;
@@ -684,14 +691,16 @@ static loom_status cuda_run(void *state, const loom_run_request *req, loom_run_r
     /* Outputs only now that the run succeeded (nothing half-written). */
     for (int32_t i = 0; req->out_tokens && i < ss.kept; i++)
         req->out_tokens[i] = s->ring[RING_HEAD + i];
-    res->n_steps_run = n_run;
-    res->n_generated = ss.kept;
-    res->total_ms = now_ms() - t0;
+    r.n_steps_run = n_run;
+    r.n_generated = ss.kept;
+    r.total_ms = now_ms() - t0;
     if (n_run > 1 && stamps[n_run - 1] > stamps[0])
-        res->ms_per_step = (double)(stamps[n_run - 1] - stamps[0]) / 1e6 / (n_run - 1);
+        r.ms_per_step = (double)(stamps[n_run - 1] - stamps[0]) / 1e6 / (n_run - 1);
     else
-        res->ms_per_step = n_run > 0 ? res->total_ms / n_run : 0.0;
+        r.ms_per_step = n_run > 0 ? r.total_ms / n_run : 0.0;
     free(stamps);
+    if (res)
+        *res = r;
     return LOOM_OK;
 }
 
@@ -700,10 +709,13 @@ static loom_status cuda_run(void *state, const loom_run_request *req, loom_run_r
 static loom_status cuda_read_tensor(void *state, int32_t tensor, void *dst)
 {
     cuda_state *s = state;
-    const loom_graph *g = s->g;
+    const loom_graph *g;
     const loom_gtensor *t;
     loom_status st;
 
+    if (!s)
+        return loom_fail(LOOM_ERR_INVALID_ARGUMENT, "cuda read_tensor: NULL state");
+    g = s->g;
     if (tensor < 0 || tensor >= g->n_tensors || !dst)
         return loom_fail(LOOM_ERR_INVALID_ARGUMENT, "cuda read_tensor: tensor id %d outside 0..%d",
                          tensor, g->n_tensors - 1);

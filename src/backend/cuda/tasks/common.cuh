@@ -50,12 +50,15 @@ struct loom_kparams {
 };
 static_assert(sizeof(loom_kparams) == 152, "loom_kparams layout (cuda.h)");
 
-// Shared memory: one dynamic buffer, carved by each task. (LOOM_EMU: the
-// host emulator of dev/cuda_emu provides it and the PTX helpers below.)
+// Shared memory: one dynamic buffer. Its first 16 bytes hold the CTA's wait
+// verdict (loom_wait_state); each task carves the rest, LOOM_SMEM on.
+// (LOOM_EMU: the host emulator of dev/cuda_emu provides the buffer, per CTA,
+// and the PTX helpers below.)
 #ifndef LOOM_EMU
 extern __shared__ float4 loom_smem4[];
 #endif
-#define LOOM_SMEM ((float *)loom_smem4)
+#define LOOM_SMEM_HEAD 16
+#define LOOM_SMEM ((float *)loom_smem4 + LOOM_SMEM_HEAD / 4)
 
 // ------------------------------------------------------------ numbers
 

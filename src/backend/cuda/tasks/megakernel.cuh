@@ -10,7 +10,7 @@
 extern "C" __global__ void __launch_bounds__(LOOM_THREADS, 1)
 loom_megakernel(const loom_kparams p)
 {
-    __shared__ loom_wait_state ws;
+    loom_wait_state *ws = (loom_wait_state *)loom_smem4;
     const loom_dtask *tasks = (const loom_dtask *)p.tasks;
     const loom_dop *ops = (const loom_dop *)p.ops;
     const int *list = (const int *)p.sm_tasks;
@@ -23,7 +23,7 @@ loom_megakernel(const loom_kparams p)
             const loom_dtask *t = tasks + id;
             const loom_dop &d = ops[t->op];
             loom_prefetch(d, t);
-            if (loom_wait_all(p, t, id, step, &ws) != LOOM_WAIT_OK)
+            if (loom_wait_all(p, t, id, step, ws) != LOOM_WAIT_OK)
                 return;
             loom_dispatch(p, d, t, step);
             loom_signal(p, t);
