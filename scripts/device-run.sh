@@ -26,7 +26,7 @@ stage() { # name, command...
   summary+=("$(printf '%-10s rc=%-3s %4ss' "$name" "$rc" "$dt")")
   return $rc
 }
-bash scripts/device-setup.sh >/dev/null
+. scripts/device-setup.sh
 for s in "$@"; do
   case "$s" in
     build) stage build bash -c 'cmake -S . -B build-dev -DCMAKE_BUILD_TYPE=Release -DLOOM_WERROR=OFF && cmake --build build-dev -j 16' || break ;;
