@@ -10,6 +10,7 @@
 #include "harness.h"
 #include "tokenizer/tokenizer.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -419,6 +420,60 @@ static void test_bad_files(void)
     expect_load_error("[1, 2]", LOOM_ERR_FORMAT, "object");
 }
 
+/* A loaded tokenizer is read-only: threads encoding at once get the ids
+ * one thread gets. */
+struct enc_job {
+    const loom_tokenizer *tok;
+    const char *text;
+    size_t len;
+    int32_t *ids;
+    int32_t n;
+    loom_status st;
+};
+
+static void *enc_thread(void *arg)
+{
+    struct enc_job *j = arg;
+
+    for (int r = 0; r < 20 && !j->st; r++) {
+        free(j->ids);
+        j->ids = NULL;
+        j->st = loom_tokenizer_encode(j->tok, j->text, j->len, true, &j->ids, &j->n);
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    static const char text[] = "Hello 世界! Привет, мир. 👨‍👩‍👧‍👦 <|im_start|>user\n"
+                               "def f(x):\n    return x ** 2  # 平方\n<|im_end|>";
+    struct enc_job jobs[4];
+    pthread_t th[4];
+    loom_tokenizer *tok = NULL;
+    char path[4096];
+
+    if (!fixtures)
+        generate();
+    snprintf(path, sizeof path, "%s/qwen", fixtures);
+    CHECK_OK(loom_tokenizer_load(path, &tok));
+    if (!tok)
+        return;
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (struct enc_job){tok, text, sizeof text - 1, NULL, 0, LOOM_OK};
+        CHECK(pthread_create(&th[i], NULL, enc_thread, &jobs[i]) == 0, "pthread_create");
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(jobs[i].st == LOOM_OK && jobs[i].n > 10, "thread %d: %s", i,
+              loom_status_string(jobs[i].st));
+        CHECK(ids_diff(jobs[i].ids, jobs[i].n, jobs[0].ids, jobs[0].n) == -1,
+              "thread %d got other ids", i);
+    }
+    for (int i = 0; i < 4; i++)
+        free(jobs[i].ids);
+    loom_tokenizer_free(tok);
+}
+
 static void test_zz_cleanup(void)
 {
     if (fixtures && !getenv("LOOM_KEEP_TMP"))
@@ -429,5 +484,5 @@ static void test_zz_cleanup(void)
 
 TEST_MAIN(TEST(test_checker_catches_planted_bug), TEST(test_reference_qwen),
           TEST(test_reference_llama3), TEST(test_reference_gpt2), TEST(test_reference_qwen3_real),
-          TEST(test_stream_holds_split_chars), TEST(test_invalid_utf8), TEST(test_bad_files),
+          TEST(test_stream_holds_split_chars), TEST(test_invalid_utf8), TEST(test_bad_files), TEST(test_threads),
           TEST(test_zz_cleanup))

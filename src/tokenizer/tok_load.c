@@ -9,6 +9,7 @@
 #include "tokenizer/tok_internal.h"
 #include "core/error.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -701,7 +702,7 @@ static loom_status load_config(loom_tokenizer *t, const char *path, bool require
     if (!f) {
         if (!required)
             return LOOM_OK;
-        return loom_fail(LOOM_ERR_IO, "%s: cannot open", path);
+        return loom_fail(LOOM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     }
     cfg = json_loadf(f, JSON_REJECT_DUPLICATES, &err);
     fclose(f);
@@ -726,7 +727,7 @@ static loom_status load_json(struct tok_load *L)
     loom_status st;
 
     if (!f)
-        return loom_fail(LOOM_ERR_IO, "%s: cannot open", L->path);
+        return loom_fail(LOOM_ERR_IO, "%s: cannot open: %s", L->path, strerror(errno));
     L->root = json_loadf(f, JSON_REJECT_DUPLICATES, &err);
     fclose(f);
     if (!L->root)

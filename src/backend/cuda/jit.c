@@ -313,12 +313,39 @@ out:
     return st;
 }
 
+#define LOOM_MAX_TUNE_DEFINES 8
+
+/* Splits $LOOM_CUDA_DEFINES into at most LOOM_MAX_TUNE_DEFINES "-D..." words;
+ * others are ignored. Returns how many were stored in opts. */
+static int tune_defines(char (*words)[64], const char **opts)
+{
+    const char *env = getenv("LOOM_CUDA_DEFINES");
+    int n = 0;
+    while (env && *env && n < LOOM_MAX_TUNE_DEFINES) {
+        while (*env == ' ')
+            env++;
+        size_t len = strcspn(env, " ");
+        if (len > 2 && len < 64 && !strncmp(env, "-D", 2)) {
+            memcpy(words[n], env, len);
+            words[n][len] = '\0';
+            opts[n] = words[n];
+            n++;
+        }
+        env += len;
+    }
+    return n;
+}
+
 loom_status loom_cuda_compile(const char *source, const char *arch, const char *cache_dir,
                               loom_cuda_cubin *out)
 {
     char arch_opt[32], dir[1024], path[1200];
-    const char *opts[] = {arch_opt, "-std=c++17", "--ptxas-options=-v", "-lineinfo"};
-    const int n_opts = (int)(sizeof opts / sizeof opts[0]);
+    /* LOOM_CUDA_DEFINES="-DNAME=V ...": extra -D options for tuning
+     * experiments (benchmarks A/B a knob without rebuilding loom). */
+    const char *opts[4 + LOOM_MAX_TUNE_DEFINES] = {arch_opt, "-std=c++17", "--ptxas-options=-v",
+                                                   "-lineinfo"};
+    char tune[LOOM_MAX_TUNE_DEFINES][64];
+    const int n_opts = 4 + tune_defines(tune, opts + 4);
     loom_cuda_cubin c;
     bool use_cache;
     double t0 = now_ms();

@@ -17,12 +17,19 @@
 enum { LOOM_PRO_NONE = 0, LOOM_PRO_RMSNORM = 1 };
 enum { LOOM_EPI_STORE = 0, LOOM_EPI_RESIDUAL = 1, LOOM_EPI_SILU_MUL = 2, LOOM_EPI_ARGMAX = 3 };
 
-// Bring the tile's weights toward L2 (a hint; tiles are <= ~256 KB).
+#ifndef LOOM_PREFETCH_BYTES
+#define LOOM_PREFETCH_BYTES (1ull << 40)   // the whole tile
+#endif
+
+// Bring the first LOOM_PREFETCH_BYTES of the tile's weights toward L2 (a
+// hint; tiles are <= ~256 KB).
 template <int COLS>
 __device__ __forceinline__ void linear_prefetch(const loom_dop &d, const loom_dtask *t)
 {
     const char *w = (const char *)d.w + (u64)t->row_begin * COLS * 2;
     u64 bytes = (u64)(t->row_end - t->row_begin) * COLS * 2;
+    if (bytes > (u64)LOOM_PREFETCH_BYTES)
+        bytes = (u64)LOOM_PREFETCH_BYTES;
     for (u64 off = (u64)threadIdx.x * 128; off < bytes; off += (u64)LOOM_THREADS * 128)
         prefetch_l2(w + off);
 }
