@@ -33,9 +33,10 @@ typedef struct outcome {
     float  *logits;                 /* [N_STEPS, vocab] */
 } outcome;
 
-/* One stress run with seed on a fresh backend; false if it failed. */
-static bool stress_run(const loom_program *p, uint64_t seed, const int32_t *prompt,
-                       outcome *o)
+/* One stress run with seed on a fresh backend; false if it failed. A
+ * non-negative eos stops the run after that token. */
+static bool stress_run_eos(const loom_program *p, uint64_t seed, const int32_t *prompt,
+                           int32_t eos, outcome *o)
 {
     loom_engine_params ep = loom_engine_default_params();
     loom_run_request rq;
@@ -57,11 +58,19 @@ static bool stress_run(const loom_program *p, uint64_t seed, const int32_t *prom
     rq.n_steps = N_STEPS;
     rq.out_tokens = o->tokens;
     rq.logits_out = o->logits;
+    rq.eos[0] = eos;
+    rq.n_eos = eos >= 0;
     CHECK_OK(s = loom_cpu_backend.run(st, &rq, &res));
     o->n_generated = res.n_generated;
     o->n_steps_run = res.n_steps_run;
     loom_cpu_backend.destroy(st);
     return s == LOOM_OK;
+}
+
+static bool stress_run(const loom_program *p, uint64_t seed, const int32_t *prompt,
+                       outcome *o)
+{
+    return stress_run_eos(p, seed, prompt, -1, o);
 }
 
 static bool same(const outcome *a, const outcome *b, int32_t vocab)
@@ -126,6 +135,53 @@ out:
     loom_model_free(m);
 }
 
+/* An EOS mid-run stops every stress run at the same step boundary with the
+ * same tokens, and the logits of the steps run are the same. */
+static void test_stress_eos(void)
+{
+    loom_model_params mp = loom_model_default_params();
+    loom_model *m = NULL;
+    loom_program *p = NULL;
+    outcome first = {0}, o = {0};
+    int32_t prompt[N_PROMPT];
+    uint64_t seed = loom_test_seed() ^ 0xe05;
+
+    mp.seed = seed;
+    CHECK_OK(loom_model_from_preset("llama-tiny", mp, &m));
+    if (m)
+        p = compile(m, false);
+    if (!p)
+        goto out;
+    int32_t vocab = m->cfg.vocab_size;
+    first.logits = calloc((size_t)N_STEPS * vocab, sizeof(float));
+    o.logits = calloc((size_t)N_STEPS * vocab, sizeof(float));
+    if (!first.logits || !o.logits)
+        goto out;
+    for (int i = 0; i < N_PROMPT; i++)
+        prompt[i] = (int32_t)(rng_next(&seed) % (uint64_t)vocab);
+    if (!stress_run(p, seed, prompt, &first))
+        goto out;
+    int32_t eos = first.tokens[4], stop = 0;
+    while (first.tokens[stop] != eos)
+        stop++;
+    for (int r = 0; r < 10; r++) {
+        memset(o.logits, 0, (size_t)N_STEPS * vocab * sizeof(float));
+        if (!stress_run_eos(p, seed + 100 + (uint64_t)r, prompt, eos, &o))
+            break;
+        bool ok = o.n_generated == stop + 1 && o.n_steps_run == N_PROMPT + stop &&
+                  memcmp(o.tokens, first.tokens, (size_t)(stop + 1) * sizeof(int32_t)) == 0 &&
+                  memcmp(o.logits, first.logits,
+                         (size_t)o.n_steps_run * vocab * sizeof(float)) == 0;
+        CHECK(ok, "eos %d, run %d: %d tokens, %d steps; expected %d, %d", eos, r,
+              o.n_generated, o.n_steps_run, stop + 1, N_PROMPT + stop);
+    }
+out:
+    free(first.logits);
+    free(o.logits);
+    loom_program_free(p);
+    loom_model_free(m);
+}
+
 static void test_stress_qwen3_tiny(void) { stress_preset("qwen3-tiny"); }
 static void test_stress_llama_tiny(void) { stress_preset("llama-tiny"); }
 
@@ -182,5 +238,5 @@ out:
     loom_model_free(m);
 }
 
-TEST_MAIN(TEST(test_stress_qwen3_tiny), TEST(test_stress_llama_tiny),
+TEST_MAIN(TEST(test_stress_qwen3_tiny), TEST(test_stress_llama_tiny), TEST(test_stress_eos),
           TEST(test_planted_race_is_caught))

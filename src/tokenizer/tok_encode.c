@@ -150,7 +150,7 @@ static bool whole_word(struct enc *e, const uint8_t *w, size_t n)
     if (!grow(e, (void **)&e->word, &e->cap_word, 2 * n, 1))
         return false;
     for (size_t i = 0; i < n; i++) {
-        uint32_t cp = tok_byte_to_cp(w[i]);
+        uint32_t cp = t->byte_cp[w[i]];
         if (cp < 0x80) {
             e->word[o++] = (char)cp;
         } else {

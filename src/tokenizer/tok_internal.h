@@ -63,6 +63,7 @@ struct loom_tokenizer {
     struct tok_strmap vocab;     /* model.vocab forms -> id */
     struct tok_mergemap merges;
     int32_t byte_id[256];        /* id of each single byte's token, -1 if none */
+    uint16_t byte_cp[256];       /* tok_byte_to_cp of each byte */
     int32_t unk_id;
     bool ignore_merges;
 

@@ -743,6 +743,7 @@ static loom_status load_json(struct tok_load *L)
         char s[3];
         uint32_t cp = tok_byte_to_cp((uint8_t)b);
         size_t n = cp < 0x80 ? 1 : 2;
+        L->tok->byte_cp[b] = (uint16_t)cp;
         if (n == 1)
             s[0] = (char)cp;
         else {

@@ -8,9 +8,14 @@
  * that runs it or on the order tasks run in. These kernels are what the GPU
  * tasks are compared against, so they stay plain.
  *
+ * scratch arguments point at loom_cpu_scratch_floats(g) floats private to
+ * the calling thread. Tensor ids come from the op (graph.h); the tile from
+ * the task (program.h).
+ *
  * defines: loom_cpu_bufs, loom_cpu_scratch_floats, loom_cpu_embed,
  *          loom_cpu_linear, loom_cpu_rope_kv, loom_cpu_attention,
- *          loom_cpu_attn_merge, loom_cpu_argmax, loom_cpu_run_task */
+ *          loom_cpu_attn_merge, loom_cpu_argmax, loom_cpu_run_task,
+ *          loom_cpu_kv_at */
 #ifndef LOOM_BACKEND_CPU_KERNELS_H
 #define LOOM_BACKEND_CPU_KERNELS_H
 
