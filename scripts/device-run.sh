@@ -32,7 +32,7 @@ for s in "$@"; do
     build) stage build bash -c 'cmake -S . -B build-dev -DCMAKE_BUILD_TYPE=Release -DLOOM_WERROR=OFF && cmake --build build-dev -j 16' || break ;;
     gputest) stage gputest bash -c 'cd build-dev && ctest --output-on-failure -L gpu && ctest --output-on-failure -R "test_cuda_codegen|test_cpu_backend"' ;;
     sanitize) stage sanitize bash -c 'for tool in memcheck racecheck; do compute-sanitizer --tool $tool --error-exitcode 9 ./build-dev/loom generate --preset qwen3-tiny --prompt-ids 1,2,3,4 --max-new 8 --quiet || exit 1; done' ;;
-    hf) stage hf python3 tests/gpu/hf_compare.py --loom ./build-dev/loom --json "$OUT/hf.json" ;;
+    hf) stage hf python3 tests/gpu/hf_compare.py --loom "./build-dev/loom logits" --backends cuda,oracle --plant-bug --json "$OUT/hf.json" ;;
     bench) stage bench python3 bench/run_bench.py --loom ./build-dev/loom --out-dir "$OUT" ;;
     *) echo "unknown stage $s" ;;
   esac
