@@ -209,9 +209,11 @@ static fill_job *fill_jobs(const loom_graph *g, int32_t *n_jobs)
         if (g->tensors[t].role == LOOM_ROLE_WEIGHT)
             n += (g->tensors[t].rows + fill_block_rows(&g->tensors[t]) - 1) /
                  fill_block_rows(&g->tensors[t]);
+    if (n > INT32_MAX)
+        return NULL;
     jobs = calloc((size_t)(n > 0 ? n : 1), sizeof *jobs);
-    if (!jobs || n > INT32_MAX)
-        return free(jobs), NULL;
+    if (!jobs)
+        return NULL;
     for (int32_t t = 0; t < g->n_tensors; t++) {
         const loom_gtensor *gt = &g->tensors[t];
         int64_t block = fill_block_rows(gt);
