@@ -139,6 +139,13 @@ typedef struct loom_engine_params {
     int32_t  max_context;      /* KV positions per sequence; 0 = min(model, 4096) */
     int32_t  kv_page_size;     /* positions per KV page; 0 = 64               */
     uint32_t wait_timeout_ms;  /* bound of every counter wait; 0 = 5000       */
+    const char *trace_path;    /* non-NULL: each loom_generate writes its
+                                  timeline there (loom trace FILE), and the
+                                  Perfetto JSON to FILE.perfetto.json; CUDA
+                                  compiles a traced kernel                  */
+    int32_t  trace_steps;      /* steps traced, from the first one after the
+                                  prompt; 0 = 4                             */
+    double   trace_bandwidth;  /* bytes/s recorded in the trace; 0 = none   */
     uint64_t stress_seed;      /* CPU stress mode: seed of the random choices */
     int32_t  stress_virtual_sms; /* CPU stress mode: virtual SMs (> threads)  */
     bool     stress;           /* CPU backend: random delays and orders       */

@@ -10,6 +10,17 @@
 
 #include "compiler/program.h"
 
+/* Timeline recording (loom trace): per traced step and task, three 64-bit
+ * timestamps in ns, [wait begin, run begin, end], of one clock (CUDA:
+ * %globaltimer, CPU: CLOCK_MONOTONIC); 0 = not run. Steps first_step ..
+ * first_step + steps - 1 are recorded, later ones are not (the buffer,
+ * steps * n_tasks * 3 u64, cannot overflow). Caller-owned and zeroed. */
+typedef struct loom_trace_rec {
+    uint64_t *t;                    /* [steps][n_tasks][3]                      */
+    int32_t   first_step;
+    int32_t   steps;
+} loom_trace_rec;
+
 typedef struct loom_run_request {
     const int32_t *prompt;          /* n_prompt >= 1 token ids, all < vocab     */
     int32_t        n_prompt;
@@ -21,6 +32,7 @@ typedef struct loom_run_request {
     int32_t       *out_tokens;      /* generated tokens; capacity n_steps - n_prompt + 1 */
     float         *logits_out;      /* [n_steps, vocab] or NULL; needs the graph
                                        built with record_logits                */
+    loom_trace_rec *trace;          /* NULL: no timeline recorded               */
 } loom_run_request;
 
 typedef struct loom_run_result {

@@ -22,6 +22,10 @@
  * on that signal, so a worker that checks stop_steps after its acquire sees
  * the decision and retires the SM at the step boundary.
  *
+ * Trace (req->trace): per task of the traced steps, when its SM first tried
+ * it (wait begin), when its waits were met (run begin) and when it ended
+ * (before its signal), CLOCK_MONOTONIC ns.
+ *
  * Stress mode (tests): each thread picks randomly among its ready SMs and
  * sleeps random short delays between tasks, so that orders the static
  * schedule never produces are exercised; results must not change.
@@ -84,6 +88,7 @@ typedef struct vsm {
     int32_t sm;
     int32_t step, idx;          /* next task: list[idx] at step              */
     bool    done;
+    uint64_t wait_ns;           /* trace: when the next task was first tried */
     double  blocked_since_ms;   /* < 0: not blocked                          */
     int32_t blocked_task;       /* the task and the wait it is blocked on    */
     int32_t blocked_wait;
@@ -108,6 +113,29 @@ static double ms_since(const struct timespec *t0)
 
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* The trace slot [wait begin, run begin, end] of task at step, or NULL when
+ * the run is not traced or the step is outside the traced window. */
+static uint64_t *trace_slot(const run_ctx *ctx, int32_t task, int32_t step)
+{
+    const loom_trace_rec *tr = ctx->req->trace;
+    int32_t k;
+
+    if (!tr || !tr->t)
+        return NULL;
+    k = step - tr->first_step;
+    if (k < 0 || k >= tr->steps)
+        return NULL;
+    return tr->t + ((size_t)k * (size_t)ctx->s->prog->n_tasks + (size_t)task) * 3;
 }
 
 static uint64_t splitmix64(uint64_t *x)
@@ -484,6 +512,9 @@ static bool try_sm(worker *wk, vsm *v)
         return false;
     }
     int32_t task = p->sm_tasks[p->sm_offset[v->sm] + v->idx];
+    uint64_t *slot = trace_slot(ctx, task, v->step);
+    if (slot && v->wait_ns == 0)
+        v->wait_ns = now_ns();
     int32_t wi = first_unmet_wait(s, &p->tasks[task], v->step);
     if (wi >= 0) {
         if (v->blocked_since_ms < 0 || v->blocked_task != task || v->blocked_wait != wi)
@@ -501,9 +532,18 @@ static bool try_sm(worker *wk, vsm *v)
 
     int32_t token = -1;
     const loom_task *t = &p->tasks[task];
+    if (slot) {
+        slot[0] = v->wait_ns;
+        slot[1] = now_ns();
+        v->wait_ns = 0;
+    }
     loom_cpu_run_task(p, &s->bufs, task, v->step, ctx->req->n_prompt, wk->scratch, &token);
     if (p->graph->ops[t->op].kind == LOOM_OP_ARGMAX)
         after_argmax(ctx, v->step, token);
+    /* The end is stamped before the release: a consumer's run begin (after
+     * its acquire) is never before its producers' ends. */
+    if (slot)
+        slot[2] = now_ns();
     if (t->signal >= 0)
         atomic_fetch_add_explicit(&s->counters[t->signal], 1u, memory_order_release);
     advance(s, v);

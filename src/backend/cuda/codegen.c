@@ -105,23 +105,54 @@ void loom_cuda_op_variants(const loom_program *p, int32_t *variant, int32_t *n_v
     *n_variants = n;
 }
 
-int64_t loom_cuda_smem_bytes(const loom_program *p)
+/* Shared memory layout (tasks/common.cuh): a 128-byte head (wait verdict,
+ * ring cursors, ring barriers), the task scratch, then the weight ring of
+ * RING_SLOTS chunks of CHUNK_BYTES. */
+#define SMEM_HEAD 128
+#define CHUNK_BYTES (32 * 1024)
+#define MAX_RING_SLOTS 6
+
+static int32_t max_tile_rows(const loom_program *p)
+{
+    int32_t m = 1;
+    for (int32_t i = 0; i < p->n_tasks; i++)
+        if (p->graph->ops[p->tasks[i].op].kind == LOOM_OP_LINEAR &&
+            p->tasks[i].row_end - p->tasks[i].row_begin > m)
+            m = p->tasks[i].row_end - p->tasks[i].row_begin;
+    return m;
+}
+
+/* Bytes of task scratch: the largest of the linear tasks' (input vector,
+ * row sums, reduction space) and the attention tasks'. */
+static int64_t scratch_bytes(const loom_program *p)
 {
     const loom_graph *g = p->graph;
-    int64_t G = group_size(g), hd = g->cfg.head_dim, need = 0;
+    int64_t G = group_size(g), hd = g->cfg.head_dim, need = 0, tile_rows = max_tile_rows(p);
 
     for (int32_t i = 0; i < g->n_ops; i++) {
         const loom_op *op = &g->ops[i];
         int64_t b = 0;
         if (op->kind == LOOM_OP_LINEAR)
-            b = ((int64_t)op->cols + 2 * WARPS) * 4;
+            b = ((int64_t)op->cols + tile_rows + 2 * WARPS) * 4;
         else if (op->kind == LOOM_OP_ATTENTION)
             b = (G * hd + WARPS * G * (hd + 2)) * 4;
         if (b > need)
             need = b;
     }
-    /* + the 16-byte head (the CTA's wait verdict, LOOM_SMEM_HEAD). */
-    return (need + 15) / 16 * 16 + 16;
+    return (need + 127) / 128 * 128;
+}
+
+static int32_t ring_slots(const loom_program *p)
+{
+    int64_t room = SMEM_LIMIT - SMEM_HEAD - scratch_bytes(p);
+    int64_t n = room > 0 ? room / CHUNK_BYTES : 0;
+    return (int32_t)(n > MAX_RING_SLOTS ? MAX_RING_SLOTS : n);
+}
+
+int64_t loom_cuda_smem_bytes(const loom_program *p, int cc_major)
+{
+    return SMEM_HEAD + scratch_bytes(p) +
+           (cc_major >= 9 ? (int64_t)ring_slots(p) * CHUNK_BYTES : 0);
 }
 
 /* ------------------------------------------------------------ checks */
@@ -159,10 +190,10 @@ static loom_status check_shapes(const loom_program *p)
                              "cuda codegen: task %d of '%s' (layer %d): rows [%d, %d) split a "
                              "gate/up pair", i, op->name, op->layer, t->row_begin, t->row_end);
     }
-    if (loom_cuda_smem_bytes(p) > SMEM_LIMIT)
+    if (loom_cuda_smem_bytes(p, 9) > SMEM_LIMIT)
         return loom_fail(LOOM_ERR_UNSUPPORTED,
                          "cuda codegen: %lld bytes of shared memory needed, limit %d",
-                         (long long)loom_cuda_smem_bytes(p), SMEM_LIMIT);
+                         (long long)loom_cuda_smem_bytes(p, 9), SMEM_LIMIT);
     return LOOM_OK;
 }
 
@@ -190,7 +221,10 @@ static void emit_header(sbuf *b, const loom_program *p)
     put(b, "#define LOOM_PAGE_SIZE %d\n", g->params.page_size);
     put(b, "#define LOOM_N_KV %d\n", c->n_kv_heads);
     put(b, "#define LOOM_LOGITS_BY_STEP %d\n", g->params.record_logits ? 1 : 0);
-    put(b, "#define LOOM_SMEM_BYTES %lld\n", (long long)loom_cuda_smem_bytes(p));
+    put(b, "#define LOOM_MAX_TILE_ROWS %d\n", max_tile_rows(p));
+    put(b, "#define LOOM_CHUNK_BYTES %d\n", CHUNK_BYTES);
+    put(b, "#define LOOM_RING_SLOTS %d\n", ring_slots(p));
+    put(b, "#define LOOM_RING_OFFSET %lld\n", (long long)(SMEM_HEAD + scratch_bytes(p)));
     put(b, "#include \"loom/common.cuh\"\n#include \"loom/embed.cuh\"\n"
            "#include \"loom/linear.cuh\"\n#include \"loom/rope_kv.cuh\"\n"
            "#include \"loom/attention.cuh\"\n#include \"loom/argmax.cuh\"\n\n");
@@ -220,7 +254,7 @@ static void emit_case(sbuf *b, const loom_graph *g, const loom_op *op, int32_t v
         put(b, "embed_task<%d>(p, d, t, step); break;", op->cols);
         break;
     case LOOM_OP_LINEAR:
-        put(b, "linear_task<%d, %d, %d, %s>(d, t, step); break;", op->cols, (int)op->pro,
+        put(b, "linear_task<%d, %d, %d, %s>(p, d, t, step); break;", op->cols, (int)op->pro,
             (int)op->epi, op->bias >= 0 ? "true" : "false");
         break;
     case LOOM_OP_ROPE_KV:
@@ -244,6 +278,16 @@ static void emit_case(sbuf *b, const loom_graph *g, const loom_op *op, int32_t v
 
 static void emit_switches(sbuf *b, const loom_graph *g, const int32_t *variant, int32_t nv)
 {
+    put(b, "__device__ __forceinline__ bool loom_variant_linear(int v)\n{\n    switch (v) {\n");
+    for (int32_t v = 0; v < nv; v++)
+        for (int32_t i = 0; i < g->n_ops; i++)
+            if (variant[i] == v) {
+                if (g->ops[i].kind == LOOM_OP_LINEAR)
+                    put(b, "    case %d:\n", v);
+                break;
+            }
+    put(b, "        return true;\n    default:\n        return false;\n    }\n}\n\n");
+
     put(b, "__device__ __forceinline__ void loom_prefetch(const loom_dop &d, const loom_dtask *t)\n"
            "{\n    switch (d.variant) {\n");
     for (int32_t v = 0; v < nv; v++)

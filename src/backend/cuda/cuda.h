@@ -89,8 +89,10 @@ _Static_assert(LOOM_MAX_WAITS == 4 && LOOM_MAX_EOS == 8, "device table sizes (co
 
 /* ------------------------------------------------------------- codegen */
 
-/* Dynamic shared memory the generated kernel of p needs (bytes). */
-int64_t loom_cuda_smem_bytes(const loom_program *p);
+/* Dynamic shared memory the generated kernel of p needs (bytes) on a device
+ * of compute capability cc_major: the weight ring is there from 9 (Hopper)
+ * on. */
+int64_t loom_cuda_smem_bytes(const loom_program *p, int cc_major);
 
 /* Variant (switch case) of each op of p: variant[i] for op i, n_variants
  * distinct. variant must hold p->graph->n_ops entries. */

@@ -317,7 +317,7 @@ static loom_status load_module(cuda_state *s)
                          major, minor);
     if (!coop)
         return loom_fail(LOOM_ERR_UNSUPPORTED, "cuda: device 0 cannot launch cooperatively");
-    s->smem = loom_cuda_smem_bytes(s->prog);
+    s->smem = loom_cuda_smem_bytes(s->prog, major);
     if (s->smem > optin)
         return loom_fail(LOOM_ERR_UNSUPPORTED,
                          "cuda: the megakernel needs %lld bytes of shared memory, device allows %d",
@@ -558,6 +558,11 @@ static loom_status timeout_error(cuda_state *s, const loom_kerror *e)
 
     if (e->task >= 0 && e->task < s->prog->n_tasks)
         loom_task_name(s->prog, e->task, task, sizeof task);
+    if (e->counter == -2)   /* tasks/linear.cuh: ring_wait */
+        return loom_fail(LOOM_ERR_TIMEOUT,
+                         "cuda: weight ring wait timed out after %u ms: SM %d, task %d %s, step %d: "
+                         "chunk %u of the SM's weight stream never landed in shared memory",
+                         s->timeout_ms, e->sm, e->task, task, e->step, e->value);
     if (e->counter >= 0 && e->counter < s->prog->n_counters)
         counter = s->prog->counters[e->counter].name;
     return loom_fail(LOOM_ERR_TIMEOUT,

@@ -39,9 +39,10 @@ static void stub_destroy(void *state) { (void)state; }
 
 const loom_backend_vtable loom_cuda_backend = {"cuda", stub_create, stub_run, stub_read, stub_destroy};
 
-int64_t loom_cuda_smem_bytes(const loom_program *p)
+int64_t loom_cuda_smem_bytes(const loom_program *p, int cc_major)
 {
     (void)p;
+    (void)cc_major;
     return 0;
 }
 

@@ -57,8 +57,45 @@ static_assert(sizeof(loom_kparams) == 152, "loom_kparams layout (cuda.h)");
 #ifndef LOOM_EMU
 extern __shared__ float4 loom_smem4[];
 #endif
-#define LOOM_SMEM_HEAD 16
+// Layout of the dynamic shared memory:
+//   [0, 16)                 loom_wait_state (the CTA's wait verdict)
+//   [16, 48)                loom_ring_state (the weight ring's cursors)
+//   [48, 112)               one mbarrier per ring slot (LOOM_RING_SLOTS <= 8)
+//   [128, LOOM_RING_OFFSET) task scratch, LOOM_SMEM on
+//   [LOOM_RING_OFFSET, +LOOM_RING_SLOTS * LOOM_CHUNK_BYTES) the weight ring
+#define LOOM_SMEM_HEAD 128
 #define LOOM_SMEM ((float *)loom_smem4 + LOOM_SMEM_HEAD / 4)
+
+// The weight ring (sm_90, not the host emulator): linear tasks' weights are
+// streamed into shared memory by the bulk copy engine, chunk by chunk, in the
+// order the SM will consume them, running ahead across tasks and their waits
+// (weights depend on nothing). Elsewhere weights are read from global memory.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(LOOM_EMU) && LOOM_RING_SLOTS >= 2
+#define LOOM_RING 1
+#else
+#define LOOM_RING 0
+#endif
+
+struct loom_ring_state {
+    int head;    // chunks issued so far (slot = head % LOOM_RING_SLOTS)
+    int tail;    // chunks consumed so far
+    int pk;      // producer: position in this SM's task list
+    int pstep;   // producer: decode step of that task
+    int pc;      // producer: next chunk of that task
+    int pad[3];
+};
+// Defined by the generated source: does op variant v run linear_task?
+__device__ __forceinline__ bool loom_variant_linear(int v);
+
+#define LOOM_RING_STATE ((loom_ring_state *)((char *)loom_smem4 + 16))
+#define LOOM_RING_BARS ((u64 *)((char *)loom_smem4 + 48))
+#define LOOM_RING_DATA ((char *)loom_smem4 + LOOM_RING_OFFSET)
+
+// Rows of a COLS-wide bf16 matrix one ring chunk holds (at least 1).
+__host__ __device__ constexpr int loom_chunk_rows(int cols)
+{
+    return LOOM_CHUNK_BYTES / (cols * 2) > 0 ? LOOM_CHUNK_BYTES / (cols * 2) : 1;
+}
 
 // ------------------------------------------------------------ numbers
 
@@ -129,6 +166,42 @@ __device__ __forceinline__ int ld_volatile(const int *p)
 {
     return *(const volatile int *)p;
 }
+
+#if LOOM_RING
+__device__ __forceinline__ u32 smem_addr(const void *p)
+{
+    u64 a;
+    asm("cvta.to.shared.u64 %0, %1;" : "=l"(a) : "l"(p));
+    return (u32)a;
+}
+
+__device__ __forceinline__ void mbar_init(u64 *bar, u32 count)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count)
+                 : "memory");
+}
+
+// Thread 0: expect `bytes` on bar, then copy them global -> shared with the
+// bulk copy engine, completing on bar.
+__device__ __forceinline__ void bulk_load(void *dst, const void *src, u32 bytes, u64 *bar)
+{
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;"
+                 ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes "
+                 "[%0], [%1], %2, [%3];"
+                 ::"r"(smem_addr(dst)), "l"(src), "r"(bytes), "r"(smem_addr(bar)) : "memory");
+}
+
+__device__ __forceinline__ bool mbar_test(u64 *bar, u32 parity)
+{
+    u32 ok;
+    asm volatile("{\n\t.reg .pred p;\n\t"
+                 "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\t"
+                 "selp.u32 %0, 1, 0, p;\n\t}"
+                 : "=r"(ok) : "r"(smem_addr(bar)), "r"(parity) : "memory");
+    return ok != 0;
+}
+#endif // LOOM_RING
 
 // ------------------------------------------------------------ reductions
 

@@ -138,9 +138,242 @@ __device__ __forceinline__ void linear_argmax_reduce(const loom_dop &d, const lo
     }
 }
 
-template <int COLS, int PRO, int EPI, bool BIAS>
-__device__ __forceinline__ void linear_task(const loom_dop &d, const loom_dtask *t, int step)
+#if LOOM_RING
+// ------------------------------------------------------------ weight ring
+
+// Thread 0: issue bulk copies of the next weight chunks, in the order this SM
+// will consume them (its task list, step after step, linear tasks only),
+// into every free slot. Looks at most one step ahead of `step`.
+__device__ __forceinline__ void ring_fill(const loom_kparams &p, int step)
 {
+    loom_ring_state *rs = LOOM_RING_STATE;
+    const int begin = ((const int *)p.sm_offset)[blockIdx.x];
+    const int end = ((const int *)p.sm_offset)[blockIdx.x + 1];
+    const int *list = (const int *)p.sm_tasks;
+    const loom_dtask *tasks = (const loom_dtask *)p.tasks;
+    const loom_dop *ops = (const loom_dop *)p.ops;
+
+    if (begin == end)
+        return;
+    while (rs->head - rs->tail < LOOM_RING_SLOTS && rs->pstep < p.n_steps &&
+           rs->pstep <= step + 1) {
+        const loom_dtask *t = tasks + list[begin + rs->pk];
+        const loom_dop &d = ops[t->op];
+        int rows = t->row_end - t->row_begin;
+        int rpc = LOOM_CHUNK_BYTES / (d.cols * 2) > 0 ? LOOM_CHUNK_BYTES / (d.cols * 2) : 1;
+        int nch = loom_variant_linear(d.variant) ? (rows + rpc - 1) / rpc : 0;
+        if (rs->pc < nch) {
+            int r0 = rs->pc * rpc, nr = rows - r0 < rpc ? rows - r0 : rpc;
+            int slot = rs->head % LOOM_RING_SLOTS;
+            const char *src = (const char *)d.w + ((u64)(t->row_begin + r0) * d.cols) * 2;
+            bulk_load(LOOM_RING_DATA + (u64)slot * LOOM_CHUNK_BYTES, src,
+                      (u32)nr * (u32)d.cols * 2u, LOOM_RING_BARS + slot);
+            rs->head++;
+            rs->pc++;
+        }
+        if (rs->pc >= nch) {
+            rs->pc = 0;
+            if (++rs->pk == end - begin) {
+                rs->pk = 0;
+                rs->pstep++;
+            }
+        }
+    }
+}
+
+// Spins until the barrier's phase `parity` completed or timeout_ns passed.
+__device__ __forceinline__ bool mbar_wait_bounded(u64 *bar, u32 parity, u64 timeout_ns)
+{
+    u64 t0 = 0;
+    for (int spin = 0; !mbar_test(bar, parity); spin++) {
+        if ((spin & 63) != 63)
+            continue;
+        u64 now = globaltimer();
+        if (t0 == 0)
+            t0 = now;
+        else if (now - t0 > timeout_ns)
+            return false;
+    }
+    return true;
+}
+
+// Every thread: wait until ring chunk number `chunk` has landed. Bounded; the
+// verdict is the CTA's (a vote), so no thread is left behind at a barrier.
+// On timeout the error record names the task and counter -2 (the ring), and
+// the CTA's wait verdict says exit.
+__device__ __forceinline__ bool ring_wait(const loom_kparams &p, int chunk, int task_id, int step)
+{
+    u64 *bar = LOOM_RING_BARS + chunk % LOOM_RING_SLOTS;
+    bool ok = mbar_wait_bounded(bar, (u32)(chunk / LOOM_RING_SLOTS) & 1u, p.timeout_ns);
+    if (!__syncthreads_or(!ok))
+        return true;
+    if (threadIdx.x == 0) {
+        loom_kerror *err = (loom_kerror *)p.error;
+        if (atomicCAS(&err->flag, 0, -1) == 0) {
+            err->sm = blockIdx.x;
+            err->task = task_id;
+            err->counter = -2;
+            err->value = (u32)chunk;
+            err->threshold = 0;
+            err->step = step;
+            __threadfence();
+            atomicExch(&err->flag, 1);
+        }
+        ((loom_wait_state *)loom_smem4)->verdict = LOOM_WAIT_EXIT;
+    }
+    __syncthreads();
+    return false;
+}
+
+// Kernel start (thread 0): slots' barriers and the cursors.
+__device__ __forceinline__ void ring_init()
+{
+    loom_ring_state *rs = LOOM_RING_STATE;
+    for (int i = 0; i < LOOM_RING_SLOTS; i++)
+        mbar_init(LOOM_RING_BARS + i, 1);
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    rs->head = rs->tail = rs->pk = rs->pstep = rs->pc = 0;
+}
+
+// Kernel exit (every thread): no bulk copy may still be writing into the
+// shared memory of a CTA that is gone.
+__device__ __forceinline__ void ring_drain(const loom_kparams &p)
+{
+    __syncthreads();
+    loom_ring_state *rs = LOOM_RING_STATE;
+    for (int c = rs->tail; c < rs->head; c++)
+        if (!mbar_wait_bounded(LOOM_RING_BARS + c % LOOM_RING_SLOTS,
+                               (u32)(c / LOOM_RING_SLOTS) & 1u, p.timeout_ns))
+            break;
+    __syncthreads();
+}
+
+// Partial dot products of `nr` rows of a chunk (row-major in shared memory)
+// with xs: each row's sum lands in acc[row] (one warp per row when there are
+// at least as many rows as warps; else WARPS/nr warps share a row, their
+// partials combined in a fixed order so results are deterministic).
+template <int COLS>
+__device__ __forceinline__ void ring_chunk_dot(const bf16raw *w, int nr, const float *xs,
+                                               float *acc, float *red)
+{
+    constexpr int V = COLS / 8;   // 16-byte vectors per row
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const float4 *x4 = (const float4 *)xs;
+
+    if (nr >= LOOM_WARPS) {
+        for (int r = warp; r < nr; r += LOOM_WARPS) {
+            const uint4 *row = (const uint4 *)(w + (u64)r * COLS);
+            float a = 0.0f;
+#pragma unroll 4
+            for (int v = lane; v < V; v += 32)
+                a = dot8(row[v], x4[2 * v], x4[2 * v + 1], a);
+            a = warp_sum(a);
+            if (lane == 0)
+                acc[r] = a;
+        }
+        return;
+    }
+    const int wpr = LOOM_WARPS / nr;          // warps per row
+    const int r = warp / wpr, seg = warp % wpr;
+    float a = 0.0f;
+    if (r < nr) {
+        const uint4 *row = (const uint4 *)(w + (u64)r * COLS);
+#pragma unroll 4
+        for (int v = seg * 32 + lane; v < V; v += wpr * 32)
+            a = dot8(row[v], x4[2 * v], x4[2 * v + 1], a);
+    }
+    a = warp_sum(a);
+    if (lane == 0)
+        red[warp] = a;
+    __syncthreads();
+    if (threadIdx.x < nr) {
+        float sum = 0.0f;
+        for (int j = 0; j < wpr; j++)
+            sum += red[threadIdx.x * wpr + j];
+        acc[threadIdx.x] = sum;
+    }
+}
+#endif // LOOM_RING
+
+#if LOOM_RING
+// Warp-level then block-level {value, row} argmax into aux[tile].
+__device__ __forceinline__ void ring_argmax_reduce(const loom_dop &d, const loom_dtask *t,
+                                                   float bv, float br, float *red)
+{
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+        float orow = __shfl_xor_sync(0xffffffffu, br, o);
+        if (argmax_better(ov, orow, bv, br)) {
+            bv = ov;
+            br = orow;
+        }
+    }
+    linear_argmax_reduce(d, t, bv, br, red);
+}
+
+// LINEAR with the tile's weights taken from the ring, chunk by chunk: row
+// sums into acc (shared), then the epilogue over the tile's rows.
+template <int COLS, int PRO, int EPI, bool BIAS>
+__device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_dop &d,
+                                            const loom_dtask *t, int step)
+{
+    constexpr int RPC = loom_chunk_rows(COLS);
+    float *xs = LOOM_SMEM;
+    float *acc = LOOM_SMEM + COLS;                  // LOOM_MAX_TILE_ROWS floats
+    float *red = acc + LOOM_MAX_TILE_ROWS;          // 2 * LOOM_WARPS floats
+    const int rb = t->row_begin, rows = t->row_end - t->row_begin;
+    const int nch = (rows + RPC - 1) / RPC;
+    const int task_id = (int)(t - (const loom_dtask *)p.tasks);
+    loom_ring_state *rs = LOOM_RING_STATE;
+
+    linear_stage_x<COLS, PRO>(d, xs, red);   // ends with __syncthreads
+    const int first = rs->tail;
+    for (int ch = 0; ch < nch; ch++) {
+        if (!ring_wait(p, first + ch, task_id, step))
+            return;
+        const int slot = (first + ch) % LOOM_RING_SLOTS;
+        const int nr = rows - ch * RPC < RPC ? rows - ch * RPC : RPC;
+        ring_chunk_dot<COLS>((const bf16raw *)(LOOM_RING_DATA + (u64)slot * LOOM_CHUNK_BYTES),
+                             nr, xs, acc + ch * RPC, red);
+        __syncthreads();   // the slot and red are free again
+        if (threadIdx.x == 0) {
+            rs->tail = first + ch + 1;
+            ring_fill(p, step);
+        }
+    }
+    __syncthreads();
+
+    float *y = (float *)d.y;
+    if (EPI == LOOM_EPI_SILU_MUL) {
+        for (int i = threadIdx.x; i < rows / 2; i += LOOM_THREADS)
+            y[rb / 2 + i] = silu(acc[2 * i]) * acc[2 * i + 1];
+    } else if (EPI == LOOM_EPI_RESIDUAL) {
+        const float *resid = (const float *)d.resid;
+        for (int i = threadIdx.x; i < rows; i += LOOM_THREADS)
+            y[rb + i] = resid[rb + i] + acc[i];
+    } else if (EPI == LOOM_EPI_ARGMAX) {
+        float bv = loom_neg_inf(), br = (float)rb;
+        y += (LOOM_LOGITS_BY_STEP ? (u64)step : 0ull) * (u64)d.rows;
+        for (int i = threadIdx.x; i < rows; i += LOOM_THREADS) {
+            y[rb + i] = acc[i];
+            if (argmax_better(acc[i], (float)(rb + i), bv, br)) {
+                bv = acc[i];
+                br = (float)(rb + i);
+            }
+        }
+        ring_argmax_reduce(d, t, bv, br, red);
+    } else {
+        for (int i = threadIdx.x; i < rows; i += LOOM_THREADS)
+            y[rb + i] = acc[i] + (BIAS ? ((const float *)d.bias)[rb + i] : 0.0f);
+    }
+}
+#else
+template <int COLS, int PRO, int EPI, bool BIAS>
+__device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_dop &d,
+                                            const loom_dtask *t, int step)
+{
+    (void)p;
     float *xs = LOOM_SMEM;
     float *red = LOOM_SMEM + COLS;      // 2 * LOOM_WARPS floats
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -197,3 +430,4 @@ __device__ __forceinline__ void linear_task(const loom_dop &d, const loom_dtask 
         linear_argmax_reduce(d, t, best_v, best_r, red);
     }
 }
+#endif // LOOM_RING

@@ -17,16 +17,33 @@ loom_megakernel(const loom_kparams p)
     const int begin = ((const int *)p.sm_offset)[blockIdx.x];
     const int end = ((const int *)p.sm_offset)[blockIdx.x + 1];
 
+#if LOOM_RING
+    if (threadIdx.x == 0)
+        ring_init();
+    __syncthreads();
+#endif
     for (int step = 0; step < p.n_steps; step++) {
         for (int k = begin; k < end; k++) {
             const int id = list[k];
             const loom_dtask *t = tasks + id;
             const loom_dop &d = ops[t->op];
+#if LOOM_RING
+            if (threadIdx.x == 0)
+                ring_fill(p, step);    // weights do not wait
+#else
             loom_prefetch(d, t);
+#endif
             if (loom_wait_all(p, t, id, step, ws) != LOOM_WAIT_OK)
-                return;
+                goto out;
             loom_dispatch(p, d, t, step);
+            if (ws->verdict != LOOM_WAIT_OK)   // a ring wait timed out
+                goto out;
             loom_signal(p, t);
         }
     }
+out:
+#if LOOM_RING
+    ring_drain(p);
+#endif
+    return;
 }

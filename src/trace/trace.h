@@ -1,0 +1,116 @@
+/* trace.h - the megakernel's timeline: what a traced run recorded, the
+ * loom trace file, its checker, and the views of it (Perfetto JSON, SVG,
+ * summary).
+ *
+ * A trace holds, per traced decode step and task, three timestamps (ns from
+ * the trace's origin): when its SM began waiting for it (the prefetch and
+ * the counter waits), when it began to run, and when it ended (before its
+ * signal). Beside them it carries what is needed to read them without the
+ * model: each task's name, op, SM, bytes and waits, the counters, and the
+ * bandwidth of the GPU if it was given at record time.
+ *
+ * The file (loom trace FILE) is a JSON object:
+ *   {"format": "loom-trace", "version": 1, "backend": "cuda", "clock": ...,
+ *    "n_sms": N, "first_step": k, "steps": S, "steps_run": R,
+ *    "truncated": bool, "bandwidth": B | null,
+ *    "ops": [{"name", "kind", "layer"}], "counters": [{"name", "op", "signals"}],
+ *    "tasks": [{"name", "op", "sm", "bytes", "signal", "waits": [[c, n, o]]}],
+ *    "sm_tasks": [[task ids in order] per SM],
+ *    "t": [[3 x n_tasks ns] per step]}
+ *
+ * defines: loom_trace, loom_trace_from_run, loom_trace_save, loom_trace_load,
+ *          loom_trace_free, loom_trace_check, loom_trace_write_perfetto,
+ *          loom_trace_write_svg, loom_trace_summary */
+#ifndef LOOM_TRACE_H
+#define LOOM_TRACE_H
+
+#include <stdio.h>
+
+#include "backend/backend.h"
+#include "compiler/program.h"
+
+#define LOOM_TRACE_DEFAULT_STEPS 4
+#define LOOM_TRACE_DEFAULT_BW 3.0e12
+
+enum { LOOM_TR_WAIT = 0, LOOM_TR_RUN = 1, LOOM_TR_END = 2 };
+
+typedef struct loom_trace_op {
+    char    name[24];          /* "qkv", "attn", ...                          */
+    int32_t kind;              /* loom_op_kind                                */
+    int32_t layer;             /* -1 outside the layers                       */
+} loom_trace_op;
+
+typedef struct loom_trace_task {
+    char      name[48];        /* loom_task_name: "L3.o_proj[17]"             */
+    int32_t   op, sm, signal, n_waits;
+    loom_wait waits[LOOM_MAX_WAITS];
+    uint64_t  bytes;
+} loom_trace_task;
+
+typedef struct loom_trace {
+    char               backend[16];
+    char               clock[32];
+    int32_t            n_sms, n_tasks, n_ops, n_counters;
+    int32_t            first_step;  /* decode step of traced step 0          */
+    int32_t            n_steps;     /* steps traced                          */
+    int32_t            steps_run;   /* steps the run ran                     */
+    bool               truncated;   /* the run went on past the traced steps */
+    double             bandwidth;   /* bytes/s given at record time; 0 none  */
+    loom_trace_op     *ops;
+    loom_counter_info *counters;
+    loom_trace_task   *tasks;
+    int32_t           *sm_offset;   /* [n_sms + 1]                           */
+    int32_t           *sm_tasks;
+    uint64_t          *t;           /* [n_steps][n_tasks][3] ns from origin;
+                                       the origin (0) is the earliest stamp */
+} loom_trace;
+
+/* A trace of a run of p: rec as the backend filled it (absolute ns, 0 = not
+ * run; copied and rebased to the earliest stamp). steps_run: steps the run
+ * ran; bandwidth 0 = none. */
+loom_status loom_trace_from_run(const loom_program *p, const loom_trace_rec *rec,
+                                int32_t steps_run, const char *backend, double bandwidth,
+                                loom_trace **out);
+void loom_trace_free(loom_trace *t);
+
+/* Timestamp k (LOOM_TR_*) of task at traced step s. */
+static inline uint64_t loom_trace_at(const loom_trace *t, int32_t s, int32_t task, int k)
+{
+    return t->t[((size_t)s * (size_t)t->n_tasks + (size_t)task) * 3 + (size_t)k];
+}
+
+/* True when the task ran at traced step s (its stamps are meaningful). */
+bool loom_trace_ran(const loom_trace *t, int32_t s, int32_t task);
+
+/* Per traced step s and counter c, the producer (task signalling c) that
+ * ended last, or one that did not run; -1 when c has none. last holds
+ * n_steps * n_counters entries: last[s * n_counters + c]. */
+void loom_trace_last_producers(const loom_trace *t, int32_t *last);
+
+/* The loom trace file: written to a temporary name and renamed; load
+ * rejects anything malformed (LOOM_ERR_FORMAT naming the file and field). */
+loom_status loom_trace_save(const loom_trace *t, const char *path);
+loom_status loom_trace_load(const char *path, loom_trace **out);
+
+/* Consistency with the schedule (LOOM_ERR_VERIFY naming step, task and
+ * stamp): every task of each traced step ran exactly once (all of them, up
+ * to the last step the run completed), wait begin <= run begin <= end, each
+ * SM's tasks in its list order without overlap, and every task's run begin
+ * is at or after the ends of the producers of the counters it waits on (the
+ * signals of the step its wait requires, when that step was traced). */
+loom_status loom_trace_check(const loom_trace *t);
+
+/* Chrome / Perfetto trace JSON (ui.perfetto.dev): one track per SM, a
+ * "wait" slice (category wait) before each task's slice (category = op
+ * kind), a marker per decode step. */
+loom_status loom_trace_write_perfetto(const loom_trace *t, const char *path);
+
+/* An SVG timeline: SMs as rows, ops coloured with a legend, waits lighter,
+ * a marker per decode step, time axis in us. width 0 = 1600 px. */
+loom_status loom_trace_write_svg(const loom_trace *t, const char *path, int32_t width);
+
+/* Per op type: time, bytes, GB/s against bandwidth (bytes/s); per SM busy /
+ * waiting / idle; the critical path; the 10 longest waits. */
+void loom_trace_summary(const loom_trace *t, double bandwidth, FILE *f);
+
+#endif
