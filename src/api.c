@@ -12,6 +12,7 @@
 #include "api_internal.h"
 #include "core/error.h"
 #include "loom.h"
+#include "trace/trace.h"
 
 struct loom_engine {
     const loom_model          *model;
@@ -19,6 +20,7 @@ struct loom_engine {
     const loom_backend_vtable *backend;
     void                      *state;
     loom_engine_params         params;
+    char                      *trace_path;   /* owned copy of params.trace_path */
 };
 
 loom_engine_params loom_engine_default_params(void)
@@ -110,6 +112,16 @@ loom_status loom_engine_create(const loom_model *model, loom_engine_params param
     e->model = model;
     e->backend = vt;
     e->params = params;
+    if (params.trace_path) {
+        e->trace_path = strdup(params.trace_path);
+        if (!e->trace_path) {
+            st = loom_fail(LOOM_ERR_OUT_OF_MEMORY, "loom_engine_create: trace path");
+            goto fail;
+        }
+        e->params.trace_path = e->trace_path;
+        if (e->params.trace_steps <= 0)
+            e->params.trace_steps = LOOM_TRACE_DEFAULT_STEPS;
+    }
 
     loom_compile_params cp = loom_compile_default_params(params.n_sms);
     cp.graph.max_batch = params.max_batch;
@@ -127,6 +139,7 @@ loom_status loom_engine_create(const loom_model *model, loom_engine_params param
 
 fail:
     loom_program_free(e->prog);
+    free(e->trace_path);
     free(e);
     return st;
 }
@@ -138,6 +151,7 @@ void loom_engine_free(loom_engine *engine)
     if (engine->state)
         engine->backend->destroy(engine->state);
     loom_program_free(engine->prog);
+    free(engine->trace_path);
     free(engine);
 }
 
@@ -175,6 +189,48 @@ static loom_status check_request(const loom_engine *e, const int32_t *prompt, in
     return LOOM_OK;
 }
 
+/* The run with its timeline recorded: trace_steps steps from the first one
+ * after the prompt (earlier ones when the run is shorter), written to the
+ * engine's trace path and, as Perfetto JSON, to PATH.perfetto.json. */
+static loom_status run_traced(loom_engine *e, loom_run_request *req, loom_run_result *res)
+{
+    const loom_program *p = e->prog;
+    loom_trace_rec rec = {NULL, req->n_prompt, e->params.trace_steps};
+    loom_trace *tr = NULL;
+    char *pf = NULL;
+    loom_status st;
+
+    if (rec.steps > req->n_steps)
+        rec.steps = req->n_steps;
+    if (rec.first_step + rec.steps > req->n_steps)
+        rec.first_step = req->n_steps - rec.steps;
+    rec.t = calloc((size_t)rec.steps * (size_t)p->n_tasks * 3 + 1, sizeof *rec.t);
+    pf = malloc(strlen(e->trace_path) + sizeof ".perfetto.json");
+    if (!rec.t || !pf) {
+        st = loom_fail(LOOM_ERR_OUT_OF_MEMORY, "trace: %d steps x %d tasks", rec.steps,
+                       p->n_tasks);
+        goto out;
+    }
+    req->trace = &rec;
+    st = e->backend->run(e->state, req, res);
+    req->trace = NULL;
+    if (st == LOOM_OK)
+        st = loom_trace_from_run(p, &rec, res->n_steps_run, e->backend->name,
+                                 e->params.trace_bandwidth, &tr);
+    if (st == LOOM_OK)
+        st = loom_trace_save(tr, e->trace_path);
+    if (st == LOOM_OK) {
+        strcpy(pf, e->trace_path);
+        strcat(pf, ".perfetto.json");
+        st = loom_trace_write_perfetto(tr, pf);
+    }
+out:
+    loom_trace_free(tr);
+    free(rec.t);
+    free(pf);
+    return st;
+}
+
 loom_status loom_generate(loom_engine *engine, const int32_t *prompt, int32_t n_prompt,
                           loom_generate_params params, int32_t *out_tokens, int32_t *n_out,
                           loom_generate_stats *stats)
@@ -206,7 +262,10 @@ loom_status loom_generate(loom_engine *engine, const int32_t *prompt, int32_t n_
     req.out_tokens = out_tokens;
     req.logits_out = params.logits_out;
 
-    st = engine->backend->run(engine->state, &req, &res);
+    if (engine->trace_path)
+        st = run_traced(engine, &req, &res);
+    else
+        st = engine->backend->run(engine->state, &req, &res);
     if (st != LOOM_OK)
         return st;
     *n_out = res.n_generated;

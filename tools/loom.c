@@ -8,6 +8,8 @@
  *   loom inspect   architecture, shapes, parameters, bytes per step, floor
  *   loom save      write a preset as a Hugging Face directory
  *   loom presets   list the built-in presets
+ *   loom trace     a recorded timeline (--trace FILE): --summary, --svg OUT,
+ *                  --perfetto OUT
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -24,6 +26,7 @@
 #include "loom.h"
 #include "model/model.h"
 #include "ref/oracle.h"
+#include "trace/trace.h"
 
 #ifdef LOOM_HAVE_CUDA
 #include "backend/cuda/cuda.h"
@@ -39,6 +42,12 @@ typedef struct options {
     const char *tokens;
     const char *out;
     const char *emit_cuda;
+    const char *trace;          /* --trace FILE: record the timeline        */
+    const char *svg;            /* loom trace: --svg OUT                    */
+    const char *perfetto;       /* loom trace: --perfetto OUT               */
+    int32_t     trace_steps;
+    bool        summary;
+    bool        bandwidth_set;
     int32_t     max_new;
     int32_t     prompt_len;
     int32_t     n_sms;
@@ -85,6 +94,10 @@ static void usage(void)
          "  inspect   DIR | --preset NAME [--bandwidth BYTES_PER_S]\n"
          "  save      --preset NAME --out DIR [--shard-bytes N]\n"
          "  presets   list the built-in presets\n"
+         "  trace     FILE [--summary] [--svg OUT.svg] [--perfetto OUT.json]\n"
+         "            [--bandwidth BYTES_PER_S]: a timeline recorded by run, generate\n"
+         "            or bench with --trace FILE [--trace-steps N] (default 4 steps,\n"
+         "            the first after the prompt; FILE.perfetto.json is written too)\n"
          "\n"
          "common options: --backend auto|cpu|cuda, --sms N, --threads N, --context N,\n"
          "                --seed N (preset weights and random prompts), --quiet");
@@ -128,7 +141,12 @@ static void parse_options(int argc, char **argv, options *o)
         else if (!strcmp(a, "--repeat")) o->repeat = (int32_t)parse_int(a, VAL(), 1, 1000);
         else if (!strcmp(a, "--seed")) o->seed = (uint64_t)parse_int(a, VAL(), 0, (1LL << 62));
         else if (!strcmp(a, "--shard-bytes")) o->shard_bytes = (uint64_t)parse_int(a, VAL(), 1, (1LL << 62));
-        else if (!strcmp(a, "--bandwidth")) o->bandwidth = strtod(VAL(), NULL);
+        else if (!strcmp(a, "--bandwidth")) { o->bandwidth = strtod(VAL(), NULL); o->bandwidth_set = true; }
+        else if (!strcmp(a, "--trace")) o->trace = VAL();
+        else if (!strcmp(a, "--trace-steps")) o->trace_steps = (int32_t)parse_int(a, VAL(), 1, 1 << 16);
+        else if (!strcmp(a, "--svg")) o->svg = VAL();
+        else if (!strcmp(a, "--perfetto")) o->perfetto = VAL();
+        else if (!strcmp(a, "--summary")) o->summary = true;
         else if (!strcmp(a, "--json")) o->json = true;
         else if (!strcmp(a, "--print-schedule")) o->print_schedule = true;
         else if (!strcmp(a, "--print-graph")) o->print_graph = true;
@@ -213,6 +231,9 @@ static loom_engine_params engine_params(const options *o)
     ep.n_threads = o->threads;
     ep.max_context = o->context;
     ep.verbose = !o->quiet;
+    ep.trace_path = o->trace;
+    ep.trace_steps = o->trace_steps;
+    ep.trace_bandwidth = o->bandwidth_set ? o->bandwidth : 0;
     return ep;
 }
 
@@ -651,6 +672,40 @@ static int cmd_presets(void)
     return 0;
 }
 
+/* ------------------------------------------------------------ trace */
+
+static int cmd_trace(const options *o)
+{
+    loom_trace *t = NULL;
+    loom_status st;
+    int rc = 0;
+
+    if (!o->positional)
+        die_usage("trace needs a trace FILE (recorded with run / generate / bench --trace FILE)");
+    if ((st = loom_trace_load(o->positional, &t)) != LOOM_OK)
+        return fail(st, "reading the trace");
+    st = loom_trace_check(t);
+    if (st != LOOM_OK)
+        fprintf(stderr, "loom: warning: the trace is not consistent with its schedule: %s\n",
+                loom_last_error());
+    if (o->svg) {
+        if ((st = loom_trace_write_svg(t, o->svg, 0)) != LOOM_OK)
+            rc = fail(st, "writing the SVG");
+        else if (!o->quiet)
+            fprintf(stderr, "loom: wrote %s\n", o->svg);
+    }
+    if (o->perfetto) {
+        if ((st = loom_trace_write_perfetto(t, o->perfetto)) != LOOM_OK)
+            rc = fail(st, "writing the Perfetto JSON");
+        else if (!o->quiet)
+            fprintf(stderr, "loom: wrote %s (open it in ui.perfetto.dev)\n", o->perfetto);
+    }
+    if (o->summary || (!o->svg && !o->perfetto))
+        loom_trace_summary(t, o->bandwidth_set ? o->bandwidth : 0, stdout);
+    loom_trace_free(t);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     options o;
@@ -668,6 +723,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "inspect")) return cmd_inspect(&o);
     if (!strcmp(cmd, "save")) return cmd_save(&o);
     if (!strcmp(cmd, "presets")) return cmd_presets();
+    if (!strcmp(cmd, "trace")) return cmd_trace(&o);
     die_usage("unknown command '%s'", cmd);
     return 2;
 }

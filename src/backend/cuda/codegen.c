@@ -109,7 +109,7 @@ void loom_cuda_op_variants(const loom_program *p, int32_t *variant, int32_t *n_v
  * ring cursors, ring barriers), the task scratch, then the weight ring of
  * RING_SLOTS chunks of CHUNK_BYTES. */
 #define SMEM_HEAD 128
-#define CHUNK_BYTES (32 * 1024)
+#define CHUNK_BYTES LOOM_CUDA_CHUNK_BYTES
 #define MAX_RING_SLOTS 6
 
 static int32_t max_tile_rows(const loom_program *p)
@@ -254,7 +254,7 @@ static void emit_case(sbuf *b, const loom_graph *g, const loom_op *op, int32_t v
         put(b, "embed_task<%d>(p, d, t, step); break;", op->cols);
         break;
     case LOOM_OP_LINEAR:
-        put(b, "linear_task<%d, %d, %d, %s>(p, d, t, step); break;", op->cols, (int)op->pro,
+        put(b, "linear_task<%d, %d, %d, %s>(p, d, t, step, rc); break;", op->cols, (int)op->pro,
             (int)op->epi, op->bias >= 0 ? "true" : "false");
         break;
     case LOOM_OP_ROPE_KV:
@@ -301,7 +301,8 @@ static void emit_switches(sbuf *b, const loom_graph *g, const int32_t *variant, 
     put(b, "    default: break;\n    }\n}\n\n");
 
     put(b, "__device__ __forceinline__ void loom_dispatch(const loom_kparams &p, const loom_dop &d,\n"
-           "                                              const loom_dtask *t, int step)\n"
+           "                                              const loom_dtask *t, int step,\n"
+           "                                              ring_cursor &rc)\n"
            "{\n    switch (d.variant) {\n");
     for (int32_t v = 0; v < nv; v++)
         for (int32_t i = 0; i < g->n_ops; i++)
@@ -314,6 +315,11 @@ static void emit_switches(sbuf *b, const loom_graph *g, const int32_t *variant, 
 }
 
 loom_status loom_cuda_codegen(const loom_program *p, char **source)
+{
+    return loom_cuda_codegen_ex(p, false, source);
+}
+
+loom_status loom_cuda_codegen_ex(const loom_program *p, bool trace, char **source)
 {
     const loom_graph *g = p->graph;
     sbuf b = {0};
@@ -329,6 +335,8 @@ loom_status loom_cuda_codegen(const loom_program *p, char **source)
                          g->n_ops);
     loom_cuda_op_variants(p, variant, &nv);
     emit_header(&b, p);
+    if (trace)   /* loom trace: timestamps in the task loop (megakernel.cuh) */
+        put(&b, "#define LOOM_TRACE 1\n#include \"loom/trace.cuh\"\n\n");
     emit_switches(&b, g, variant, nv);
     free(variant);
     if (b.oom) {

@@ -35,6 +35,7 @@ static const struct {
     SYM(ModuleLoadData, "cuModuleLoadData"),
     SYM(ModuleUnload, "cuModuleUnload"),
     SYM(ModuleGetFunction, "cuModuleGetFunction"),
+    SYM(ModuleGetGlobal, "cuModuleGetGlobal_v2"),
     SYM(FuncSetAttribute, "cuFuncSetAttribute"),
     SYM(OccupancyMaxActiveBlocksPerMultiprocessor, "cuOccupancyMaxActiveBlocksPerMultiprocessor"),
     SYM(MemAlloc, "cuMemAlloc_v2"),

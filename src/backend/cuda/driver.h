@@ -24,6 +24,7 @@ typedef struct loom_cu {
     CUresult (*ModuleLoadData)(CUmodule *m, const void *image);
     CUresult (*ModuleUnload)(CUmodule m);
     CUresult (*ModuleGetFunction)(CUfunction *f, CUmodule m, const char *name);
+    CUresult (*ModuleGetGlobal)(CUdeviceptr *p, size_t *bytes, CUmodule m, const char *name);
     CUresult (*FuncSetAttribute)(CUfunction f, CUfunction_attribute a, int v);
     CUresult (*OccupancyMaxActiveBlocksPerMultiprocessor)(int *n, CUfunction f, int threads,
                                                           size_t smem);

@@ -29,6 +29,12 @@
 #define STAGING_BYTES (64u << 20)
 #define RING_HEAD 2             /* ring[0] count, ring[1] host stop flag   */
 
+/* The module global loom_trace of tasks/trace.cuh (device layout). */
+typedef struct loom_trace_dev {
+    uint64_t buf;
+    int32_t  first, steps, n_tasks, pad;
+} loom_trace_dev;
+
 typedef struct cuda_state {
     const loom_program *prog;
     const loom_graph   *g;
@@ -52,9 +58,15 @@ typedef struct cuda_state {
     int64_t      pages_per_seq;
 
     CUdeviceptr d_tasks, d_sm_offset, d_sm_tasks, d_ops, d_counters;
+    CUdeviceptr d_chunks, d_chunk_offset;   /* the SMs' weight streams */
     CUdeviceptr d_error, d_stop, d_step_time;
     volatile int32_t *ring;     /* pinned, mapped                            */
     CUdeviceptr d_ring;
+
+    bool        trace;          /* traced kernel (loom trace, trace.cuh)     */
+    CUdeviceptr d_trace_var;    /* its module global loom_trace              */
+    CUdeviceptr d_trace_buf;    /* stamps of the traced steps                */
+    size_t      trace_bytes;
 } cuda_state;
 
 static double now_ms(void)
@@ -258,6 +270,59 @@ out:
     return st;
 }
 
+/* Each SM's weight stream for the ring (tasks/linear.cuh): the chunks of
+ * its linear tasks, in list order, each a run of whole rows of at most
+ * LOOM_CUDA_CHUNK_BYTES, as the kernel consumes them in one step. */
+static loom_status upload_chunk_streams(cuda_state *s)
+{
+    const loom_program *p = s->prog;
+    const loom_graph *g = s->g;
+    int32_t *off = calloc((size_t)p->n_sms + 1, sizeof *off);
+    loom_dchunk *c = NULL;
+    int64_t n = 0, cap = 0;
+    loom_status st = LOOM_OK;
+
+    for (int pass = 0; pass < 2 && off; pass++) {
+        n = 0;
+        for (int32_t sm = 0; sm < p->n_sms; sm++) {
+            off[sm] = (int32_t)n;
+            for (int32_t k = p->sm_offset[sm]; k < p->sm_offset[sm + 1]; k++) {
+                const loom_task *t = &p->tasks[p->sm_tasks[k]];
+                const loom_op *op = &g->ops[t->op];
+                if (op->kind != LOOM_OP_LINEAR)
+                    continue;
+                int64_t row_bytes = (int64_t)op->cols * 2;
+                int64_t rpc = LOOM_CUDA_CHUNK_BYTES / row_bytes > 0 ? LOOM_CUDA_CHUNK_BYTES / row_bytes : 1;
+                for (int64_t r = t->row_begin; r < t->row_end; r += rpc, n++) {
+                    int64_t nr = t->row_end - r < rpc ? t->row_end - r : rpc;
+                    if (pass == 1) {
+                        c[n].src = tensor_addr(s, op->w) + (uint64_t)(r * row_bytes);
+                        c[n].bytes = (uint32_t)(nr * row_bytes);
+                        c[n].pad = 0;
+                    }
+                }
+            }
+        }
+        off[p->n_sms] = (int32_t)n;
+        if (pass == 0) {
+            cap = n > 0 ? n : 1;
+            c = calloc((size_t)cap, sizeof *c);
+            if (!c)
+                break;
+        }
+    }
+    if (!off || !c)
+        st = loom_fail(LOOM_ERR_OUT_OF_MEMORY, "cuda: weight streams");
+    if (st == LOOM_OK)
+        st = dev_upload(s, &s->d_chunks, c, sizeof *c * (size_t)cap, "weight streams");
+    if (st == LOOM_OK)
+        st = dev_upload(s, &s->d_chunk_offset, off, sizeof *off * ((size_t)p->n_sms + 1),
+                        "weight stream offsets");
+    free(c);
+    free(off);
+    return st;
+}
+
 /* Counters, error record, stop step, step stamps, the mapped token ring. */
 static loom_status alloc_control(cuda_state *s)
 {
@@ -323,7 +388,7 @@ static loom_status load_module(cuda_state *s)
                          "cuda: the megakernel needs %lld bytes of shared memory, device allows %d",
                          (long long)s->smem, optin);
     loom_cuda_arch_name(major, minor, arch, sizeof arch);
-    st = loom_cuda_codegen(s->prog, &src);
+    st = loom_cuda_codegen_ex(s->prog, s->trace, &src);
     if (st != LOOM_OK)
         return st;
     st = loom_cuda_compile(src, arch, NULL, &cubin);
@@ -342,6 +407,14 @@ static loom_status load_module(cuda_state *s)
         return st;
     st = loom_cu_check(cu->ModuleGetFunction(&s->fn, s->mod, "loom_megakernel"),
                        "cuModuleGetFunction(loom_megakernel)");
+    if (st == LOOM_OK && s->trace) {
+        size_t n = 0;
+        st = loom_cu_check(cu->ModuleGetGlobal(&s->d_trace_var, &n, s->mod, "loom_trace"),
+                           "cuModuleGetGlobal(loom_trace)");
+        if (st == LOOM_OK && n != sizeof(loom_trace_dev))
+            st = loom_fail(LOOM_ERR_BACKEND, "cuda: loom_trace is %zu bytes, expected %zu", n,
+                           sizeof(loom_trace_dev));
+    }
     if (st == LOOM_OK)
         st = loom_cu_check(cu->FuncSetAttribute(s->fn,
                                                 CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
@@ -380,7 +453,8 @@ static void cuda_destroy(void *state)
                 if (s->buf[i])
                     cu->MemFree(s->buf[i]);
         CUdeviceptr d[] = {s->d_tasks, s->d_sm_offset, s->d_sm_tasks, s->d_ops,
-                           s->d_counters, s->d_error, s->d_stop, s->d_step_time};
+                           s->d_counters, s->d_error, s->d_stop, s->d_step_time,
+                           s->d_trace_buf, s->d_chunks, s->d_chunk_offset};
         for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
             if (d[i])
                 cu->MemFree(d[i]);
@@ -414,6 +488,7 @@ static loom_status cuda_create(const loom_program *prog, const loom_engine_param
     s->g = prog->graph;
     s->sentinels = env && strcmp(env, "1") == 0;
     s->verbose = params && params->verbose;
+    s->trace = params && params->trace_path;
     s->timeout_ms = params && params->wait_timeout_ms ? params->wait_timeout_ms : 5000;
     s->timeout_ns = (uint64_t)s->timeout_ms * 1000000ull;
 
@@ -447,6 +522,8 @@ static loom_status cuda_create(const loom_program *prog, const loom_engine_param
         st = upload_page_table(s);
     if (st == LOOM_OK)
         st = upload_tables(s);
+    if (st == LOOM_OK)
+        st = upload_chunk_streams(s);
     if (st == LOOM_OK)
         st = alloc_control(s);
     if (st != LOOM_OK)
@@ -616,6 +693,8 @@ static loom_status launch_and_stream(cuda_state *s, const loom_run_request *req,
     kp.step_time = s->d_step_time;
     kp.host_ring = s->d_ring;
     kp.timeout_ns = s->timeout_ns;
+    kp.chunks = s->d_chunks;
+    kp.chunk_offset = s->d_chunk_offset;
     kp.n_steps = req->n_steps;
     kp.n_prompt = req->n_prompt;
     kp.n_eos = req->n_eos;
@@ -636,6 +715,51 @@ static loom_status launch_and_stream(cuda_state *s, const loom_run_request *req,
     st = loom_cu_check(r, "megakernel (cuStreamQuery)");
     drain_ring(s, req, ss);
     return st;
+}
+
+/* ------------------------------------------------------------ trace */
+
+/* Traced kernel: a zeroed stamp buffer for req->trace's steps (grown when
+ * needed), its address in loom_trace; no req->trace: buf 0, nothing stored. */
+static loom_status trace_arm(cuda_state *s, const loom_run_request *req)
+{
+    const loom_cu *cu = s->cu;
+    loom_trace_dev td = {0, 0, 0, s->prog->n_tasks, 0};
+    loom_status st;
+
+    if (!s->trace)
+        return LOOM_OK;
+    if (req->trace && req->trace->t && req->trace->steps > 0) {
+        size_t n = sizeof(uint64_t) * 3 * (size_t)s->prog->n_tasks * (size_t)req->trace->steps;
+        if (n > s->trace_bytes) {
+            if (s->d_trace_buf)
+                cu->MemFree(s->d_trace_buf);
+            s->d_trace_buf = 0;
+            s->trace_bytes = 0;
+            st = dev_alloc(s, &s->d_trace_buf, n, "trace stamps");
+            if (st != LOOM_OK)
+                return st;
+            s->trace_bytes = n;
+        }
+        st = loom_cu_check(cu->MemsetD8(s->d_trace_buf, 0, n), "cuMemsetD8(trace)");
+        if (st != LOOM_OK)
+            return st;
+        td.buf = s->d_trace_buf;
+        td.first = req->trace->first_step;
+        td.steps = req->trace->steps;
+    }
+    return loom_cu_check(cu->MemcpyHtoD(s->d_trace_var, &td, sizeof td),
+                         "cuMemcpyHtoD(loom_trace)");
+}
+
+static loom_status trace_collect(cuda_state *s, const loom_run_request *req)
+{
+    size_t n = sizeof(uint64_t) * 3 * (size_t)s->prog->n_tasks * (size_t)req->trace->steps;
+
+    if (!req->trace->t || req->trace->steps <= 0 || !s->d_trace_buf)
+        return LOOM_OK;
+    return loom_cu_check(s->cu->MemcpyDtoH(req->trace->t, s->d_trace_buf, n),
+                         "cuMemcpyDtoH(trace)");
 }
 
 static loom_status cuda_run(void *state, const loom_run_request *req, loom_run_result *res)
@@ -659,6 +783,8 @@ static loom_status cuda_run(void *state, const loom_run_request *req, loom_run_r
     st = loom_cu_check(cu->CtxSetCurrent(s->ctx), "cuCtxSetCurrent");
     if (st == LOOM_OK)
         st = reset_run(s, req);
+    if (st == LOOM_OK)
+        st = trace_arm(s, req);
     if (st == LOOM_OK)
         st = launch_and_stream(s, req, &ss);
     if (st != LOOM_OK)
@@ -689,6 +815,12 @@ static loom_status cuda_run(void *state, const loom_run_request *req, loom_run_r
         return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "cuda run: %d step stamps", n_run);
     st = loom_cu_check(cu->MemcpyDtoH(stamps, s->d_step_time, sizeof *stamps * (size_t)n_run),
                        "cuMemcpyDtoH(step stamps)");
+    if (st != LOOM_OK) {
+        free(stamps);
+        return st;
+    }
+    if (req->trace && s->trace)
+        st = trace_collect(s, req);
     if (st != LOOM_OK) {
         free(stamps);
         return st;

@@ -43,12 +43,12 @@ static_assert(sizeof(loom_kerror) == 32, "loom_kerror layout (cuda.h)");
 
 struct loom_kparams {
     u64 tasks, sm_offset, sm_tasks, ops, counters, tokens, page_table, rope_inv_freq;
-    u64 error, stop_step, step_time, host_ring, timeout_ns;
+    u64 error, stop_step, step_time, host_ring, timeout_ns, chunks, chunk_offset;
     int n_steps, n_prompt;
     int eos[LOOM_MAX_EOS];
     int n_eos, pad;
 };
-static_assert(sizeof(loom_kparams) == 152, "loom_kparams layout (cuda.h)");
+static_assert(sizeof(loom_kparams) == 168, "loom_kparams layout (cuda.h)");
 
 // Shared memory: one dynamic buffer. Its first 16 bytes hold the CTA's wait
 // verdict (loom_wait_state); each task carves the rest, LOOM_SMEM on.
@@ -76,18 +76,18 @@ extern __shared__ float4 loom_smem4[];
 #define LOOM_RING 0
 #endif
 
-struct loom_ring_state {
-    int head;    // chunks issued so far (slot = head % LOOM_RING_SLOTS)
-    int tail;    // chunks consumed so far
-    int pk;      // producer: position in this SM's task list
-    int pstep;   // producer: decode step of that task
-    int pc;      // producer: next chunk of that task
-    int pad[3];
+// The ring's cursors, in registers (uniform where every thread keeps them):
+// the producer (thread 0) walks this SM's weight stream (loom_dchunk, built
+// by the host: the chunks of its linear tasks in list order, one step), the
+// descriptor of the next chunk already loaded; consumers count chunks used.
+struct ring_cursor {
+    int head;            // thread 0: chunks issued (slot = head % SLOTS)
+    int tail;            // every thread: chunks consumed
+    int pos, pstep, n;   // thread 0: next chunk's index in the stream, its step
+    const uint4 *stream; // this SM's stream
+    uint4 next;          // thread 0: descriptor of stream[pos]
 };
-// Defined by the generated source: does op variant v run linear_task?
-__device__ __forceinline__ bool loom_variant_linear(int v);
 
-#define LOOM_RING_STATE ((loom_ring_state *)((char *)loom_smem4 + 16))
 #define LOOM_RING_BARS ((u64 *)((char *)loom_smem4 + 48))
 #define LOOM_RING_DATA ((char *)loom_smem4 + LOOM_RING_OFFSET)
 

@@ -141,43 +141,32 @@ __device__ __forceinline__ void linear_argmax_reduce(const loom_dop &d, const lo
 #if LOOM_RING
 // ------------------------------------------------------------ weight ring
 
-// Thread 0: issue bulk copies of the next weight chunks, in the order this SM
-// will consume them (its task list, step after step, linear tasks only),
-// into every free slot. Looks at most one step ahead of `step`.
-__device__ __forceinline__ void ring_fill(const loom_kparams &p, int step)
+__device__ __forceinline__ uint4 ld_chunk_desc(const uint4 *p)
 {
-    loom_ring_state *rs = LOOM_RING_STATE;
-    const int begin = ((const int *)p.sm_offset)[blockIdx.x];
-    const int end = ((const int *)p.sm_offset)[blockIdx.x + 1];
-    const int *list = (const int *)p.sm_tasks;
-    const loom_dtask *tasks = (const loom_dtask *)p.tasks;
-    const loom_dop *ops = (const loom_dop *)p.ops;
+    uint4 v;
+    asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    return v;
+}
 
-    if (begin == end)
-        return;
-    while (rs->head - rs->tail < LOOM_RING_SLOTS && rs->pstep < p.n_steps &&
-           rs->pstep <= step + 1) {
-        const loom_dtask *t = tasks + list[begin + rs->pk];
-        const loom_dop &d = ops[t->op];
-        int rows = t->row_end - t->row_begin;
-        int rpc = LOOM_CHUNK_BYTES / (d.cols * 2) > 0 ? LOOM_CHUNK_BYTES / (d.cols * 2) : 1;
-        int nch = loom_variant_linear(d.variant) ? (rows + rpc - 1) / rpc : 0;
-        if (rs->pc < nch) {
-            int r0 = rs->pc * rpc, nr = rows - r0 < rpc ? rows - r0 : rpc;
-            int slot = rs->head % LOOM_RING_SLOTS;
-            const char *src = (const char *)d.w + ((u64)(t->row_begin + r0) * d.cols) * 2;
-            bulk_load(LOOM_RING_DATA + (u64)slot * LOOM_CHUNK_BYTES, src,
-                      (u32)nr * (u32)d.cols * 2u, LOOM_RING_BARS + slot);
-            rs->head++;
-            rs->pc++;
+// Thread 0: issue bulk copies of the next chunks of this SM's weight stream
+// into every free slot, at most one step ahead of `step`. The descriptor of
+// the chunk after is loaded right away, so its latency hides behind the
+// chunk's consumption.
+__device__ __forceinline__ void ring_fill(const loom_kparams &p, int step, ring_cursor &rc)
+{
+    while (rc.n > 0 && rc.head - rc.tail < LOOM_RING_SLOTS && rc.pstep < p.n_steps &&
+           rc.pstep <= step + 1) {
+        const int slot = rc.head % LOOM_RING_SLOTS;
+        const char *src = (const char *)((u64)rc.next.x | ((u64)rc.next.y << 32));
+        bulk_load(LOOM_RING_DATA + (u64)slot * LOOM_CHUNK_BYTES, src, rc.next.z,
+                  LOOM_RING_BARS + slot);
+        rc.head++;
+        if (++rc.pos == rc.n) {
+            rc.pos = 0;
+            rc.pstep++;
         }
-        if (rs->pc >= nch) {
-            rs->pc = 0;
-            if (++rs->pk == end - begin) {
-                rs->pk = 0;
-                rs->pstep++;
-            }
-        }
+        rc.next = ld_chunk_desc(rc.stream + rc.pos);
     }
 }
 
@@ -225,26 +214,34 @@ __device__ __forceinline__ bool ring_wait(const loom_kparams &p, int chunk, int 
     return false;
 }
 
-// Kernel start (thread 0): slots' barriers and the cursors.
-__device__ __forceinline__ void ring_init()
+// Kernel start (every thread): the cursors; thread 0 also the slots'
+// barriers and the first descriptor.
+__device__ __forceinline__ void ring_init(const loom_kparams &p, ring_cursor &rc)
 {
-    loom_ring_state *rs = LOOM_RING_STATE;
-    for (int i = 0; i < LOOM_RING_SLOTS; i++)
-        mbar_init(LOOM_RING_BARS + i, 1);
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    rs->head = rs->tail = rs->pk = rs->pstep = rs->pc = 0;
+    const int *off = (const int *)p.chunk_offset;
+    rc.head = rc.tail = rc.pos = rc.pstep = 0;
+    rc.stream = (const uint4 *)p.chunks + off[blockIdx.x];
+    rc.n = off[blockIdx.x + 1] - off[blockIdx.x];
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < LOOM_RING_SLOTS; i++)
+            mbar_init(LOOM_RING_BARS + i, 1);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        if (rc.n > 0)
+            rc.next = ld_chunk_desc(rc.stream);
+    }
+    __syncthreads();
 }
 
 // Kernel exit (every thread): no bulk copy may still be writing into the
 // shared memory of a CTA that is gone.
-__device__ __forceinline__ void ring_drain(const loom_kparams &p)
+__device__ __forceinline__ void ring_drain(const loom_kparams &p, const ring_cursor &rc)
 {
     __syncthreads();
-    loom_ring_state *rs = LOOM_RING_STATE;
-    for (int c = rs->tail; c < rs->head; c++)
-        if (!mbar_wait_bounded(LOOM_RING_BARS + c % LOOM_RING_SLOTS,
-                               (u32)(c / LOOM_RING_SLOTS) & 1u, p.timeout_ns))
-            break;
+    if (threadIdx.x == 0)
+        for (int c = rc.tail; c < rc.head; c++)
+            if (!mbar_wait_bounded(LOOM_RING_BARS + c % LOOM_RING_SLOTS,
+                                   (u32)(c / LOOM_RING_SLOTS) & 1u, p.timeout_ns))
+                break;
     __syncthreads();
 }
 
@@ -316,7 +313,7 @@ __device__ __forceinline__ void ring_argmax_reduce(const loom_dop &d, const loom
 // sums into acc (shared), then the epilogue over the tile's rows.
 template <int COLS, int PRO, int EPI, bool BIAS>
 __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_dop &d,
-                                            const loom_dtask *t, int step)
+                                            const loom_dtask *t, int step, ring_cursor &rc)
 {
     constexpr int RPC = loom_chunk_rows(COLS);
     float *xs = LOOM_SMEM;
@@ -325,10 +322,9 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     const int rb = t->row_begin, rows = t->row_end - t->row_begin;
     const int nch = (rows + RPC - 1) / RPC;
     const int task_id = (int)(t - (const loom_dtask *)p.tasks);
-    loom_ring_state *rs = LOOM_RING_STATE;
 
     linear_stage_x<COLS, PRO>(d, xs, red);   // ends with __syncthreads
-    const int first = rs->tail;
+    const int first = rc.tail;
     for (int ch = 0; ch < nch; ch++) {
         if (!ring_wait(p, first + ch, task_id, step))
             return;
@@ -337,10 +333,9 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
         ring_chunk_dot<COLS>((const bf16raw *)(LOOM_RING_DATA + (u64)slot * LOOM_CHUNK_BYTES),
                              nr, xs, acc + ch * RPC, red);
         __syncthreads();   // the slot and red are free again
-        if (threadIdx.x == 0) {
-            rs->tail = first + ch + 1;
-            ring_fill(p, step);
-        }
+        rc.tail = first + ch + 1;
+        if (threadIdx.x == 0)
+            ring_fill(p, step, rc);
     }
     __syncthreads();
 
@@ -371,9 +366,10 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
 #else
 template <int COLS, int PRO, int EPI, bool BIAS>
 __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_dop &d,
-                                            const loom_dtask *t, int step)
+                                            const loom_dtask *t, int step, ring_cursor &rc)
 {
     (void)p;
+    (void)rc;
     float *xs = LOOM_SMEM;
     float *red = LOOM_SMEM + COLS;      // 2 * LOOM_WARPS floats
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;

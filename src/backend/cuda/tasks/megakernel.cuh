@@ -17,33 +17,42 @@ loom_megakernel(const loom_kparams p)
     const int begin = ((const int *)p.sm_offset)[blockIdx.x];
     const int end = ((const int *)p.sm_offset)[blockIdx.x + 1];
 
+    ring_cursor rc;
 #if LOOM_RING
-    if (threadIdx.x == 0)
-        ring_init();
-    __syncthreads();
+    ring_init(p, rc);
 #endif
     for (int step = 0; step < p.n_steps; step++) {
         for (int k = begin; k < end; k++) {
             const int id = list[k];
             const loom_dtask *t = tasks + id;
             const loom_dop &d = ops[t->op];
+#if LOOM_TRACE
+            u64 *tr = loom_trace_slot(step, id);   // trace.cuh
+            loom_trace_stamp(tr, 0);
+#endif
 #if LOOM_RING
             if (threadIdx.x == 0)
-                ring_fill(p, step);    // weights do not wait
+                ring_fill(p, step, rc);    // weights do not wait
 #else
             loom_prefetch(d, t);
 #endif
             if (loom_wait_all(p, t, id, step, ws) != LOOM_WAIT_OK)
                 goto out;
-            loom_dispatch(p, d, t, step);
+#if LOOM_TRACE
+            loom_trace_stamp(tr, 1);
+#endif
+            loom_dispatch(p, d, t, step, rc);
             if (ws->verdict != LOOM_WAIT_OK)   // a ring wait timed out
                 goto out;
+#if LOOM_TRACE
+            loom_trace_end(tr);
+#endif
             loom_signal(p, t);
         }
     }
 out:
 #if LOOM_RING
-    ring_drain(p);
+    ring_drain(p, rc);
 #endif
     return;
 }

@@ -1,0 +1,44 @@
+// trace.cuh - timeline recording of the megakernel (loom trace), included
+// by the generated source only when the engine traces (it then defines
+// LOOM_TRACE 1: a different source, so a different cubin and cache key; an
+// untraced kernel has no trace code at all).
+//
+// The host fills the module global loom_trace before each launch
+// (cuModuleGetGlobal): per task of steps first .. first + steps - 1, thread
+// 0 of its CTA stores three %globaltimer stamps into buf[(k * n_tasks +
+// task) * 3 ..]: wait begin (before the prefetch and the waits), run begin
+// (waits met) and end (every thread done, before the release signal, so
+// that a consumer never runs before its producers' ends). The buffer is
+// sized for exactly those steps: it cannot overflow.
+//
+// defines: loom_trace, loom_trace_slot, loom_trace_stamp, loom_trace_end
+#pragma once
+
+struct loom_trace_dev {
+    u64 buf;                    // u64 [steps][n_tasks][3], 0 = not traced
+    int first, steps, n_tasks, pad;
+};
+
+__device__ loom_trace_dev loom_trace;
+
+// The stamps of task id at step, or nullptr outside the traced steps.
+__device__ __forceinline__ u64 *loom_trace_slot(int step, int id)
+{
+    const int k = step - loom_trace.first;
+    if (loom_trace.buf == 0 || k < 0 || k >= loom_trace.steps)
+        return nullptr;
+    return (u64 *)loom_trace.buf + ((u64)k * (u64)loom_trace.n_tasks + (u64)id) * 3;
+}
+
+__device__ __forceinline__ void loom_trace_stamp(u64 *slot, int which)
+{
+    if (slot && threadIdx.x == 0)
+        slot[which] = globaltimer();
+}
+
+// The end: after every thread's work (the barrier), before loom_signal.
+__device__ __forceinline__ void loom_trace_end(u64 *slot)
+{
+    __syncthreads();
+    loom_trace_stamp(slot, 2);
+}

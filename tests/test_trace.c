@@ -1,0 +1,475 @@
+/* test_trace.c - timeline recording on the CPU backend (tiny presets).
+ *
+ * A traced loom_generate writes the trace file and its Perfetto JSON; the
+ * trace loads, matches the program (tasks, SMs, first step after the
+ * prompt), and passes the checker: each task exactly once per traced step,
+ * wait <= run <= end, each SM's list in order, every run after the ends of
+ * the producers of the counters it waits on. Stress mode (random orders and
+ * delays) and a run stopped early by on_token pass too. The checker is
+ * checked with planted bugs (one producer's end shifted past its consumer's
+ * run, a run before its wait, a missing task). The Perfetto JSON parses with
+ * jansson (a slice per task, a track per SM, a marker per step); the SVG
+ * starts with <svg and has one row per SM; the summary names every op type,
+ * the critical path and the longest waits; malformed files are refused.
+ * With the CUDA toolkit: the traced megakernel (LOOM_TRACE) of qwen3-tiny
+ * and qwen3-0.6b on 132 SMs compiles with NVRTC for sm_90a without spills,
+ * and differs from the untraced source (so its cubin is cached apart). */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api_internal.h"
+#include "harness.h"
+#include "trace/trace.h"
+
+#ifdef LOOM_HAVE_CUDA
+#include "backend/cuda/cuda.h"
+#endif
+
+#define N_PROMPT 5
+#define MAX_NEW 9
+#define TRACE_STEPS 3
+#define N_SMS 6
+
+static const char *const tiny[] = {"qwen3-tiny", "qwen2-tiny", "llama-tiny"};
+#define N_TINY (int)(sizeof tiny / sizeof tiny[0])
+
+static char g_path[1200];
+
+typedef struct stopper {
+    int32_t after;              /* stop after this many tokens */
+} stopper;
+
+static bool stop_after(void *user, int32_t token, int32_t index)
+{
+    (void)token;
+    return index + 1 < ((stopper *)user)->after;
+}
+
+/* A traced run of preset on the CPU backend; returns the loaded trace and
+ * (if prog_out) checks it against the engine's program. */
+static loom_trace *traced_run(const char *preset, bool stress, int32_t stop, const char *dir)
+{
+    loom_model_params mp = loom_model_default_params();
+    loom_engine_params ep = loom_engine_default_params();
+    loom_generate_params gp = loom_generate_default_params();
+    loom_model *m = NULL;
+    loom_engine *e = NULL;
+    loom_trace *t = NULL;
+    int32_t prompt[N_PROMPT], out[MAX_NEW], n_out = 0;
+    uint64_t seed = loom_test_seed();
+    stopper sp = {stop};
+
+    snprintf(g_path, sizeof g_path, "%s/%s%s.trace", dir, preset, stress ? "-stress" : "");
+    mp.seed = seed;
+    CHECK_OK(loom_model_from_preset(preset, mp, &m));
+    if (!m)
+        return NULL;
+    ep.backend = LOOM_BACKEND_CPU;
+    ep.n_threads = 2;
+    ep.n_sms = N_SMS;
+    ep.max_context = 32;
+    ep.stress = stress;
+    ep.stress_seed = seed;
+    ep.trace_path = g_path;
+    ep.trace_steps = TRACE_STEPS;
+    ep.trace_bandwidth = 2.5e12;
+    CHECK_OK(loom_engine_create(m, ep, &e));
+    if (!e)
+        goto out;
+    for (int i = 0; i < N_PROMPT; i++)
+        prompt[i] = (int32_t)((seed >> (i * 8)) % 200 + 1 + (uint64_t)i);
+    gp.max_new_tokens = MAX_NEW;
+    gp.eos_token = -1;
+    if (stop > 0) {
+        gp.on_token = stop_after;
+        gp.user = &sp;
+    }
+    CHECK_OK(loom_generate(e, prompt, N_PROMPT, gp, out, &n_out, NULL));
+    CHECK_OK(loom_trace_load(g_path, &t));
+    if (!t)
+        goto out;
+
+    const loom_program *p = loom_engine_program(e);
+    CHECK(t->n_tasks == p->n_tasks && t->n_sms == p->n_sms, "%s: %d tasks on %d SMs, program "
+          "%d on %d", preset, t->n_tasks, t->n_sms, p->n_tasks, p->n_sms);
+    CHECK(t->first_step == N_PROMPT && t->n_steps == TRACE_STEPS, "%s: traced steps %d + %d",
+          preset, t->first_step, t->n_steps);
+    CHECK(t->bandwidth == 2.5e12 && !strcmp(t->backend, "cpu"), "%s: bandwidth %g, backend %s",
+          preset, t->bandwidth, t->backend);
+    for (int32_t sm = 0; sm < p->n_sms && t->n_tasks == p->n_tasks; sm++)
+        for (int32_t k = p->sm_offset[sm]; k < p->sm_offset[sm + 1]; k++)
+            CHECK(t->sm_tasks[k] == p->sm_tasks[k] && t->tasks[p->sm_tasks[k]].sm == sm,
+                  "%s: SM %d list differs at %d", preset, sm, k);
+out:
+    loom_engine_free(e);
+    loom_model_free(m);
+    return t;
+}
+
+/* Tasks that ran at traced step s. */
+static int32_t count_ran(const loom_trace *t, int32_t s)
+{
+    int32_t n = 0;
+    for (int32_t i = 0; i < t->n_tasks; i++)
+        n += loom_trace_ran(t, s, i);
+    return n;
+}
+
+static void test_record_and_check(void)
+{
+    char *dir = loom_test_tmpdir();
+
+    for (int k = 0; k < N_TINY; k++)
+        for (int stress = 0; stress < 2; stress++) {
+            loom_trace *t = traced_run(tiny[k], stress, 0, dir);
+            if (!t)
+                continue;
+            CHECK_OK(loom_trace_check(t));
+            CHECK(t->steps_run == N_PROMPT + MAX_NEW - 1 && t->truncated,
+                  "%s: %d steps run, truncated %d", tiny[k], t->steps_run, t->truncated);
+            for (int32_t s = 0; s < t->n_steps; s++)
+                CHECK(count_ran(t, s) == t->n_tasks, "%s: step %d: %d of %d tasks ran",
+                      tiny[k], s, count_ran(t, s), t->n_tasks);
+            /* The Perfetto file beside it parses. */
+            char pf[1300];
+            json_error_t err;
+            snprintf(pf, sizeof pf, "%s.perfetto.json", g_path);
+            json_t *root = json_load_file(pf, JSON_REJECT_DUPLICATES, &err);
+            CHECK(root && json_is_array(json_object_get(root, "traceEvents")),
+                  "%s: %s: %s", tiny[k], pf, err.text);
+            json_decref(root);
+            loom_trace_free(t);
+        }
+    loom_test_rmtree(dir);
+    free(dir);
+}
+
+/* on_token stops the run after 1 token, i.e. at step N_PROMPT - 1: the
+ * traced steps after it never ran, and the checker accepts that. */
+static void test_stopped_early(void)
+{
+    char *dir = loom_test_tmpdir();
+    loom_trace *t = traced_run("qwen3-tiny", false, 1, dir);
+
+    if (t) {
+        CHECK(t->steps_run == N_PROMPT, "steps run %d, expected %d", t->steps_run, N_PROMPT);
+        CHECK_OK(loom_trace_check(t));
+        CHECK(count_ran(t, 0) == 0, "a step after the stop ran %d tasks", count_ran(t, 0));
+        loom_trace_free(t);
+    }
+    loom_test_rmtree(dir);
+    free(dir);
+}
+
+/* A task at traced step 1 that waits on a counter of this step, and the
+ * producer of that counter that ended last. */
+static bool find_edge(const loom_trace *t, int32_t *consumer, int32_t *producer)
+{
+    for (int32_t i = 0; i < t->n_tasks; i++)
+        for (int32_t w = 0; w < t->tasks[i].n_waits; w++) {
+            if (t->tasks[i].waits[w].step_offset != 0)
+                continue;
+            int32_t c = t->tasks[i].waits[w].counter;
+            *producer = -1;
+            for (int32_t j = 0; j < t->n_tasks; j++)
+                if (t->tasks[j].signal == c &&
+                    (*producer < 0 || loom_trace_at(t, 1, j, LOOM_TR_END) >
+                                          loom_trace_at(t, 1, *producer, LOOM_TR_END)))
+                    *producer = j;
+            if (*producer >= 0) {
+                *consumer = i;
+                return true;
+            }
+        }
+    return false;
+}
+
+static uint64_t *stamp(loom_trace *t, int32_t s, int32_t task, int k)
+{
+    return &t->t[((size_t)s * (size_t)t->n_tasks + (size_t)task) * 3 + (size_t)k];
+}
+
+static void test_planted_bugs(void)
+{
+    char *dir = loom_test_tmpdir();
+    loom_trace *t = traced_run("qwen3-tiny", false, 0, dir);
+    int32_t cons = -1, prod = -1;
+
+    if (!t)
+        goto out;
+    CHECK_OK(loom_trace_check(t));
+    CHECK(find_edge(t, &cons, &prod), "no producer / consumer pair in the trace");
+    if (cons < 0)
+        goto out;
+
+    /* 1. The producer's end shifted past its consumer's run begin. */
+    uint64_t *end = stamp(t, 1, prod, LOOM_TR_END), saved = *end;
+    *end = *stamp(t, 1, cons, LOOM_TR_RUN) + 1;
+    loom_status st = loom_trace_check(t);
+    CHECK(st == LOOM_ERR_VERIFY, "a producer ending after its consumer ran was not caught");
+    CHECK(strstr(loom_last_error(), t->tasks[prod].name) ||
+              strstr(loom_last_error(), t->tasks[cons].name),
+          "the message does not name the task: %s", loom_last_error());
+    *end = saved;
+    CHECK_OK(loom_trace_check(t));
+
+    /* 2. A run that begins before its wait. */
+    uint64_t *w = stamp(t, 2, cons, LOOM_TR_WAIT), *r = stamp(t, 2, cons, LOOM_TR_RUN);
+    uint64_t sw = *w;
+    *w = *r + 5;
+    CHECK(loom_trace_check(t) == LOOM_ERR_VERIFY, "wait after run was not caught");
+    *w = sw;
+
+    /* 3. A task missing from a step the run completed. */
+    uint64_t se[3];
+    for (int k = 0; k < 3; k++) {
+        se[k] = *stamp(t, 0, prod, k);
+        *stamp(t, 0, prod, k) = UINT64_MAX;
+    }
+    CHECK(loom_trace_check(t) == LOOM_ERR_VERIFY, "a task that did not run was not caught");
+    for (int k = 0; k < 3; k++)
+        *stamp(t, 0, prod, k) = se[k];
+    CHECK_OK(loom_trace_check(t));
+out:
+    loom_trace_free(t);
+    loom_test_rmtree(dir);
+    free(dir);
+}
+
+/* Saved and loaded again: the same trace. */
+static void test_round_trip(void)
+{
+    char *dir = loom_test_tmpdir();
+    loom_trace *t = traced_run("llama-tiny", false, 0, dir), *u = NULL;
+    char path[1300];
+
+    if (!t)
+        goto out;
+    snprintf(path, sizeof path, "%s/again.trace", dir);
+    CHECK_OK(loom_trace_save(t, path));
+    CHECK_OK(loom_trace_load(path, &u));
+    if (!u)
+        goto out;
+    CHECK(u->n_tasks == t->n_tasks && u->n_steps == t->n_steps && u->n_counters == t->n_counters &&
+              u->n_ops == t->n_ops && u->steps_run == t->steps_run,
+          "sizes differ after a round trip");
+    CHECK(memcmp(u->t, t->t, sizeof *t->t * 3 * (size_t)t->n_tasks * (size_t)t->n_steps) == 0,
+          "stamps differ after a round trip");
+    for (int32_t i = 0; i < t->n_tasks && u->n_tasks == t->n_tasks; i++)
+        CHECK(!strcmp(u->tasks[i].name, t->tasks[i].name) && u->tasks[i].bytes == t->tasks[i].bytes &&
+                  u->tasks[i].n_waits == t->tasks[i].n_waits && u->tasks[i].signal == t->tasks[i].signal,
+              "task %d differs after a round trip", i);
+out:
+    loom_trace_free(t);
+    loom_trace_free(u);
+    loom_test_rmtree(dir);
+    free(dir);
+}
+
+static char *read_all(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *s = NULL;
+    long n;
+
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    s = malloc((size_t)n + 1);
+    if (s && fread(s, 1, (size_t)n, f) == (size_t)n)
+        s[n] = 0;
+    else {
+        free(s);
+        s = NULL;
+    }
+    fclose(f);
+    return s;
+}
+
+static int32_t count_str(const char *s, const char *needle)
+{
+    int32_t n = 0;
+    for (const char *p = s; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+static void check_perfetto(const loom_trace *t, const char *path)
+{
+    json_error_t err;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err), *ev, *x;
+    int32_t slices = 0, waits = 0, tracks = 0, markers = 0, ran = 0;
+    size_t k;
+
+    CHECK(root != NULL, "%s:%d: %s", path, err.line, err.text);
+    ev = json_object_get(root, "traceEvents");
+    CHECK(json_is_array(ev), "%s: no traceEvents array", path);
+    json_array_foreach(ev, k, x) {
+        const char *ph = json_string_value(json_object_get(x, "ph"));
+        const char *cat = json_string_value(json_object_get(x, "cat"));
+        const char *name = json_string_value(json_object_get(x, "name"));
+        CHECK(ph && name, "%s: event %zu has no ph or name", path, k);
+        if (!ph || !name)
+            break;
+        if (!strcmp(ph, "X")) {
+            CHECK(json_is_number(json_object_get(x, "ts")) &&
+                      json_number_value(json_object_get(x, "dur")) >= 0,
+                  "%s: slice %zu without ts / dur", path, k);
+            if (cat && !strcmp(cat, "wait"))
+                waits++;
+            else
+                slices++;
+        }
+        tracks += !strcmp(ph, "M") && !strcmp(name, "thread_name");
+        markers += !strcmp(ph, "i");
+    }
+    for (int32_t s = 0; s < t->n_steps; s++)
+        ran += count_ran(t, s);
+    CHECK(slices == ran, "%s: %d task slices, %d task instances ran", path, slices, ran);
+    CHECK(waits > 0 && waits <= ran, "%s: %d wait slices", path, waits);
+    CHECK(tracks == t->n_sms, "%s: %d SM tracks of %d", path, tracks, t->n_sms);
+    CHECK(markers == t->n_steps, "%s: %d step markers of %d", path, markers, t->n_steps);
+    json_decref(root);
+}
+
+static void test_outputs(void)
+{
+    char *dir = loom_test_tmpdir();
+    loom_trace *t = traced_run("qwen2-tiny", false, 0, dir);
+    char path[1300];
+    char *s = NULL;
+
+    if (!t)
+        goto out;
+    snprintf(path, sizeof path, "%s/t.perfetto.json", dir);
+    CHECK_OK(loom_trace_write_perfetto(t, path));
+    check_perfetto(t, path);
+
+    snprintf(path, sizeof path, "%s/t.svg", dir);
+    CHECK_OK(loom_trace_write_svg(t, path, 0));
+    s = read_all(path);
+    CHECK(s && !strncmp(s, "<svg ", 5), "%s does not start with <svg", path);
+    if (s) {
+        CHECK(count_str(s, "class=\"sm-row\"") == t->n_sms, "%s: %d SM rows of %d", path,
+              count_str(s, "class=\"sm-row\""), t->n_sms);
+        CHECK(count_str(s, "<g ") == count_str(s, "</g>") && strstr(s, "</svg>\n"),
+              "%s: unbalanced groups or no </svg>", path);
+        CHECK(count_str(s, "class=\"step\"") == t->n_steps, "%s: %d step markers", path,
+              count_str(s, "class=\"step\""));
+        CHECK(!strstr(s, "nan") && !strstr(s, "inf"), "%s: a NaN or inf coordinate", path);
+        free(s);
+        s = NULL;
+    }
+
+    snprintf(path, sizeof path, "%s/summary.txt", dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL, "cannot write %s", path);
+    if (f) {
+        loom_trace_summary(t, 0, f);
+        fclose(f);
+        s = read_all(path);
+    }
+    const char *want[] = {"qkv", "o_proj", "gate_up", "down", "lm_head", "rope_kv", "attn_merge",
+                          "embed", "argmax", "critical path", "longest waits", "2.5e+12"};
+    for (size_t k = 0; s && k < sizeof want / sizeof want[0]; k++)
+        CHECK(strstr(s, want[k]), "summary has no '%s'", want[k]);
+    free(s);
+out:
+    loom_trace_free(t);
+    loom_test_rmtree(dir);
+    free(dir);
+}
+
+static void test_malformed(void)
+{
+    char *dir = loom_test_tmpdir();
+    loom_trace *t = traced_run("qwen3-tiny", false, 0, dir), *u = NULL;
+    char path[1300];
+    char *s = read_all(g_path);
+
+    if (!t || !s)
+        goto out;
+    /* Cut short, and a stamp made a string: both refused, nothing returned. */
+    snprintf(path, sizeof path, "%s/bad.trace", dir);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fwrite(s, 1, strlen(s) / 2, f);
+        fclose(f);
+    }
+    CHECK(loom_trace_load(path, &u) == LOOM_ERR_FORMAT && !u, "a truncated trace loaded");
+    char *p = strstr(s, "\"sm\":");
+    if (p)
+        memcpy(p, "\"sx\":", 5);
+    f = fopen(path, "w");
+    if (f) {
+        fputs(s, f);
+        fclose(f);
+    }
+    CHECK(loom_trace_load(path, &u) == LOOM_ERR_FORMAT && !u, "a task without an SM loaded");
+    CHECK(strstr(loom_last_error(), "'sm'"), "message does not name the field: %s",
+          loom_last_error());
+    CHECK(loom_trace_load("/nonexistent/x.trace", &u) == LOOM_ERR_IO, "a missing file loaded");
+out:
+    free(s);
+    loom_trace_free(t);
+    loom_test_rmtree(dir);
+    free(dir);
+}
+
+#ifdef LOOM_HAVE_CUDA
+static void compile_traced(const char *preset, int32_t n_sms)
+{
+    loom_model_params mp = loom_model_default_params();
+    loom_model *m = NULL;
+    loom_program *p = NULL;
+    char *plain = NULL, *traced = NULL;
+    loom_cuda_cubin cubin;
+
+    mp.seed = loom_test_seed();
+    CHECK_OK(loom_model_from_preset(preset, mp, &m));
+    if (m)
+        CHECK_OK(loom_compile(m, loom_compile_default_params(n_sms), &p));
+    if (!p)
+        goto out;
+    CHECK_OK(loom_cuda_codegen(p, &plain));
+    CHECK_OK(loom_cuda_codegen_ex(p, true, &traced));
+    if (!plain || !traced)
+        goto out;
+    CHECK(!strstr(plain, "LOOM_TRACE") && strstr(traced, "#define LOOM_TRACE 1"),
+          "%s: LOOM_TRACE only in the traced source", preset);
+    memset(&cubin, 0, sizeof cubin);
+    CHECK_OK(loom_cuda_compile(traced, "sm_90a", "", &cubin));
+    if (cubin.data) {
+        printf("  %s traced: %d registers, %d B stack, %d/%d B spills, %.0f ms\n", preset,
+               cubin.res.registers, cubin.res.stack_frame, cubin.res.spill_stores,
+               cubin.res.spill_loads, cubin.compile_ms);
+        CHECK(cubin.res.spill_stores == 0 && cubin.res.spill_loads == 0,
+              "%s traced: spills %d/%d B", preset, cubin.res.spill_stores, cubin.res.spill_loads);
+        CHECK(cubin.res.registers * LOOM_CUDA_THREADS <= 65536, "%s traced: %d registers",
+              preset, cubin.res.registers);
+    }
+    loom_cuda_cubin_free(&cubin);
+out:
+    free(plain);
+    free(traced);
+    if (p)
+        p->graph->model = NULL;
+    loom_program_free(p);
+    loom_model_free(m);
+}
+
+static void test_traced_kernel_compiles(void)
+{
+    compile_traced("qwen3-tiny", 4);
+    compile_traced("qwen3-0.6b", 132);
+}
+#define CUDA_TESTS , TEST(test_traced_kernel_compiles)
+#else
+#define CUDA_TESTS
+#endif
+
+TEST_MAIN(TEST(test_record_and_check), TEST(test_stopped_early), TEST(test_planted_bugs),
+          TEST(test_round_trip), TEST(test_outputs), TEST(test_malformed) CUDA_TESTS)
