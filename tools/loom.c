@@ -265,6 +265,18 @@ static bool print_token(void *user, int32_t token, int32_t index)
     return true;
 }
 
+/* Where a --trace run left its timeline. */
+static void print_trace_note(const options *o, int32_t n_steps)
+{
+    int32_t steps = o->trace_steps > 0 ? o->trace_steps : LOOM_TRACE_DEFAULT_STEPS;
+
+    fprintf(stderr, "loom: wrote the timeline of %d step%s (the first after the prompt; %s) to "
+            "%s and %s.perfetto.json: loom trace %s --summary --svg timeline.svg\n",
+            steps < n_steps ? steps : n_steps, steps == 1 ? "" : "s",
+            steps < n_steps ? "later steps are not recorded" : "every step", o->trace, o->trace,
+            o->trace);
+}
+
 static int generate_and_print(const options *o, loom_model *m, loom_engine_params ep,
                               const int32_t *prompt, int32_t n_prompt, int32_t max_new)
 {
@@ -300,6 +312,8 @@ static int generate_and_print(const options *o, loom_model *m, loom_engine_param
     }
     printf("%d tokens generated, %d steps, %.3f ms/token (%s)\n", n_out, stats.n_steps,
            stats.ms_per_token, loom_engine_backend_name(e));
+    if (o->trace)
+        print_trace_note(o, stats.n_steps);
     free(out);
     loom_engine_free(e);
     return 0;
@@ -499,6 +513,8 @@ static int cmd_bench(const options *o)
         if (r >= 0)
             ms[r] = stats.ms_per_token;
     }
+    if (o->trace)
+        print_trace_note(o, stats.n_steps);
     qsort(ms, o->repeat, sizeof *ms, cmp_double);
     double med = ms[o->repeat / 2];
     uint64_t bytes = loom_model_bytes_per_step(&m->cfg);

@@ -23,6 +23,14 @@ static double us(uint64_t ns)
     return (double)ns / 1e3;
 }
 
+/* A slice's duration, 1 ns short: viewers convert ts and dur from
+ * microseconds to ns separately (truncating), and adjacent slices of a
+ * track (a wait, then its task) must not overlap by a rounding. */
+static double dur_us(uint64_t b, uint64_t e)
+{
+    return e > b + 1 ? us(e - b - 1) : 0.0;
+}
+
 static json_t *meta_event(const char *name, int32_t tid, json_t *args)
 {
     return json_pack("{s:s, s:s, s:i, s:i, s:o}", "name", name, "ph", "M", "pid", PID, "tid",
@@ -52,13 +60,13 @@ static void task_events(const loom_trace *t, int32_t s, int32_t i, json_t *ev)
     if (b > w)
         json_array_append_new(ev, json_pack("{s:s, s:s, s:s, s:f, s:f, s:i, s:i, s:{s:s, s:i, "
                                             "s:o}}", "name", "wait", "cat", "wait", "ph", "X",
-                                            "ts", us(w), "dur", us(b - w), "pid", PID, "tid",
+                                            "ts", us(w), "dur", dur_us(w, b), "pid", PID, "tid",
                                             tt->sm, "args", "task", tt->name, "step", step,
                                             "waits_on", wait_names(t, i)));
     json_array_append_new(ev, json_pack("{s:s, s:s, s:s, s:f, s:f, s:i, s:i, s:{s:s, s:i, s:i, "
                                         "s:I, s:f}}", "name", tt->name, "cat",
                                         loom_op_kind_name(op->kind), "ph", "X", "ts", us(b),
-                                        "dur", us(e - b), "pid", PID, "tid", tt->sm, "args",
+                                        "dur", dur_us(b, e), "pid", PID, "tid", tt->sm, "args",
                                         "op", op->name, "layer", op->layer, "step", step,
                                         "bytes", (json_int_t)tt->bytes, "GB/s",
                                         e > b ? (double)tt->bytes / (double)(e - b) : 0.0));

@@ -315,7 +315,8 @@ static void print_header(const loom_trace *t, double bw, FILE *f)
             t->backend, t->clock, t->n_sms, t->n_tasks, t->n_counters);
     fprintf(f, "traced steps %d..%d of a run of %d steps%s\n", t->first_step,
             t->first_step + t->n_steps - 1, t->steps_run,
-            t->truncated ? " (the trace limit was hit: later steps were not recorded)" : "");
+            t->truncated ? " (the trace keeps these steps: later ones were not recorded)"
+                         : "");
     fprintf(f, "bandwidth %.3g B/s (%s)\n", bw,
             t->bandwidth > 0 && bw == t->bandwidth ? "recorded in the trace" : "given / default");
     for (int32_t s = 0; s < t->n_steps; s++) {

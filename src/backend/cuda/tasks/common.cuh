@@ -70,7 +70,8 @@ extern __shared__ float4 loom_smem4[];
 // streamed into shared memory by the bulk copy engine, chunk by chunk, in the
 // order the SM will consume them, running ahead across tasks and their waits
 // (weights depend on nothing). Elsewhere weights are read from global memory.
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(LOOM_EMU) && LOOM_RING_SLOTS >= 2
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(LOOM_EMU) && !defined(LOOM_NO_RING) && \
+    LOOM_RING_SLOTS >= 2
 #define LOOM_RING 1
 #else
 #define LOOM_RING 0

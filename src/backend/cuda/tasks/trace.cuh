@@ -37,8 +37,12 @@ __device__ __forceinline__ void loom_trace_stamp(u64 *slot, int which)
 }
 
 // The end: after every thread's work (the barrier), before loom_signal.
+// slot is the same for the whole CTA (it depends on step and task only), so
+// the barrier is taken by all threads or none: untraced steps pay nothing.
 __device__ __forceinline__ void loom_trace_end(u64 *slot)
 {
-    __syncthreads();
-    loom_trace_stamp(slot, 2);
+    if (slot) {
+        __syncthreads();
+        loom_trace_stamp(slot, 2);
+    }
 }
