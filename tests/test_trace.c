@@ -348,20 +348,24 @@ static void test_outputs(void)
     CHECK_OK(loom_trace_write_perfetto(t, path));
     check_perfetto(t, path);
 
-    snprintf(path, sizeof path, "%s/t.svg", dir);
-    CHECK_OK(loom_trace_write_svg(t, path, 0));
-    s = read_all(path);
-    CHECK(s && !strncmp(s, "<svg ", 5), "%s does not start with <svg", path);
-    if (s) {
-        CHECK(count_str(s, "class=\"sm-row\"") == t->n_sms, "%s: %d SM rows of %d", path,
-              count_str(s, "class=\"sm-row\""), t->n_sms);
-        CHECK(count_str(s, "<g ") == count_str(s, "</g>") && strstr(s, "</svg>\n"),
-              "%s: unbalanced groups or no </svg>", path);
-        CHECK(count_str(s, "class=\"step\"") == t->n_steps, "%s: %d step markers", path,
-              count_str(s, "class=\"step\""));
-        CHECK(!strstr(s, "nan") && !strstr(s, "inf"), "%s: a NaN or inf coordinate", path);
-        free(s);
-        s = NULL;
+    for (int mode = 0; mode < 2; mode++) {
+        snprintf(path, sizeof path, "%s/t%d.svg", dir, mode);
+        CHECK_OK(loom_trace_write_svg_mode(t, path, 0, mode));
+        s = read_all(path);
+        CHECK(s && (mode ? strstr(s, "<title>") : strstr(s, "<path ")), "%s: %s mode drew no task",
+              path, mode ? "detail" : "binned");
+        CHECK(s && !strncmp(s, "<svg ", 5), "%s does not start with <svg", path);
+        if (s) {
+            CHECK(count_str(s, "class=\"sm-row\"") == t->n_sms, "%s: %d SM rows of %d", path,
+                  count_str(s, "class=\"sm-row\""), t->n_sms);
+            CHECK(count_str(s, "<g ") == count_str(s, "</g>") && strstr(s, "</svg>\n"),
+                  "%s: unbalanced groups or no </svg>", path);
+            CHECK(count_str(s, "class=\"step\"") == t->n_steps, "%s: %d step markers", path,
+                  count_str(s, "class=\"step\""));
+            CHECK(!strstr(s, "nan") && !strstr(s, "inf"), "%s: a NaN or inf coordinate", path);
+            free(s);
+            s = NULL;
+        }
     }
 
     snprintf(path, sizeof path, "%s/summary.txt", dir);

@@ -25,6 +25,11 @@ int32_t loom_attn_split_choice(const loom_graph_params *p, int32_t n_kv_heads)
         s = (int32_t)(p->n_sms / d);
         if (s > 16)
             s = 16;
+        /* Each split is worth its merge only over >= 512 positions: a short
+         * context gets one split and no merge op (one hop less per layer). */
+        int64_t by_len = ((int64_t)p->max_context + 511) / 512;
+        if (s > by_len)
+            s = (int32_t)by_len;
     }
     if (s > p->max_context)
         s = p->max_context;

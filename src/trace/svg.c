@@ -5,10 +5,18 @@
  * and a legend of the ops. Readable at 132 SMs: 1600 px wide, rows of 4-16
  * px.
  *
+ * Small traces draw every task (with a tooltip). Large ones (a real model:
+ * ~20000 tasks a step) are drawn at the picture's resolution, so that the
+ * file stays a few MB: each row is cut into bins of half a pixel, each bin
+ * takes the colour of the op that runs most of it (else wait, or idle;
+ * short tasks are not hidden by long waits: see draw_row_binned), and the
+ * runs of one colour become one <path> per row.
+ *
  * defines: loom_trace_write_svg */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -21,6 +29,8 @@
 #define AXIS 36.0          /* time axis below the rows                       */
 #define LEGEND_ROW 20.0
 #define MAX_TYPES 16
+#define BIN_PX 0.5
+#define DETAIL_MAX 4000    /* task instances drawn one by one at most        */
 
 /* Colours of the op types, by op name; anything else: grey. */
 static const struct {
@@ -44,6 +54,13 @@ typedef struct view {
     FILE    *f;
     uint64_t t0, t1;        /* time range drawn (ns)                         */
     double   width, plot_w, row_h;
+    bool     detail;        /* every task a rectangle (else binned)          */
+    int32_t  n_types;       /* op types (by name); category n_types = wait   */
+    const char *types[MAX_TYPES];
+    int32_t *op_type;       /* [n_ops]                                       */
+    float   *cov;           /* binned: [n_bins][n_types + 1] coverage        */
+    int8_t  *win;           /* binned: [n_bins] category shown, -1 idle      */
+    int32_t  n_bins;
 } view;
 
 static double xpos(const view *v, uint64_t ns)
@@ -81,11 +98,79 @@ static void draw_task(const view *v, const loom_trace *t, int32_t s, int32_t i, 
                 "fill=\"url(#wait)\"/>\n", xw, y, xb - xw, v->row_h - 1);
     fprintf(v->f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\">"
             "<title>%s step %d: run %.2f us, waited %.2f us</title></rect>\n", xb, y,
-            xe - xb > 0.1 ? xe - xb : 0.1, v->row_h - 1, op_color(t->ops[tt->op].name),
+            xe - xb > 0.1 ? xe - xb : 0.1, v->row_h - 1, op_color(v->types[v->op_type[tt->op]]),
             tt->name, t->first_step + s, (double)(e - b) / 1e3, (double)(b - w) / 1e3);
 }
 
-static void draw_rows(const view *v, const loom_trace *t)
+/* Adds the part of [b, e) (ns) that falls in each bin to category c. */
+static void cover(view *v, int32_t c, uint64_t b, uint64_t e)
+{
+    double scale = (double)v->n_bins / (double)(v->t1 - v->t0);
+    double p0 = (double)(b - v->t0) * scale, p1 = (double)(e - v->t0) * scale;
+    int32_t nc = v->n_types + 1;
+
+    for (int32_t k = (int32_t)p0; k < v->n_bins && k < p1; k++) {
+        double lo = p0 > k ? p0 : k, hi = p1 < k + 1 ? p1 : k + 1;
+        if (hi > lo)
+            v->cov[(size_t)k * (size_t)nc + (size_t)c] += (float)(hi - lo);
+    }
+}
+
+/* One row at the picture's resolution: a <path> per colour. */
+static void draw_row_binned(view *v, const loom_trace *t, int32_t sm, double y)
+{
+    int32_t nc = v->n_types + 1;
+
+    memset(v->cov, 0, sizeof *v->cov * (size_t)v->n_bins * (size_t)nc);
+    for (int32_t s = 0; s < t->n_steps; s++)
+        for (int32_t k = t->sm_offset[sm]; k < t->sm_offset[sm + 1]; k++) {
+            int32_t i = t->sm_tasks[k];
+            if (!loom_trace_ran(t, s, i))
+                continue;
+            cover(v, v->n_types, loom_trace_at(t, s, i, LOOM_TR_WAIT),
+                  loom_trace_at(t, s, i, LOOM_TR_RUN));
+            cover(v, v->op_type[t->tasks[i].op], loom_trace_at(t, s, i, LOOM_TR_RUN),
+                  loom_trace_at(t, s, i, LOOM_TR_END));
+        }
+    /* Work first: the op running most of the bin if it covers a tenth of
+     * it (short tasks between long waits stay visible), else wait if the
+     * bin is mostly covered, else idle. */
+    for (int32_t k = 0; k < v->n_bins; k++) {
+        const float *c = v->cov + (size_t)k * (size_t)nc;
+        float sum = c[v->n_types], best = 0;
+        v->win[k] = -1;
+        for (int32_t j = 0; j < v->n_types; j++) {
+            sum += c[j];
+            if (c[j] > best) {
+                best = c[j];
+                v->win[k] = (int8_t)j;
+            }
+        }
+        if (best < 0.1f)
+            v->win[k] = sum >= 0.5f ? (int8_t)v->n_types : -1;
+    }
+    for (int32_t j = 0; j < nc; j++) {
+        bool open = false;
+        for (int32_t k = 0; k < v->n_bins; k++) {
+            if (v->win[k] != j)
+                continue;
+            int32_t e = k;
+            while (e < v->n_bins && v->win[e] == j)
+                e++;
+            if (!open)
+                fprintf(v->f, "<path fill=\"%s\" d=\"", j < v->n_types ? op_color(v->types[j])
+                                                                     : "url(#wait)");
+            open = true;
+            fprintf(v->f, "M%.1f %.2fh%.1fv%.2fh-%.1fz", LEFT + k * BIN_PX, y,
+                    (e - k) * BIN_PX, v->row_h - 1, (e - k) * BIN_PX);
+            k = e - 1;
+        }
+        if (open)
+            fputs("\"/>\n", v->f);
+    }
+}
+
+static void draw_rows(view *v, const loom_trace *t)
 {
     int32_t label_every = v->row_h >= 10 ? 1 : (int32_t)ceil(10.0 / v->row_h);
 
@@ -96,7 +181,9 @@ static void draw_rows(const view *v, const loom_trace *t)
             fprintf(v->f, "<text x=\"%.1f\" y=\"%.2f\" font-size=\"%.0f\" text-anchor=\"end\">"
                     "SM %d</text>\n", LEFT - 4, y + v->row_h - 1,
                     v->row_h < 10 ? 9.0 : v->row_h - 2, sm);
-        for (int32_t s = 0; s < t->n_steps; s++)
+        if (!v->detail)
+            draw_row_binned(v, t, sm, y);
+        for (int32_t s = 0; v->detail && s < t->n_steps; s++)
             for (int32_t k = t->sm_offset[sm]; k < t->sm_offset[sm + 1]; k++)
                 if (loom_trace_ran(t, s, t->sm_tasks[k]))
                     draw_task(v, t, s, t->sm_tasks[k], y);
@@ -144,22 +231,14 @@ static void draw_axis(const view *v, double y)
 }
 
 /* The op types present, in op order, then wait and idle. */
-static void draw_legend(const view *v, const loom_trace *t, double y)
+static void draw_legend(const view *v, double y)
 {
-    const char *seen[MAX_TYPES];
-    int32_t n = 0;
     double x = LEFT;
 
-    for (int32_t o = 0; o < t->n_ops && n < MAX_TYPES; o++) {
-        bool dup = false;
-        for (int32_t k = 0; k < n; k++)
-            dup = dup || !strcmp(seen[k], t->ops[o].name);
-        if (!dup)
-            seen[n++] = t->ops[o].name;
-    }
-    for (int32_t k = 0; k <= n + 1; k++) {
-        const char *name = k < n ? seen[k] : k == n ? "wait" : "idle";
-        const char *fill = k < n ? op_color(seen[k]) : k == n ? "url(#wait)" : "#fff";
+    for (int32_t k = 0; k <= v->n_types + 1; k++) {
+        const char *name = k < v->n_types ? v->types[k] : k == v->n_types ? "wait" : "idle";
+        const char *fill = k < v->n_types ? op_color(name) : k == v->n_types ? "url(#wait)"
+                                                                            : "#fff";
         fprintf(v->f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"12\" fill=\"%s\" "
                 "stroke=\"#444\" stroke-width=\"0.5\"/><text x=\"%.1f\" y=\"%.1f\" "
                 "font-size=\"12\">%s</text>\n", x, y, fill, x + 16, y + 10, name);
@@ -167,7 +246,21 @@ static void draw_legend(const view *v, const loom_trace *t, double y)
     }
 }
 
-static void draw(const view *v, const loom_trace *t, double height)
+/* Op types by name, in op order (more than MAX_TYPES: lumped into the last). */
+static void op_types(view *v, const loom_trace *t)
+{
+    v->n_types = 0;
+    for (int32_t o = 0; o < t->n_ops; o++) {
+        int32_t k = 0;
+        while (k < v->n_types && strcmp(v->types[k], t->ops[o].name))
+            k++;
+        if (k == v->n_types && v->n_types < MAX_TYPES)
+            v->types[v->n_types++] = t->ops[o].name;
+        v->op_type[o] = k < v->n_types ? k : v->n_types - 1;
+    }
+}
+
+static void draw(view *v, const loom_trace *t, double height)
 {
     double rows_bottom = TOP + t->n_sms * v->row_h;
 
@@ -186,19 +279,28 @@ static void draw(const view *v, const loom_trace *t, double height)
     draw_rows(v, t);
     draw_steps(v, t, rows_bottom);
     draw_axis(v, rows_bottom + 4);
-    draw_legend(v, t, rows_bottom + AXIS + 8);
+    draw_legend(v, rows_bottom + AXIS + 8);
     fputs("</svg>\n", v->f);
 }
 
 loom_status loom_trace_write_svg(const loom_trace *t, const char *path, int32_t width)
 {
+    return loom_trace_write_svg_mode(t, path, width, -1);
+}
+
+loom_status loom_trace_write_svg_mode(const loom_trace *t, const char *path, int32_t width,
+                                      int detail)
+{
     char tmp[4096];
     view v;
+    loom_status st = LOOM_OK;
+    int64_t instances = 0;
     double height;
     int err;
 
     if (!t || !path)
         return loom_fail(LOOM_ERR_INVALID_ARGUMENT, "svg: NULL trace or path");
+    memset(&v, 0, sizeof v);
     v.width = width > 0 ? width : 1600;
     if (v.width < LEFT + RIGHT + 100)
         return loom_fail(LOOM_ERR_INVALID_ARGUMENT, "svg: width %d px is too small", width);
@@ -206,18 +308,37 @@ loom_status loom_trace_write_svg(const loom_trace *t, const char *path, int32_t 
     v.row_h = 720.0 / t->n_sms;
     v.row_h = v.row_h < 4 ? 4 : v.row_h > 16 ? 16 : v.row_h;
     time_range(t, &v.t0, &v.t1);
+    for (int32_t s = 0; s < t->n_steps; s++)
+        for (int32_t i = 0; i < t->n_tasks; i++)
+            instances += loom_trace_ran(t, s, i);
+    v.detail = detail >= 0 ? detail != 0 : instances <= DETAIL_MAX;
+    v.n_bins = (int32_t)(v.plot_w / BIN_PX);
+    v.op_type = calloc((size_t)t->n_ops + 1, sizeof *v.op_type);
+    v.cov = calloc((size_t)v.n_bins * (MAX_TYPES + 1), sizeof *v.cov);
+    v.win = calloc((size_t)v.n_bins, sizeof *v.win);
+    if (!v.op_type || !v.cov || !v.win) {
+        st = loom_fail(LOOM_ERR_OUT_OF_MEMORY, "svg: %d bins", v.n_bins);
+        goto out;
+    }
+    op_types(&v, t);
     height = TOP + t->n_sms * v.row_h + AXIS + 8 + LEGEND_ROW + 8;
 
     snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
     v.f = fopen(tmp, "w");
-    if (!v.f)
-        return loom_fail(LOOM_ERR_IO, "%s: cannot write the SVG: %s", tmp, strerror(errno));
+    if (!v.f) {
+        st = loom_fail(LOOM_ERR_IO, "%s: cannot write the SVG: %s", tmp, strerror(errno));
+        goto out;
+    }
     draw(&v, t, height);
     err = ferror(v.f);
     if (fclose(v.f) != 0 || err || rename(tmp, path) != 0) {
         int e = errno;
         remove(tmp);
-        return loom_fail(LOOM_ERR_IO, "%s: cannot write the SVG: %s", path, strerror(e));
+        st = loom_fail(LOOM_ERR_IO, "%s: cannot write the SVG: %s", path, strerror(e));
     }
-    return LOOM_OK;
+out:
+    free(v.op_type);
+    free(v.cov);
+    free(v.win);
+    return st;
 }

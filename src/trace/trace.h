@@ -108,6 +108,10 @@ loom_status loom_trace_write_perfetto(const loom_trace *t, const char *path);
 /* An SVG timeline: SMs as rows, ops coloured with a legend, waits lighter,
  * a marker per decode step, time axis in us. width 0 = 1600 px. */
 loom_status loom_trace_write_svg(const loom_trace *t, const char *path, int32_t width);
+/* The same, choosing how: detail 1 every task a rectangle (with a tooltip),
+ * 0 binned at the picture's resolution, -1 by size (large traces binned). */
+loom_status loom_trace_write_svg_mode(const loom_trace *t, const char *path, int32_t width,
+                                      int detail);
 
 /* Per op type: time, bytes, GB/s against bandwidth (bytes/s); per SM busy /
  * waiting / idle; the critical path; the 10 longest waits. */

@@ -142,8 +142,17 @@ static int64_t scratch_bytes(const loom_program *p)
     return (need + 127) / 128 * 128;
 }
 
+/* The weight ring is experimental (tasks/common.cuh): on with LOOM_CUDA_RING=1. */
+static bool ring_enabled(void)
+{
+    const char *e = getenv("LOOM_CUDA_RING");
+    return e && !strcmp(e, "1");
+}
+
 static int32_t ring_slots(const loom_program *p)
 {
+    if (!ring_enabled())
+        return 0;
     int64_t room = SMEM_LIMIT - SMEM_HEAD - scratch_bytes(p);
     int64_t n = room > 0 ? room / CHUNK_BYTES : 0;
     return (int32_t)(n > MAX_RING_SLOTS ? MAX_RING_SLOTS : n);
@@ -224,6 +233,8 @@ static void emit_header(sbuf *b, const loom_program *p)
     put(b, "#define LOOM_MAX_TILE_ROWS %d\n", max_tile_rows(p));
     put(b, "#define LOOM_CHUNK_BYTES %d\n", CHUNK_BYTES);
     put(b, "#define LOOM_RING_SLOTS %d\n", ring_slots(p));
+    if (ring_slots(p) >= 2)
+        put(b, "#define LOOM_USE_RING 1\n");
     put(b, "#define LOOM_RING_OFFSET %lld\n", (long long)(SMEM_HEAD + scratch_bytes(p)));
     put(b, "#include \"loom/common.cuh\"\n#include \"loom/embed.cuh\"\n"
            "#include \"loom/linear.cuh\"\n#include \"loom/rope_kv.cuh\"\n"

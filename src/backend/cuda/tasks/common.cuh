@@ -70,8 +70,11 @@ extern __shared__ float4 loom_smem4[];
 // streamed into shared memory by the bulk copy engine, chunk by chunk, in the
 // order the SM will consume them, running ahead across tasks and their waits
 // (weights depend on nothing). Elsewhere weights are read from global memory.
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(LOOM_EMU) && !defined(LOOM_NO_RING) && \
-    LOOM_RING_SLOTS >= 2
+// Off by default: on the H100 the ring streamed at 68-77% of the bandwidth
+// the direct loads reach (docs/perf-notes.md); LOOM_CUDA_RING=1 at code
+// generation turns it on (codegen.c defines LOOM_USE_RING).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(LOOM_EMU) && \
+    defined(LOOM_USE_RING) && LOOM_RING_SLOTS >= 2
 #define LOOM_RING 1
 #else
 #define LOOM_RING 0
@@ -276,11 +279,14 @@ __device__ __forceinline__ int loom_wait_thread0(const loom_kparams &p, const lo
         const u32 *c = counters + t->wait_counter[i];
         u64 t0 = 0;
         u32 ns = 32;
-        for (;;) {
+        for (int spin = 0;; spin++) {
             u32 v = ld_acquire(c);
             if ((long long)v >= thr)
                 break;
-            if (ld_volatile(&err->flag) != 0 || step >= ld_volatile(stop))
+            // The abort flag and the stop step are looked at every 16th
+            // poll only: each is a round trip to L2 on the wake-up path.
+            if ((spin & 15) == 15 &&
+                (ld_volatile(&err->flag) != 0 || step >= ld_volatile(stop)))
                 return LOOM_WAIT_EXIT;
             u64 now = globaltimer();
             if (t0 == 0)
@@ -299,14 +305,15 @@ __device__ __forceinline__ int loom_wait_thread0(const loom_kparams &p, const lo
                 return LOOM_WAIT_EXIT;
             }
             __nanosleep(ns);
-            if (ns < 256)
+            if (ns < 128)
                 ns <<= 1;
         }
     }
-    // Waits done. The fence keeps the CTA's later plain loads (by every
-    // thread, after the barrier) behind the acquires. The stop step, if set,
-    // was stored before the release we acquired, so a stopped run is seen.
-    __threadfence();
+    // Waits done. The acquires, then the CTA barrier after this function,
+    // order every thread's later loads behind the producers' releases (no
+    // extra fence: acquire at gpu scope is cumulative through bar.sync). The
+    // stop step, if set, was stored before the release we acquired, so a
+    // stopped run is seen.
     if (step >= ld_volatile(stop) || ld_volatile(&err->flag) != 0)
         return LOOM_WAIT_EXIT;
     return LOOM_WAIT_OK;
@@ -328,7 +335,8 @@ __device__ __forceinline__ void loom_signal(const loom_kparams &p, const loom_dt
 {
     __syncthreads();
     if (threadIdx.x == 0 && t->signal >= 0) {
-        __threadfence();
+        // The barrier orders the CTA's writes before thread 0's release add
+        // (release at gpu scope is cumulative): no separate fence.
         red_release_add((u32 *)p.counters + t->signal, 1u);
     }
 }
