@@ -376,10 +376,12 @@ static void test_outputs(void)
         fclose(f);
         s = read_all(path);
     }
-    const char *want[] = {"qkv", "o_proj", "gate_up", "down", "lm_head", "rope_kv", "attn_merge",
+    const char *want[] = {"qkv", "o_proj", "gate_up", "down", "lm_head", "rope_kv", "attn",
                           "embed", "argmax", "critical path", "longest waits", "2.5e+12"};
     for (size_t k = 0; s && k < sizeof want / sizeof want[0]; k++)
         CHECK(strstr(s, want[k]), "summary has no '%s'", want[k]);
+    for (int32_t o = 0; s && o < t->n_ops; o++)
+        CHECK(strstr(s, t->ops[o].name), "summary has no op type '%s'", t->ops[o].name);
     free(s);
 out:
     loom_trace_free(t);

@@ -270,11 +270,10 @@ static void print_trace_note(const options *o, int32_t n_steps)
 {
     int32_t steps = o->trace_steps > 0 ? o->trace_steps : LOOM_TRACE_DEFAULT_STEPS;
 
-    fprintf(stderr, "loom: wrote the timeline of %d step%s (the first after the prompt; %s) to "
-            "%s and %s.perfetto.json: loom trace %s --summary --svg timeline.svg\n",
-            steps < n_steps ? steps : n_steps, steps == 1 ? "" : "s",
-            steps < n_steps ? "later steps are not recorded" : "every step", o->trace, o->trace,
-            o->trace);
+    fprintf(stderr, "loom: wrote the timeline of %d of the %d steps (from the first after the "
+            "prompt; --trace-steps N for more) to %s and %s.perfetto.json: loom trace %s "
+            "--summary --svg timeline.svg\n", steps < n_steps ? steps : n_steps, n_steps,
+            o->trace, o->trace, o->trace);
 }
 
 static int generate_and_print(const options *o, loom_model *m, loom_engine_params ep,

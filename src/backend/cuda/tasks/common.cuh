@@ -309,11 +309,13 @@ __device__ __forceinline__ int loom_wait_thread0(const loom_kparams &p, const lo
                 ns <<= 1;
         }
     }
-    // Waits done. The acquires, then the CTA barrier after this function,
-    // order every thread's later loads behind the producers' releases (no
-    // extra fence: acquire at gpu scope is cumulative through bar.sync). The
-    // stop step, if set, was stored before the release we acquired, so a
-    // stopped run is seen.
+    // Waits done. The fence (with the CTA barrier after this function)
+    // keeps every thread's later loads, L1 hits included, behind the
+    // producers' releases. The stop step, if set, was stored before the
+    // release we acquired, so a stopped run is seen.
+#if !defined(LOOM_NO_WAIT_FENCE)
+    asm volatile("fence.acq_rel.gpu;" ::: "memory");
+#endif
     if (step >= ld_volatile(stop) || ld_volatile(&err->flag) != 0)
         return LOOM_WAIT_EXIT;
     return LOOM_WAIT_OK;
@@ -335,8 +337,13 @@ __device__ __forceinline__ void loom_signal(const loom_kparams &p, const loom_dt
 {
     __syncthreads();
     if (threadIdx.x == 0 && t->signal >= 0) {
-        // The barrier orders the CTA's writes before thread 0's release add
-        // (release at gpu scope is cumulative): no separate fence.
+        // The other warps' writes reach thread 0 through the barrier; the
+        // gpu-scope fence makes them visible before the add (as CUTLASS's
+        // arrive does: without it the H100 once showed a consumer reading a
+        // stale tile).
+#if !defined(LOOM_NO_SIGNAL_FENCE)
+        asm volatile("fence.acq_rel.gpu;" ::: "memory");
+#endif
         red_release_add((u32 *)p.counters + t->signal, 1u);
     }
 }

@@ -48,8 +48,23 @@ __device__ __forceinline__ float dot8(uint4 w, float4 xa, float4 xb, float acc)
     return acc;
 }
 
-// Lane's partial dot products of rows w0 and w1 with xs (shared, fp32).
-template <int COLS>
+// x as float4 number i: from shared memory, or (XG) from global memory
+// through L2 only: x was written this step by other SMs, and L1 is not
+// coherent with them.
+template <bool XG>
+__device__ __forceinline__ float4 ld_x4(const float4 *x4, int i)
+{
+    if (!XG)
+        return x4[i];
+    float4 v;
+    asm volatile("ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];"
+                 : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "l"(x4 + i));
+    return v;
+}
+
+// Lane's partial dot products of rows w0 and w1 with xs (shared, fp32; or
+// global when XG).
+template <int COLS, bool XG = false>
 __device__ __forceinline__ void dot_rows2(const bf16raw *w0, const bf16raw *w1,
                                           const float *xs, float &a0, float &a1)
 {
@@ -73,7 +88,7 @@ __device__ __forceinline__ void dot_rows2(const bf16raw *w0, const bf16raw *w1,
         for (int u = 0; u < U; u++) {
             int cc = c + 32 * u;
             if (cc < CH) {
-                float4 xa = x4[2 * cc], xb = x4[2 * cc + 1];
+                float4 xa = ld_x4<XG>(x4, 2 * cc), xb = ld_x4<XG>(x4, 2 * cc + 1);
                 a0 = dot8(v0[u], xa, xb, a0);
                 a1 = dot8(v1[u], xa, xb, a1);
             }
@@ -378,14 +393,20 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     float *y = (float *)d.y;
     float best_v = loom_neg_inf(), best_r = (float)rb;
 
-    linear_stage_x<COLS, PRO>(d, xs, red);
+    // Without a prologue, x is read where it is (L1 after the first warp):
+    // no staging round trip and barrier before the first weight load.
+    if (PRO == LOOM_PRO_RMSNORM)
+        linear_stage_x<COLS, PRO>(d, xs, red);
+    else
+        xs = (float *)d.x;
     if (EPI == LOOM_EPI_ARGMAX)
         y += (LOOM_LOGITS_BY_STEP ? (u64)step : 0ull) * (u64)d.rows;
 
     for (int r0 = rb + 2 * warp; r0 < re; r0 += 2 * LOOM_WARPS) {
         const int r1 = r0 + 1 < re ? r0 + 1 : r0;
         float a0 = 0.0f, a1 = 0.0f;
-        dot_rows2<COLS>(W + (u64)r0 * COLS, W + (u64)r1 * COLS, xs, a0, a1);
+        dot_rows2<COLS, PRO != LOOM_PRO_RMSNORM>(W + (u64)r0 * COLS, W + (u64)r1 * COLS, xs,
+                                                 a0, a1);
         a0 = warp_sum(a0);
         a1 = warp_sum(a1);
         if (lane != 0)
