@@ -17,11 +17,13 @@ __device__ __forceinline__ void argmax_task(const loom_kparams &p, const loom_do
     const float none = __uint_as_float(0x7fc00000u);   // NaN: nothing yet
     float bv = none, br = 0.0f;
 
-    for (int i = lane; i < d.n_tiles; i += 32)
-        if (argmax_better(aux[2 * i], aux[2 * i + 1], bv, br)) {
-            bv = aux[2 * i];
-            br = aux[2 * i + 1];
+    for (int i = lane; i < d.n_tiles; i += 32) {
+        float v = ldcg(aux + 2 * i), r = ldcg(aux + 2 * i + 1);
+        if (argmax_better(v, r, bv, br)) {
+            bv = v;
+            br = r;
         }
+    }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
         float ov = __shfl_xor_sync(0xffffffffu, bv, o);
@@ -33,7 +35,7 @@ __device__ __forceinline__ void argmax_task(const loom_kparams &p, const loom_do
     }
     if (lane != 0)
         return;
-    const int token = bv != bv ? (int)aux[1] : (int)br;
+    const int token = bv != bv ? (int)ldcg(aux + 1) : (int)br;
     int *tokens = (int *)p.tokens;
     if (step + 1 >= p.n_prompt) {
         tokens[step + 1] = token;

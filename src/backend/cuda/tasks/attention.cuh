@@ -28,7 +28,7 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
     const float *q = (const float *)d.x + (u64)g * G * HD;
 
     for (int i = threadIdx.x; i < G * HD; i += LOOM_THREADS)
-        qs[i] = q[i];
+        qs[i] = ldcg(q + i);
     __syncthreads();
 
     float m[G], l[G], o[G][EPL];
@@ -47,8 +47,8 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
 #pragma unroll
         for (int e = 0; e < EPL; e++) {
             int i = lane + 32 * e;
-            kv[e] = i < HD ? bf16_to_f32(kc[base + i]) : 0.0f;
-            vv[e] = i < HD ? bf16_to_f32(vc[base + i]) : 0.0f;
+            kv[e] = i < HD ? bf16_to_f32(ldcg_bf16(kc + base + i)) : 0.0f;
+            vv[e] = i < HD ? bf16_to_f32(ldcg_bf16(vc + base + i)) : 0.0f;
         }
 #pragma unroll
         for (int h = 0; h < G; h++) {
@@ -125,11 +125,11 @@ __device__ __forceinline__ void attn_merge_task(const loom_dop &d, const loom_dt
         const float *e = (const float *)d.aux + (u64)head * split * ST;
         float M = loom_neg_inf(), den = 0.0f, y = 0.0f;
         for (int s = 0; s < split; s++)
-            M = fmaxf(M, e[s * ST + HD]);
+            M = fmaxf(M, ldcg(e + s * ST + HD));
         for (int s = 0; s < split; s++) {
-            float a = expf(e[s * ST + HD] - M);
-            den += a * e[s * ST + HD + 1];
-            y += a * e[s * ST + i];
+            float a = expf(ldcg(e + s * ST + HD) - M);
+            den += a * ldcg(e + s * ST + HD + 1);
+            y += a * ldcg(e + s * ST + i);
         }
         ((float *)d.y)[(u64)head * HD + i] = y / den;
     }

@@ -207,6 +207,47 @@ __device__ __forceinline__ bool mbar_test(u64 *bar, u32 parity)
 }
 #endif // LOOM_RING
 
+// Activations written by other SMs in this launch are read through L2 only
+// (ld.global.cg): L1 is not coherent across SMs, and a line an SM cached in an
+// earlier step (the schedule is static: the same SM reads the same tensor
+// every step) would be stale. With every such read here, the counter hop
+// needs no L1-invalidating fence.
+#ifdef LOOM_EMU
+__device__ __forceinline__ float ldcg(const float *p) { return *(const volatile float *)p; }
+__device__ __forceinline__ float4 ldcg4(const float4 *p) { return *p; }
+__device__ __forceinline__ int ldcg_i32(const int *p) { return *(const volatile int *)p; }
+__device__ __forceinline__ bf16raw ldcg_bf16(const bf16raw *p) { return *p; }
+#else
+__device__ __forceinline__ float ldcg(const float *p)
+{
+    float v;
+    asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p));
+    return v;
+}
+
+__device__ __forceinline__ float4 ldcg4(const float4 *p)
+{
+    float4 v;
+    asm volatile("ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];"
+                 : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "l"(p));
+    return v;
+}
+
+__device__ __forceinline__ int ldcg_i32(const int *p)
+{
+    int v;
+    asm volatile("ld.global.cg.s32 %0, [%1];" : "=r"(v) : "l"(p));
+    return v;
+}
+
+__device__ __forceinline__ bf16raw ldcg_bf16(const bf16raw *p)
+{
+    unsigned short v;
+    asm volatile("ld.global.cg.u16 %0, [%1];" : "=h"(v) : "l"(p));
+    return v;
+}
+#endif
+
 // ------------------------------------------------------------ reductions
 
 __device__ __forceinline__ float warp_sum(float v)
@@ -309,11 +350,11 @@ __device__ __forceinline__ int loom_wait_thread0(const loom_kparams &p, const lo
                 ns <<= 1;
         }
     }
-    // Waits done. The fence (with the CTA barrier after this function)
-    // keeps every thread's later loads, L1 hits included, behind the
-    // producers' releases. The stop step, if set, was stored before the
+    // Waits done. The acquires and the CTA barrier after this function keep
+    // every thread's later loads behind the producers' releases; those loads
+    // go through L2 (ldcg), so no stale L1 line can answer them. The stop step, if set, was stored before the
     // release we acquired, so a stopped run is seen.
-#if !defined(LOOM_NO_WAIT_FENCE)
+#if defined(LOOM_WAIT_FENCE)
     asm volatile("fence.acq_rel.gpu;" ::: "memory");
 #endif
     if (step >= ld_volatile(stop) || ld_volatile(&err->flag) != 0)
@@ -338,10 +379,8 @@ __device__ __forceinline__ void loom_signal(const loom_kparams &p, const loom_dt
     __syncthreads();
     if (threadIdx.x == 0 && t->signal >= 0) {
         // The other warps' writes reach thread 0 through the barrier; the
-        // gpu-scope fence makes them visible before the add (as CUTLASS's
-        // arrive does: without it the H100 once showed a consumer reading a
-        // stale tile).
-#if !defined(LOOM_NO_SIGNAL_FENCE)
+        // release add publishes them at gpu scope (cumulativity).
+#if defined(LOOM_SIGNAL_FENCE)
         asm volatile("fence.acq_rel.gpu;" ::: "memory");
 #endif
         red_release_add((u32 *)p.counters + t->signal, 1u);

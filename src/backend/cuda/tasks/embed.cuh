@@ -7,7 +7,7 @@ template <int COLS>
 __device__ __forceinline__ void embed_task(const loom_kparams &p, const loom_dop &d,
                                            const loom_dtask *t, int step)
 {
-    const int token = ((const int *)p.tokens)[step];
+    const int token = ldcg_i32((const int *)p.tokens + step);
     const bf16raw *row = (const bf16raw *)d.w + (u64)token * COLS;
     float *y = (float *)d.y;
 

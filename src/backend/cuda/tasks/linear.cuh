@@ -54,12 +54,7 @@ __device__ __forceinline__ float dot8(uint4 w, float4 xa, float4 xb, float acc)
 template <bool XG>
 __device__ __forceinline__ float4 ld_x4(const float4 *x4, int i)
 {
-    if (!XG)
-        return x4[i];
-    float4 v;
-    asm volatile("ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];"
-                 : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "l"(x4 + i));
-    return v;
+    return XG ? ldcg4(x4 + i) : x4[i];
 }
 
 // Lane's partial dot products of rows w0 and w1 with xs (shared, fp32; or
@@ -105,7 +100,7 @@ __device__ __forceinline__ void linear_stage_x(const loom_dop &d, float *xs, flo
     float ss = 0.0f;
 
     for (int c = threadIdx.x; c < COLS / 4; c += LOOM_THREADS) {
-        float4 v = x4[c];
+        float4 v = ldcg4(x4 + c);
         ((float4 *)xs)[c] = v;
         ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
     }
@@ -361,7 +356,7 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     } else if (EPI == LOOM_EPI_RESIDUAL) {
         const float *resid = (const float *)d.resid;
         for (int i = threadIdx.x; i < rows; i += LOOM_THREADS)
-            y[rb + i] = resid[rb + i] + acc[i];
+            y[rb + i] = ldcg(resid + rb + i) + acc[i];
     } else if (EPI == LOOM_EPI_ARGMAX) {
         float bv = loom_neg_inf(), br = (float)rb;
         y += (LOOM_LOGITS_BY_STEP ? (u64)step : 0ull) * (u64)d.rows;
@@ -415,7 +410,7 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
             y[r0 / 2] = silu(a0) * a1;      // r0 even: tiles hold whole pairs
         } else if (EPI == LOOM_EPI_RESIDUAL) {
             const float *resid = (const float *)d.resid;
-            float v0 = resid[r0] + a0, v1 = resid[r1] + a1;
+            float v0 = ldcg(resid + r0) + a0, v1 = ldcg(resid + r1) + a1;
             y[r0] = v0;
             if (r1 != r0)
                 y[r1] = v1;

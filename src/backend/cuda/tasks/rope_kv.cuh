@@ -41,8 +41,8 @@ __device__ __forceinline__ void rope_kv_task(const loom_kparams &p, const loom_d
 #pragma unroll
         for (int k = 0; k < PPL; k++) {
             int i = lane + 32 * k;
-            a[k] = i < HALF ? xh[i] : 0.0f;
-            b[k] = i < HALF ? xh[i + HALF] : 0.0f;
+            a[k] = i < HALF ? ldcg(xh + i) : 0.0f;
+            b[k] = i < HALF ? ldcg(xh + i + HALF) : 0.0f;
             ss += a[k] * a[k] + b[k] * b[k];
         }
         const bool norm = j < G ? QNORM : (j == G ? KNORM : false);
