@@ -388,20 +388,14 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     float *y = (float *)d.y;
     float best_v = loom_neg_inf(), best_r = (float)rb;
 
-    // Without a prologue, x is read where it is (L1 after the first warp):
-    // no staging round trip and barrier before the first weight load.
-    if (PRO == LOOM_PRO_RMSNORM)
-        linear_stage_x<COLS, PRO>(d, xs, red);
-    else
-        xs = (float *)d.x;
+    linear_stage_x<COLS, PRO>(d, xs, red);
     if (EPI == LOOM_EPI_ARGMAX)
         y += (LOOM_LOGITS_BY_STEP ? (u64)step : 0ull) * (u64)d.rows;
 
     for (int r0 = rb + 2 * warp; r0 < re; r0 += 2 * LOOM_WARPS) {
         const int r1 = r0 + 1 < re ? r0 + 1 : r0;
         float a0 = 0.0f, a1 = 0.0f;
-        dot_rows2<COLS, PRO != LOOM_PRO_RMSNORM>(W + (u64)r0 * COLS, W + (u64)r1 * COLS, xs,
-                                                 a0, a1);
+        dot_rows2<COLS>(W + (u64)r0 * COLS, W + (u64)r1 * COLS, xs, a0, a1);
         a0 = warp_sum(a0);
         a1 = warp_sum(a1);
         if (lane != 0)
