@@ -265,7 +265,7 @@ static void emit_case(sbuf *b, const loom_graph *g, const loom_op *op, int32_t v
         put(b, "embed_task<%d>(p, d, t, step); break;", op->cols);
         break;
     case LOOM_OP_LINEAR:
-        put(b, "linear_task<%d, %d, %d, %s>(p, d, t, step, rc); break;", op->cols, (int)op->pro,
+        put(b, "linear_task<%d, %d, %d, %s>(p, d, t, step, rc, pre); break;", op->cols, (int)op->pro,
             (int)op->epi, op->bias >= 0 ? "true" : "false");
         break;
     case LOOM_OP_ROPE_KV:
@@ -299,13 +299,14 @@ static void emit_switches(sbuf *b, const loom_graph *g, const int32_t *variant, 
             }
     put(b, "        return true;\n    default:\n        return false;\n    }\n}\n\n");
 
-    put(b, "__device__ __forceinline__ void loom_prefetch(const loom_dop &d, const loom_dtask *t)\n"
+    put(b, "__device__ __forceinline__ void loom_prefetch(const loom_dop &d, const loom_dtask *t,\n"
+           "                                              uint4 (&pre)[LOOM_PRELOAD])\n"
            "{\n    switch (d.variant) {\n");
     for (int32_t v = 0; v < nv; v++)
         for (int32_t i = 0; i < g->n_ops; i++)
             if (variant[i] == v) {
                 if (g->ops[i].kind == LOOM_OP_LINEAR)
-                    put(b, "    case %d: linear_prefetch<%d>(d, t); break;\n", v,
+                    put(b, "    case %d: linear_prefetch<%d>(d, t, pre); break;\n", v,
                         g->ops[i].cols);
                 break;
             }
@@ -313,7 +314,8 @@ static void emit_switches(sbuf *b, const loom_graph *g, const int32_t *variant, 
 
     put(b, "__device__ __forceinline__ void loom_dispatch(const loom_kparams &p, const loom_dop &d,\n"
            "                                              const loom_dtask *t, int step,\n"
-           "                                              ring_cursor &rc)\n"
+           "                                              ring_cursor &rc,\n"
+           "                                              const uint4 (&pre)[LOOM_PRELOAD])\n"
            "{\n    switch (d.variant) {\n");
     for (int32_t v = 0; v < nv; v++)
         for (int32_t i = 0; i < g->n_ops; i++)

@@ -18,14 +18,35 @@ enum { LOOM_PRO_NONE = 0, LOOM_PRO_RMSNORM = 1 };
 enum { LOOM_EPI_STORE = 0, LOOM_EPI_RESIDUAL = 1, LOOM_EPI_SILU_MUL = 2, LOOM_EPI_ARGMAX = 3 };
 
 #ifndef LOOM_PREFETCH_BYTES
-#define LOOM_PREFETCH_BYTES (1ull << 40)   // the whole tile
+#define LOOM_PREFETCH_BYTES 65536   // measured best on the H100 (perf-notes)
 #endif
 
-// Bring the first LOOM_PREFETCH_BYTES of the tile's weights toward L2 (a
-// hint; tiles are <= ~256 KB).
+// Weights a warp loads into registers before its task's wait: the first
+// chunk group (LOOM_LIN_UNROLL 16-byte vectors) of its first two rows.
+#define LOOM_PRELOAD (2 * LOOM_LIN_UNROLL)
+
+// Before the wait (weights depend on nothing): each warp loads the first
+// chunk group of its first row pair into registers (linear_task starts from
+// them), and the first LOOM_PREFETCH_BYTES of the tile go toward L2.
 template <int COLS>
-__device__ __forceinline__ void linear_prefetch(const loom_dop &d, const loom_dtask *t)
+__device__ __forceinline__ void linear_prefetch(const loom_dop &d, const loom_dtask *t,
+                                                uint4 (&pre)[LOOM_PRELOAD])
 {
+    constexpr int CH = COLS / 8, U = LOOM_LIN_UNROLL;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int r0 = t->row_begin + 2 * warp;
+    if (r0 < t->row_end) {
+        const int r1 = r0 + 1 < t->row_end ? r0 + 1 : r0;
+        const bf16raw *W = (const bf16raw *)d.w;
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int cc = lane + 32 * u;
+            if (cc < CH) {
+                pre[u] = ld_weight16(W + (u64)r0 * COLS + cc * 8);
+                pre[U + u] = ld_weight16(W + (u64)r1 * COLS + cc * 8);
+            }
+        }
+    }
     const char *w = (const char *)d.w + (u64)t->row_begin * COLS * 2;
     u64 bytes = (u64)(t->row_end - t->row_begin) * COLS * 2;
     if (bytes > (u64)LOOM_PREFETCH_BYTES)
@@ -61,7 +82,8 @@ __device__ __forceinline__ float4 ld_x4(const float4 *x4, int i)
 // global when XG).
 template <int COLS, bool XG = false>
 __device__ __forceinline__ void dot_rows2(const bf16raw *w0, const bf16raw *w1,
-                                          const float *xs, float &a0, float &a1)
+                                          const float *xs, float &a0, float &a1,
+                                          const uint4 (&pre)[LOOM_PRELOAD], bool use_pre)
 {
     constexpr int CH = COLS / 8;
     constexpr int U = LOOM_LIN_UNROLL;
@@ -75,8 +97,13 @@ __device__ __forceinline__ void dot_rows2(const bf16raw *w0, const bf16raw *w1,
         for (int u = 0; u < U; u++) {
             int cc = c + 32 * u;
             if (cc < CH) {
-                v0[u] = ld_weight16(w0 + cc * 8);
-                v1[u] = ld_weight16(w1 + cc * 8);
+                if (use_pre && c == lane) {   // loaded before the wait
+                    v0[u] = pre[u];
+                    v1[u] = pre[U + u];
+                } else {
+                    v0[u] = ld_weight16(w0 + cc * 8);
+                    v1[u] = ld_weight16(w1 + cc * 8);
+                }
             }
         }
 #pragma unroll
@@ -323,7 +350,8 @@ __device__ __forceinline__ void ring_argmax_reduce(const loom_dop &d, const loom
 // sums into acc (shared), then the epilogue over the tile's rows.
 template <int COLS, int PRO, int EPI, bool BIAS>
 __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_dop &d,
-                                            const loom_dtask *t, int step, ring_cursor &rc)
+                                            const loom_dtask *t, int step, ring_cursor &rc,
+                                            const uint4 (&pre)[LOOM_PRELOAD])
 {
     constexpr int RPC = loom_chunk_rows(COLS);
     float *xs = LOOM_SMEM;
@@ -331,6 +359,7 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     float *red = acc + LOOM_MAX_TILE_ROWS;          // 2 * LOOM_WARPS floats
     const int rb = t->row_begin, rows = t->row_end - t->row_begin;
     const int nch = (rows + RPC - 1) / RPC;
+    (void)pre;
     const int task_id = (int)(t - (const loom_dtask *)p.tasks);
 
     linear_stage_x<COLS, PRO>(d, xs, red);   // ends with __syncthreads
@@ -376,7 +405,8 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
 #else
 template <int COLS, int PRO, int EPI, bool BIAS>
 __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_dop &d,
-                                            const loom_dtask *t, int step, ring_cursor &rc)
+                                            const loom_dtask *t, int step, ring_cursor &rc,
+                                            const uint4 (&pre)[LOOM_PRELOAD])
 {
     (void)p;
     (void)rc;
@@ -395,7 +425,8 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     for (int r0 = rb + 2 * warp; r0 < re; r0 += 2 * LOOM_WARPS) {
         const int r1 = r0 + 1 < re ? r0 + 1 : r0;
         float a0 = 0.0f, a1 = 0.0f;
-        dot_rows2<COLS>(W + (u64)r0 * COLS, W + (u64)r1 * COLS, xs, a0, a1);
+        dot_rows2<COLS>(W + (u64)r0 * COLS, W + (u64)r1 * COLS, xs, a0, a1, pre,
+                        r0 == rb + 2 * warp);
         a0 = warp_sum(a0);
         a1 = warp_sum(a1);
         if (lane != 0)

@@ -18,6 +18,7 @@ loom_megakernel(const loom_kparams p)
     const int end = ((const int *)p.sm_offset)[blockIdx.x + 1];
 
     ring_cursor rc;
+    uint4 pre[LOOM_PRELOAD];   // a linear task's first weights, loaded before its wait
 #if LOOM_RING
     ring_init(p, rc);
 #endif
@@ -34,14 +35,14 @@ loom_megakernel(const loom_kparams p)
             if (threadIdx.x == 0)
                 ring_fill(p, step, rc);    // weights do not wait
 #else
-            loom_prefetch(d, t);
+            loom_prefetch(d, t, pre);
 #endif
             if (loom_wait_all(p, t, id, step, ws) != LOOM_WAIT_OK)
                 goto out;
 #if LOOM_TRACE
             loom_trace_stamp(tr, 1);
 #endif
-            loom_dispatch(p, d, t, step, rc);
+            loom_dispatch(p, d, t, step, rc, pre);
             if (ws->verdict != LOOM_WAIT_OK)   // a ring wait timed out
                 goto out;
 #if LOOM_TRACE
