@@ -138,6 +138,22 @@ __device__ __forceinline__ uint4 ld_weight16(const void *p)
     return v;
 }
 
+// The same without `volatile`: the compiler may schedule it (hoist the next
+// group's loads above this group's FMAs) - for the streaming loop. The
+// preload before a wait keeps the volatile one, which stays where it is.
+__device__ __forceinline__ uint4 ld_weight16_sched(const void *p)
+{
+#if defined(LOOM_VOLATILE_STREAM)
+    return ld_weight16(p);
+#else
+    uint4 v;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+        : "l"(p));
+    return v;
+#endif
+}
+
 // Hint: bring one 128-byte line of weights into L2 (no register result, so
 // it can be issued before a task's inputs are ready).
 __device__ __forceinline__ void prefetch_l2(const void *p)

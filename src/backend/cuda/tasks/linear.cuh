@@ -18,7 +18,7 @@ enum { LOOM_PRO_NONE = 0, LOOM_PRO_RMSNORM = 1 };
 enum { LOOM_EPI_STORE = 0, LOOM_EPI_RESIDUAL = 1, LOOM_EPI_SILU_MUL = 2, LOOM_EPI_ARGMAX = 3 };
 
 #ifndef LOOM_PREFETCH_BYTES
-#define LOOM_PREFETCH_BYTES 65536   // measured best on the H100 (perf-notes)
+#define LOOM_PREFETCH_BYTES 16384   // measured best on the H100 (perf-notes)
 #endif
 
 // Weights a warp loads into registers before its task's wait: the first
@@ -101,8 +101,8 @@ __device__ __forceinline__ void dot_rows2(const bf16raw *w0, const bf16raw *w1,
                     v0[u] = pre[u];
                     v1[u] = pre[U + u];
                 } else {
-                    v0[u] = ld_weight16(w0 + cc * 8);
-                    v1[u] = ld_weight16(w1 + cc * 8);
+                    v0[u] = ld_weight16_sched(w0 + cc * 8);
+                    v1[u] = ld_weight16_sched(w1 + cc * 8);
                 }
             }
         }
