@@ -26,6 +26,7 @@
 #include "loom.h"
 #include "model/model.h"
 #include "ref/oracle.h"
+#include "tokenizer/tokenizer.h"
 #include "trace/trace.h"
 
 #ifdef LOOM_HAVE_CUDA
@@ -39,6 +40,8 @@ typedef struct options {
     const char *preset;
     const char *backend;        /* auto | cpu | cuda | oracle (logits) */
     const char *prompt_ids;
+    const char *prompt;         /* --prompt "text" (needs a tokenizer)      */
+    const char *tokenizer_dir;  /* --tokenizer DIR (default: --model DIR)   */
     const char *tokens;
     const char *out;
     const char *emit_cuda;
@@ -80,10 +83,13 @@ static void usage(void)
     puts("usage: loom COMMAND [options]\n"
          "\n"
          "commands:\n"
-         "  run       [--model DIR | --preset NAME] [--max-new N] [--prompt-ids 1,2,3]\n"
+         "  run       [--model DIR | --preset NAME] [--max-new N]\n"
+         "            [--prompt \"text\" | --prompt-ids 1,2,3] [--tokenizer DIR]\n"
          "            the main job: qwen3-0.6b on the GPU by default; the CPU backend\n"
          "            with qwen3-tiny when there is no GPU. Prints tokens as they come.\n"
-         "  generate  --model DIR | --preset NAME --prompt-ids 1,2,3 [--max-new N]\n"
+         "  generate  --model DIR | --preset NAME (--prompt \"text\" | --prompt-ids 1,2,3)\n"
+         "            [--max-new N] [--tokenizer DIR]: text prompts need the model's\n"
+         "            tokenizer.json (or --tokenizer DIR); text is printed as it comes\n"
          "  logits    --model DIR | --preset NAME --tokens 1,2,3 --out FILE\n"
          "            [--backend cpu|cuda|oracle]: teacher-forced logits of every\n"
          "            position, little-endian float32 [n_tokens, vocab]\n"
@@ -130,6 +136,8 @@ static void parse_options(int argc, char **argv, options *o)
         else if (!strcmp(a, "--preset")) o->preset = VAL();
         else if (!strcmp(a, "--backend")) o->backend = VAL();
         else if (!strcmp(a, "--prompt-ids")) o->prompt_ids = VAL();
+        else if (!strcmp(a, "--prompt")) o->prompt = VAL();
+        else if (!strcmp(a, "--tokenizer")) o->tokenizer_dir = VAL();
         else if (!strcmp(a, "--tokens")) o->tokens = VAL();
         else if (!strcmp(a, "--out")) o->out = VAL();
         else if (!strcmp(a, "--emit-cuda")) o->emit_cuda = VAL();
@@ -250,17 +258,50 @@ static void random_prompt(int32_t *ids, int32_t n, int32_t vocab, uint64_t seed)
 /* ------------------------------------------------------------ run / generate */
 
 typedef struct stream_state {
-    int32_t count;
-    bool    print;
+    int32_t     count;
+    loom_detok *dt;      /* text out when the prompt came as text */
 } stream_state;
 
 static bool print_token(void *user, int32_t token, int32_t index)
 {
     stream_state *s = user;
+    const char *text;
+    size_t len;
+
     s->count = index + 1;
-    if (s->print) {
+    if (!s->dt)
         printf(" %d", token);
-        fflush(stdout);
+    else if (loom_detok_push(s->dt, token, &text, &len) == LOOM_OK)
+        fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return true;
+}
+
+/* The prompt as token ids: --prompt "text" through the model's tokenizer
+ * (*tok set), or --prompt-ids. *ids is malloc'd. Returns false with a message
+ * printed when neither is usable. */
+static bool prompt_tokens(const options *o, loom_tokenizer **tok, int32_t **ids, int32_t *n)
+{
+    loom_status st;
+    *tok = NULL;
+    if (o->prompt && o->prompt_ids)
+        die_usage("give --prompt or --prompt-ids, not both");
+    if (o->prompt_ids) {
+        *ids = parse_ids("--prompt-ids", o->prompt_ids, n);
+        return true;
+    }
+    const char *dir = o->tokenizer_dir ? o->tokenizer_dir : o->model_dir;
+    if (!dir) {
+        fprintf(stderr, "loom: --prompt needs a tokenizer: a preset has none, give --tokenizer "
+                        "DIR (a directory with tokenizer.json) or use --prompt-ids\n");
+        return false;
+    }
+    if ((st = loom_tokenizer_load(dir, tok)) != LOOM_OK ||
+        (st = loom_tokenizer_encode(*tok, o->prompt, strlen(o->prompt), true, ids, n)) != LOOM_OK) {
+        fail(st, "tokenizing the prompt");
+        loom_tokenizer_free(*tok);
+        *tok = NULL;
+        return false;
     }
     return true;
 }
@@ -277,7 +318,8 @@ static void print_trace_note(const options *o, int32_t n_steps)
 }
 
 static int generate_and_print(const options *o, loom_model *m, loom_engine_params ep,
-                              const int32_t *prompt, int32_t n_prompt, int32_t max_new)
+                              const int32_t *prompt, int32_t n_prompt, int32_t max_new,
+                              const loom_tokenizer *tok)
 {
     loom_engine *e = NULL;
     loom_status st;
@@ -290,7 +332,7 @@ static int generate_and_print(const options *o, loom_model *m, loom_engine_param
 
     int32_t *out = calloc((size_t)max_new, sizeof *out);
     int32_t n_out = 0;
-    stream_state ss = {0, true};
+    stream_state ss = {0, NULL};
     loom_generate_params gp = loom_generate_default_params();
     gp.max_new_tokens = max_new;
     gp.on_token = print_token;
@@ -300,9 +342,21 @@ static int generate_and_print(const options *o, loom_model *m, loom_engine_param
         loom_engine_free(e);
         return fail(LOOM_ERR_OUT_OF_MEMORY, "allocating the output");
     }
-    printf("generated:");
+    if (tok && (st = loom_detok_new(tok, true, &ss.dt)) != LOOM_OK) {
+        free(out);
+        loom_engine_free(e);
+        return fail(st, "starting the detokenizer");
+    }
+    printf(tok ? "generated: " : "generated:");
     fflush(stdout);
     st = loom_generate(e, prompt, n_prompt, gp, out, &n_out, &stats);
+    if (ss.dt) {
+        const char *text;
+        size_t len;
+        if (loom_detok_flush(ss.dt, &text, &len) == LOOM_OK)
+            fwrite(text, 1, len, stdout);
+        loom_detok_free(ss.dt);
+    }
     putchar('\n');
     if (st != LOOM_OK) {
         free(out);
@@ -342,9 +396,13 @@ static int cmd_run(const options *o)
     if ((st = open_model(&oo, preset, &m)) != LOOM_OK)
         return fail(st, "opening the model");
 
-    int32_t n_prompt = 0, *prompt;
-    if (o->prompt_ids) {
-        prompt = parse_ids("--prompt-ids", o->prompt_ids, &n_prompt);
+    int32_t n_prompt = 0, *prompt = NULL;
+    loom_tokenizer *tok = NULL;
+    if (o->prompt_ids || o->prompt) {
+        if (!prompt_tokens(o, &tok, &prompt, &n_prompt)) {
+            loom_model_free(m);
+            return 1;
+        }
     } else {
         n_prompt = 8;
         prompt = malloc(n_prompt * sizeof *prompt);
@@ -355,8 +413,9 @@ static int cmd_run(const options *o)
     for (int32_t i = 0; i < n_prompt; i++)
         printf(" %d", prompt[i]);
     putchar('\n');
-    int rc = generate_and_print(&oo, m, engine_params(&oo), prompt, n_prompt, max_new);
+    int rc = generate_and_print(&oo, m, engine_params(&oo), prompt, n_prompt, max_new, tok);
     free(prompt);
+    loom_tokenizer_free(tok);
     loom_model_free(m);
     return rc;
 }
@@ -365,17 +424,23 @@ static int cmd_generate(const options *o)
 {
     loom_model *m = NULL;
     loom_status st;
-    if (!o->prompt_ids)
-        die_usage("generate needs --prompt-ids");
+    if (!o->prompt_ids && !o->prompt)
+        die_usage("generate needs --prompt-ids 1,2,3 or --prompt \"text\"");
     if (!o->model_dir && !o->preset)
         die_usage("generate needs --model DIR or --preset NAME");
-    if ((st = open_model(o, NULL, &m)) != LOOM_OK)
+    int32_t n_prompt = 0, *prompt = NULL;
+    loom_tokenizer *tok = NULL;
+    if (!prompt_tokens(o, &tok, &prompt, &n_prompt))
+        return 1;
+    if ((st = open_model(o, NULL, &m)) != LOOM_OK) {
+        free(prompt);
+        loom_tokenizer_free(tok);
         return fail(st, "opening the model");
-    int32_t n_prompt = 0;
-    int32_t *prompt = parse_ids("--prompt-ids", o->prompt_ids, &n_prompt);
+    }
     int rc = generate_and_print(o, m, engine_params(o), prompt, n_prompt,
-                                o->max_new > 0 ? o->max_new : 32);
+                                o->max_new > 0 ? o->max_new : 32, tok);
     free(prompt);
+    loom_tokenizer_free(tok);
     loom_model_free(m);
     return rc;
 }
