@@ -571,10 +571,10 @@ static void test_load_f16(void)
     check_ckpt_values(LOOM_DTYPE_F16);
 }
 
-/* A generated preset reads fast enough to fill GBs: ~1-4 ns per value
- * here; 20 M values/s is a loose bound that a per-element indirect call or
- * a per-element rehash of the tensor's seed would still miss under load. */
-static void test_gen_speed(void)
+/* A bulk read of a generated tensor equals the generator element by element
+ * (sampled), and its speed is reported - never a pass/fail threshold: timings
+ * belong to benchmarks. */
+static void test_gen_bulk_read(void)
 {
     loom_model_params p = loom_model_default_params();
     loom_model *m = NULL;
@@ -585,17 +585,27 @@ static void test_gen_speed(void)
 
     p.progress = false;
     CHECK_OK(loom_model_from_preset("qwen3-0.6b", p, &m));
+    if (!m || !b)
+        goto out;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     loom_tensor_read_bf16(&m->w.embed, 1000, N, b);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    fprintf(stderr, "  generator: %.1f M bf16 values/s\n", N / s / 1e6);
-    CHECK(N / s > 20e6, "generator too slow: %.1f M values/s", N / s / 1e6);
+    fprintf(stderr, "  generator: %.1f M bf16 values/s (reported, not checked)\n", N / s / 1e6);
+    for (int64_t i = 0; i < N; i += 4099) {
+        uint16_t want = loom_gen_value_bf16(m->w.embed.gen_kind, m->w.embed.gen_seed,
+                                            m->w.embed.gen_uid, (uint64_t)(1000 + i));
+        CHECK(b[i] == want, "bulk read element %lld: 0x%04x, generator 0x%04x", (long long)i,
+              b[i], want);
+        if (b[i] != want)
+            break;
+    }
+out:
     loom_model_free(m);
     free(b);
 }
 
 TEST_MAIN(TEST(test_presets_validate), TEST(test_param_counts), TEST(test_preset_shapes),
           TEST(test_from_preset), TEST(test_gen_matches_spec), TEST(test_gen_stats),
-          TEST(test_gen_speed), TEST(test_roundtrip_single), TEST(test_roundtrip_sharded),
+          TEST(test_gen_bulk_read), TEST(test_roundtrip_single), TEST(test_roundtrip_sharded),
           TEST(test_save_errors), TEST(test_load_f32), TEST(test_load_f16))
