@@ -97,7 +97,7 @@ static ptrdiff_t lossy(struct buf *out, const uint8_t *s, size_t n, bool final)
         i += r == 0 ? n - i : len;
         run = i;
     }
-    if (!buf_put(out, s + run, i - run))
+    if (i > run && !buf_put(out, s + run, i - run))   /* s may be NULL when n == 0 */
         return -1;
     return (ptrdiff_t)i;
 }
