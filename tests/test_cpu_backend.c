@@ -53,16 +53,24 @@ static loom_model *open_preset(const char *name)
     return m;
 }
 
-static loom_program *compile(const loom_model *m, int32_t n_sms, int32_t ctx, bool skip_verify)
+/* attn_split 0: the compiler's choice (1 at these short contexts). */
+static loom_program *compile_split(const loom_model *m, int32_t n_sms, int32_t ctx,
+                                   int32_t attn_split, bool skip_verify)
 {
     loom_compile_params cp = loom_compile_default_params(n_sms);
     loom_program *p = NULL;
     cp.graph.max_context = ctx;
+    cp.graph.attn_split = attn_split;
     cp.graph.page_size = 16;       /* several pages: the page table matters */
     cp.graph.record_logits = true;
     cp.skip_verify = skip_verify;
     CHECK_OK(loom_compile(m, cp, &p));
     return p;
+}
+
+static loom_program *compile(const loom_model *m, int32_t n_sms, int32_t ctx, bool skip_verify)
+{
+    return compile_split(m, n_sms, ctx, 0, skip_verify);
 }
 
 static void *create(const loom_program *p, int32_t n_threads)
@@ -152,13 +160,13 @@ static int compare(const float *got, const float *ref, int32_t n, int32_t vocab,
 /* Runs prompt + decoding to n_steps on n_sms virtual SMs, compares with the
  * oracle. Returns the generated tokens in gen (n_steps - N_PROMPT + 1). */
 static void run_vs_oracle(const char *preset, int32_t n_sms, int32_t n_threads, int32_t ctx,
-                          int32_t n_steps, bool plant)
+                          int32_t n_steps, int32_t attn_split, bool plant)
 {
     loom_model *m = open_preset(preset);
     if (!m)
         return;
     int32_t vocab = m->cfg.vocab_size, n_gen = n_steps - N_PROMPT + 1;
-    loom_program *p = compile(m, n_sms, ctx, false);
+    loom_program *p = compile_split(m, n_sms, ctx, attn_split, false);
     void *st = p ? create(p, n_threads) : NULL;
     float *got = calloc((size_t)n_steps * vocab, sizeof *got);
     float *ref = calloc((size_t)n_steps * vocab, sizeof *ref);
@@ -194,7 +202,7 @@ static void run_vs_oracle(const char *preset, int32_t n_sms, int32_t n_threads, 
     /* The K cache holds the steps run, zero beyond (fresh backend). */
     const loom_graph *g = p->graph;
     int32_t kc = g->ops[2].kcache;
-    if (g->ops[2].kind == LOOM_OP_ROPE_KV && kc >= 0) {
+    if (g->ops[2].kind == LOOM_OP_ATTENTION && kc >= 0) {
         const loom_gtensor *gt = &g->tensors[kc];
         uint16_t *kv = calloc((size_t)loom_gtensor_numel(gt), sizeof *kv);
         if (kv) {
@@ -224,12 +232,20 @@ out:
 static void test_tiny_vs_oracle(void)
 {
     for (int i = 0; i < N_TINY; i++)
-        run_vs_oracle(tiny[i], 4, 2, CTX, N_STEPS, i == 0);
+        run_vs_oracle(tiny[i], 4, 2, CTX, N_STEPS, 0, i == 0);
+}
+
+/* Split attention (3 splits, taken from the newest position back, some
+ * empty in the first steps) merged by attn_merge. */
+static void test_split_attention_vs_oracle(void)
+{
+    for (int i = 0; i < N_TINY; i++)
+        run_vs_oracle(tiny[i], 4, 2, CTX, N_STEPS, 3, false);
 }
 
 static void test_qwen3_06b_vs_oracle(void)
 {
-    run_vs_oracle("qwen3-0.6b", 2, 2, 48, 33, false);
+    run_vs_oracle("qwen3-0.6b", 2, 2, 48, 33, 0, false);
 }
 
 /* Tokens and logits of one run of preset on n_sms virtual SMs. */
@@ -460,5 +476,6 @@ out:
     loom_model_free(m);
 }
 
-TEST_MAIN(TEST(test_tiny_vs_oracle), TEST(test_n_sms_same_tokens), TEST(test_bad_inputs),
+TEST_MAIN(TEST(test_tiny_vs_oracle), TEST(test_split_attention_vs_oracle),
+          TEST(test_n_sms_same_tokens), TEST(test_bad_inputs),
           TEST(test_stop), TEST(test_timeout), TEST(test_qwen3_06b_vs_oracle))

@@ -185,7 +185,7 @@ out:
 static void test_stress_qwen3_tiny(void) { stress_preset("qwen3-tiny"); }
 static void test_stress_llama_tiny(void) { stress_preset("llama-tiny"); }
 
-/* The planted race: layer 0's rope_kv tasks no longer wait for the qkv
+/* The planted race: layer 0's attention tasks no longer wait for the qkv
  * tiles, so they may read qkv_out before it is written. Stress mode must
  * produce a run that differs from the sound program's. */
 static void test_planted_race_is_caught(void)
@@ -208,12 +208,12 @@ static void test_planted_race_is_caught(void)
         goto out;
     for (int32_t i = 0; i < bad->n_tasks; i++) {
         const loom_op *op = &bad->graph->ops[bad->tasks[i].op];
-        if (op->kind == LOOM_OP_ROPE_KV && op->layer == 0) {
+        if (op->kind == LOOM_OP_ATTENTION && op->layer == 0) {
             bad->tasks[i].n_waits = 0;
             dropped++;
         }
     }
-    CHECK(dropped > 0, "no rope_kv task in layer 0");
+    CHECK(dropped > 0, "no attention task in layer 0");
     int32_t vocab = m->cfg.vocab_size;
     ref.logits = malloc((size_t)N_STEPS * vocab * sizeof(float));
     o.logits = malloc((size_t)N_STEPS * vocab * sizeof(float));

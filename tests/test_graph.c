@@ -66,16 +66,16 @@ static int32_t check_layer(const loom_graph *g, int32_t i, int32_t l, int32_t *x
     if (o->bias >= 0)
         check_shape(g, o->bias, 1, qkv, LOOM_ROLE_WEIGHT, LOOM_DTYPE_F32, "bqkv");
     o = &g->ops[++i];
-    CHECK(o->kind == LOOM_OP_ROPE_KV && o->x == g->ops[i - 1].y, "L%d rope_kv", l);
+    CHECK(o->kind == LOOM_OP_ATTENTION && o->x == g->ops[i - 1].y, "L%d attn reads qkv", l);
     CHECK((o->norm >= 0) == c->qk_norm && (o->norm2 >= 0) == c->qk_norm, "L%d q/k norm", l);
-    check_shape(g, o->y, 1, c->n_heads * hd, LOOM_ROLE_ACT, LOOM_DTYPE_F32, "q");
+    if (c->qk_norm) {
+        check_shape(g, o->norm, 1, hd, LOOM_ROLE_WEIGHT, LOOM_DTYPE_F32, "q_norm");
+        check_shape(g, o->norm2, 1, hd, LOOM_ROLE_WEIGHT, LOOM_DTYPE_F32, "k_norm");
+    }
     check_shape(g, o->kcache, (int64_t)g->n_pages * g->params.page_size, c->n_kv_heads * hd,
                 LOOM_ROLE_KV, LOOM_DTYPE_BF16, "k_cache");
     check_shape(g, o->vcache, (int64_t)g->n_pages * g->params.page_size, c->n_kv_heads * hd,
                 LOOM_ROLE_KV, LOOM_DTYPE_BF16, "v_cache");
-    o = &g->ops[++i];
-    CHECK(o->kind == LOOM_OP_ATTENTION && o->x == g->ops[i - 1].y, "L%d attn", l);
-    CHECK(o->kcache == g->ops[i - 1].kcache && o->vcache == g->ops[i - 1].vcache, "L%d kv", l);
     S = o->split;
     if (S > 1) {
         check_shape(g, o->aux, 1, (int64_t)c->n_heads * S * (hd + 2), LOOM_ROLE_ACT,

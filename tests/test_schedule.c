@@ -177,14 +177,14 @@ static void test_names_and_print(void)
     cp.graph.attn_split = 4;   /* split attention, for its task names */
     CHECK_OK(loom_compile(m, cp, &p));
     if (p) {
-        bool attn = false, rope = false, lin = false;
+        bool attn = false, merge = false, lin = false;
         for (int32_t k = 0; k < p->n_tasks; k++) {
             loom_task_name(p, k, name, sizeof name);
             attn |= strcmp(name, "L1.attn[g1.s2]") == 0;
-            rope |= strcmp(name, "L0.rope_kv[g1]") == 0;
+            merge |= strcmp(name, "L0.attn_merge[g1]") == 0;
             lin |= strcmp(name, "lm_head[5]") == 0;
         }
-        CHECK(attn && rope && lin, "task names: attn %d rope %d lm_head %d", attn, rope, lin);
+        CHECK(attn && merge && lin, "task names: attn %d merge %d lm_head %d", attn, merge, lin);
         FILE *f = open_memstream(&buf, &len);
         if (f) {
             loom_schedule_print(p, f);

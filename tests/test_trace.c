@@ -376,7 +376,7 @@ static void test_outputs(void)
         fclose(f);
         s = read_all(path);
     }
-    const char *want[] = {"qkv", "o_proj", "gate_up", "down", "lm_head", "rope_kv", "attn",
+    const char *want[] = {"qkv", "o_proj", "gate_up", "down", "lm_head", "attn",
                           "embed", "argmax", "critical path", "longest waits", "2.5e+12"};
     for (size_t k = 0; s && k < sizeof want / sizeof want[0]; k++)
         CHECK(strstr(s, want[k]), "summary has no '%s'", want[k]);

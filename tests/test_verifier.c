@@ -196,7 +196,8 @@ static void test_cyclic_order(void)
         int32_t prod = -1, cons = -1, pp = -1, pc = -1;
         if (!p)
             goto next;
-        /* the first rope_kv task whose attention consumer shares its SM */
+        /* the first attention task that shares its SM with the first qkv
+         * producer of the counter it waits on */
         for (int32_t k = 0; k < p->n_tasks && cons < 0; k++) {
             const loom_task *t = &p->tasks[k];
             if (p->graph->ops[t->op].kind != LOOM_OP_ATTENTION)

@@ -82,7 +82,7 @@ void loom_task_name(const loom_program *p, int32_t task, char *buf, size_t len)
         snprintf(pre, sizeof pre, "L%d.", o->layer);
     if (o->kind == LOOM_OP_ATTENTION)
         snprintf(buf, len, "%s%s[g%d.s%d]", pre, o->name, t->group, t->split);
-    else if (o->kind == LOOM_OP_ROPE_KV || o->kind == LOOM_OP_ATTN_MERGE)
+    else if (o->kind == LOOM_OP_ATTN_MERGE)
         snprintf(buf, len, "%s%s[g%d]", pre, o->name, t->group);
     else
         snprintf(buf, len, "%s%s[%d]", pre, o->name, t->tile);

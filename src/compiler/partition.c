@@ -2,11 +2,11 @@
  *
  * Tile counts follow the SM count: linear ops get about n_sms tiles (a
  * multiple of n_sms when a tile would hold more than 256 KB of weights, as
- * lm_head does), qkv tiles never straddle a KV-head group, rope_kv and
- * attn_merge get one tile per group, attention n_kv * split tiles.
+ * lm_head does), qkv tiles never straddle a KV-head group, attn_merge
+ * gets one tile per group, attention n_kv * split tiles.
  *
  * Counters are per group where producer and consumer tiles line up
- * (qkv g -> rope g -> attention tiles of g -> merge g), per op otherwise.
+ * (qkv g -> attention tiles of g -> merge g), per op otherwise.
  * embed at step k waits on argmax of step k - 1 (step_offset -1).
  *
  * defines: loom_partition, loom_attn_split_choice, loom_linear_tile_count,
@@ -140,7 +140,7 @@ static void op_label(const loom_op *o, char *buf, size_t len)
         snprintf(buf, len, "%s", o->name);
 }
 
-/* Counters of op i: one per group for qkv, rope_kv and split attention,
+/* Counters of op i: one per group for qkv and split attention,
  * one for the op otherwise. */
 static loom_status make_counters(part *s, int32_t i)
 {
@@ -148,7 +148,6 @@ static loom_status make_counters(part *s, int32_t i)
     const loom_op *o = &g->ops[i];
     char label[40], name[64];
     bool per_group = (o->kind == LOOM_OP_LINEAR && strcmp(o->name, "qkv") == 0) ||
-                     o->kind == LOOM_OP_ROPE_KV ||
                      (o->kind == LOOM_OP_ATTENTION && o->split > 1);
     int32_t n = per_group ? g->cfg.n_kv_heads : 1, id;
 
@@ -207,10 +206,6 @@ static loom_status make_tasks(part *s, int32_t i)
                 st = add_task(s, i, unit * cut(units, n, t), unit * cut(units, n, t + 1),
                               -1, -1, ctr);
         }
-        break;
-    case LOOM_OP_ROPE_KV:
-        for (int32_t gr = 0; gr < kv && st == LOOM_OK; gr++)
-            st = add_task(s, i, 0, 0, gr, -1, ctr + gr);
         break;
     case LOOM_OP_ATTENTION:
         for (int32_t gr = 0; gr < kv; gr++)
@@ -284,14 +279,11 @@ static void task_cost(const loom_graph *g, const loom_task *t, double *bytes, do
         *bytes += o->epi == LOOM_EPI_ARGMAX ? B * 8 : 0;
         *flops = 2 * B * nr * o->cols;
         break;
-    case LOOM_OP_ROPE_KV:
-        *bytes = B * ((G + 2) * hd * 4 + G * hd * 4 + 2 * hd * 2) + hd * 2 * 4;
-        *flops = B * (G + 2) * hd * 10;
-        break;
     case LOOM_OP_ATTENTION: {
-        double ctx = (double)loom_cost_context(g) / o->split;
-        *bytes = B * (2 * ctx * hd * 2 + 2 * G * hd * 4);
-        *flops = B * 4 * G * hd * ctx;
+        /* q heads (+ k, v and their cache rows in split 0), norm and rope */
+        double ctx = (double)loom_cost_context(g) / o->split, kv = t->split == 0 ? 2 : 0;
+        *bytes = B * (2 * ctx * hd * 2 + (2 * G + kv) * hd * 4 + kv * hd * 2) + hd * 2 * 4;
+        *flops = B * (4 * G * hd * ctx + (G + kv) * hd * 10);
         break;
     }
     case LOOM_OP_ATTN_MERGE:

@@ -14,7 +14,7 @@
  * steps: a wait with step_offset -1 on step 0 is satisfied at once.
  *
  * Tile coordinates: LINEAR: rows [row_begin, row_end) of W; EMBED: columns
- * [row_begin, row_end) of the hidden vector; ROPE_KV / ATTN_MERGE: group;
+ * [row_begin, row_end) of the hidden vector; ATTN_MERGE: group;
  * ATTENTION: group and split; ARGMAX: nothing.
  *
  * defines: loom_task, loom_wait, loom_program, loom_compile, loom_verify,

@@ -484,17 +484,24 @@ static void linear_regions(vstate *v, const loom_op *o, const loom_task *t, int3
     }
 }
 
+/* Attention tile (g, s) reads qkv group g's rows. Split 0 writes K/V at
+ * position step and reads positions [0, step): the position it writes it
+ * reads back itself, after its own write (a task's reads are applied before
+ * its writes here). Splits s >= 1 read [0, step), a superset of their chunk:
+ * no tile but split 0 may rely on the entry of this step. */
 static void attention_regions(vstate *v, const loom_op *o, const loom_task *t, int32_t step)
 {
     const loom_config *c = &v->g->cfg;
     int64_t hd = c->head_dim, G = c->n_heads / c->n_kv_heads, S = o->split;
-    int64_t n = step + 1, chunk = (n + S - 1) / S;
-    int64_t p0 = t->split * chunk, p1 = p0 + chunk < n ? p0 + chunk : n;
 
-    emit_cols(v, o->x, t->group * G * hd, (t->group + 1) * G * hd, false);
-    if (p0 < p1) {
-        emit_kv(v, o->kcache, p0, p1, t->group, false);
-        emit_kv(v, o->vcache, p0, p1, t->group, false);
+    emit_cols(v, o->x, t->group * (G + 2) * hd, (t->group + 1) * (G + 2) * hd, false);
+    if (step > 0) {
+        emit_kv(v, o->kcache, 0, step, t->group, false);
+        emit_kv(v, o->vcache, 0, step, t->group, false);
+    }
+    if (t->split == 0) {
+        emit_kv(v, o->kcache, step, step + 1, t->group, true);
+        emit_kv(v, o->vcache, step, step + 1, t->group, true);
     }
     if (S == 1) {
         emit_cols(v, o->y, t->group * G * hd, (t->group + 1) * G * hd, true);
@@ -522,12 +529,6 @@ static void task_regions(vstate *v, int32_t task, int32_t step)
         break;
     case LOOM_OP_LINEAR:
         linear_regions(v, o, t, step);
-        break;
-    case LOOM_OP_ROPE_KV:
-        emit_cols(v, o->x, t->group * (G + 2) * hd, (t->group + 1) * (G + 2) * hd, false);
-        emit_cols(v, o->y, t->group * G * hd, (t->group + 1) * G * hd, true);
-        emit_kv(v, o->kcache, step, step + 1, t->group, true);
-        emit_kv(v, o->vcache, step, step + 1, t->group, true);
         break;
     case LOOM_OP_ATTENTION:
         attention_regions(v, o, t, step);

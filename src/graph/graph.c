@@ -2,11 +2,11 @@
  *
  * One op list for every supported architecture (Qwen3, Qwen2, Llama):
  *
- *   embed -> per layer: qkv -> rope_kv -> attn [-> attn_merge] -> o_proj
+ *   embed -> per layer: qkv -> attn [-> attn_merge] -> o_proj
  *                       -> gate_up -> down
  *         -> lm_head -> argmax
  *
- * Every layer has its own activation tensors (x_l, qkv_l, q_l, attn_l,
+ * Every layer has its own activation tensors (x_l, qkv_l, attn_l,
  * mid_l, act_l, partials), so no op updates a tensor in place and the
  * verifier can reason about each tensor's writers per step.
  *
@@ -189,7 +189,7 @@ static void build_layer(builder *b, int32_t l, int32_t *x)
     int64_t kv_rows = (int64_t)g->n_pages * g->params.page_size;
     int32_t S = loom_attn_split_choice(&g->params, c->n_kv_heads);
     int32_t attn_norm, wqkv, bqkv = -1, qn = -1, kn = -1, wo, ffn_norm, wgu, wd;
-    int32_t qkv, q, kc, vc, attn, part = -1, mid, act, xn;
+    int32_t qkv, kc, vc, attn, part = -1, mid, act, xn;
     loom_op *op;
 
     attn_norm = add_ltensor(b, l, "attn_norm", LOOM_ROLE_WEIGHT, LOOM_DTYPE_F32, 1, H);
@@ -208,7 +208,6 @@ static void build_layer(builder *b, int32_t l, int32_t *x)
                      c->intermediate_size);
 
     qkv = add_ltensor(b, l, "qkv_out", LOOM_ROLE_ACT, LOOM_DTYPE_F32, B, qkv_rows);
-    q = add_ltensor(b, l, "q_rope", LOOM_ROLE_ACT, LOOM_DTYPE_F32, B, q_cols);
     kc = add_ltensor(b, l, "k_cache", LOOM_ROLE_KV, LOOM_DTYPE_BF16, kv_rows,
                      (int64_t)c->n_kv_heads * hd);
     vc = add_ltensor(b, l, "v_cache", LOOM_ROLE_KV, LOOM_DTYPE_BF16, kv_rows,
@@ -232,23 +231,17 @@ static void build_layer(builder *b, int32_t l, int32_t *x)
     op = add_linear(b, l, "qkv", *x, qkv, wqkv, LOOM_PRO_RMSNORM, attn_norm, LOOM_EPI_STORE);
     if (op)
         op->bias = bqkv;
-    op = add_op(b, LOOM_OP_ROPE_KV, l, "rope_kv");
+    /* attention makes q (and, in split 0, the cache entries) from qkv */
+    op = add_op(b, LOOM_OP_ATTENTION, l, "attn");
     if (op) {
         op->x = qkv;
-        op->y = q;
+        op->y = S > 1 ? -1 : attn;
+        op->aux = part;
         op->norm = qn;
         op->norm2 = kn;
         op->kcache = kc;
         op->vcache = vc;
         op->w = g->t_rope_inv_freq;
-    }
-    op = add_op(b, LOOM_OP_ATTENTION, l, "attn");
-    if (op) {
-        op->x = q;
-        op->y = S > 1 ? -1 : attn;
-        op->aux = part;
-        op->kcache = kc;
-        op->vcache = vc;
         op->split = S;
     }
     if (S > 1) {

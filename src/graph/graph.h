@@ -26,22 +26,26 @@
  *                             graph records logits, else row 0), and
  *                             aux[b, tile] = {max value, its row as float}
  *                             (ties: lowest row)
- *   ROPE_KV     group g (one KV head and its n_heads/n_kv_heads query heads),
- *               reading x = qkv in the packed QKV layout:
- *                 group g rows: [q heads gG .. gG+G-1 | k head g | v head g]
- *               q head: (q_norm RMSNorm if norm >= 0), RoPE(pos) -> y[head]
- *               k: (k_norm RMSNorm if norm2 >= 0), RoPE(pos) -> K cache
- *               v -> V cache; caches at (page_table, pos), head g, bf16
- *               RoPE is Hugging Face's rotate-half: for i < hd/2, angle =
- *               pos * inv_freq[i] (fp32), (a, b) = (x[i], x[i + hd/2]),
- *               out[i] = a cos - b sin, out[i + hd/2] = b cos + a sin
- *   ATTENTION   tile (g, s): query heads of group g against positions
- *               [s*chunk, min(n, (s+1)*chunk)), n = pos + 1,
- *               chunk = ceil(n / split). scale 1/sqrt(head_dim).
+ *   ATTENTION   tile (g, s) of group g (one KV head and its G = n_heads /
+ *               n_kv_heads query heads), reading x = qkv in the packed QKV
+ *               layout: group g rows [q heads gG .. gG+G-1 | k head g | v head g]
+ *               (1) each tile makes its G query heads from x: (q_norm RMSNorm
+ *                   if norm >= 0), RoPE(pos), kept in the tile (fp32)
+ *               (2) split 0 also makes k: (k_norm RMSNorm if norm2 >= 0),
+ *                   RoPE(pos), and v, and writes them to the K / V caches at
+ *                   (page_table, pos), head g, bf16, before reading the caches
+ *               (3) the tile attends over positions [p0, p1), the splits
+ *                   taken from the newest position back: n = pos + 1,
+ *                   chunk = ceil(n / split), p1 = n - s*chunk,
+ *                   p0 = max(0, n - (s+1)*chunk), empty when p1 <= 0 (so
+ *                   split 0 holds position pos). scale 1/sqrt(head_dim).
  *               split == 1: y[head] = softmax-weighted sum of V (normalised)
  *               split  > 1: aux[b, head, s] = {o[hd] unnormalised, m, l}
  *                           (m = max score, l = sum exp(score - m);
  *                           empty chunk: m = -inf, l = 0, o = 0)
+ *               RoPE is Hugging Face's rotate-half: for i < hd/2, angle =
+ *               pos * inv_freq[i] (fp32), (a, b) = (x[i], x[i + hd/2]),
+ *               out[i] = a cos - b sin, out[i + hd/2] = b cos + a sin
  *   ATTN_MERGE  group g: y[head] = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s
  *   ARGMAX      one tile: token = argmax over aux of the lm_head tiles (ties:
  *               lowest row); tokens[b, step + 1] = token unless step + 1 is
@@ -74,7 +78,7 @@ static inline int64_t loom_gtensor_numel(const loom_gtensor *t) { return t->rows
 typedef enum loom_op_kind {
     LOOM_OP_EMBED = 0,
     LOOM_OP_LINEAR,
-    LOOM_OP_ROPE_KV,
+    LOOM_OP_ROPE_KV,           /* unused: fused into ATTENTION            */
     LOOM_OP_ATTENTION,
     LOOM_OP_ATTN_MERGE,
     LOOM_OP_ARGMAX,
@@ -96,7 +100,7 @@ typedef struct loom_op {
     loom_op_kind  kind;
     int32_t       layer;       /* -1 for embed, lm_head, argmax              */
     char          name[24];    /* "qkv", "o_proj", "gate_up", "down",
-                                  "lm_head", "rope_kv", "attn", "attn_merge",
+                                  "lm_head", "attn", "attn_merge",
                                   "embed", "argmax"                          */
     /* tensor ids into graph->tensors, -1 when unused */
     int32_t x;                 /* main input                                  */
@@ -107,7 +111,7 @@ typedef struct loom_op {
     int32_t bias;              /* LINEAR bias (packed like W's rows)          */
     int32_t resid;             /* LINEAR RESIDUAL input                       */
     int32_t aux;               /* ARGMAX partials / attention partials        */
-    int32_t kcache, vcache;    /* ROPE_KV, ATTENTION                          */
+    int32_t kcache, vcache;    /* ATTENTION                                   */
     int32_t rows, cols;        /* LINEAR: W is [rows, cols]; EMBED: [vocab, hidden] */
     loom_prologue pro;
     loom_epilogue epi;

@@ -45,7 +45,7 @@ uint16_t *loom_cpu_kv_at(const loom_cpu_bufs *m, int32_t cache, int32_t b, int32
 
 int64_t loom_cpu_scratch_floats(const loom_graph *g)
 {
-    int64_t n = 0;
+    int64_t n = (int64_t)g->cfg.n_heads * g->cfg.head_dim;   /* attention's q heads */
 
     for (int32_t i = 0; i < g->n_ops; i++)
         if (g->ops[i].cols > n)
@@ -200,33 +200,32 @@ void loom_cpu_linear(const loom_cpu_bufs *m, const loom_op *op, const loom_task 
     }
 }
 
-void loom_cpu_rope_kv(const loom_cpu_bufs *m, const loom_op *op, const loom_task *t,
-                      int32_t b, int32_t step, float *scratch)
+/* Head j of a group's packed qkv slice x (j < G: a query head, G: k),
+ * RMSNorm'ed with weight tensor norm when norm >= 0, then RoPE at pos, into
+ * out[hd]. */
+static void norm_rope_head(const loom_cpu_bufs *m, const float *x, int32_t j, int32_t norm,
+                           int32_t pos, float *out)
 {
     const loom_graph *g = m->g;
-    int32_t hd = g->cfg.head_dim, G = g->cfg.n_heads / g->cfg.n_kv_heads;
-    int32_t grp = t->group;
-    float eps = g->cfg.rms_norm_eps;
-    const float *inv_freq = m->data[g->t_rope_inv_freq];
-    const float *x = f32_row(m, op->x, b) + (int64_t)grp * (G + 2) * hd;
-    float *y = f32_row(m, op->y, b);
+    int32_t hd = g->cfg.head_dim;
 
-    for (int32_t j = 0; j < G; j++) {
-        float *q = y + (int64_t)(grp * G + j) * hd;
-        memcpy(q, x + (int64_t)j * hd, (size_t)hd * sizeof(float));
-        if (op->norm >= 0)
-            rmsnorm(q, q, m->data[op->norm], hd, eps);
-        rope(q, hd, inv_freq, step);
-    }
+    memcpy(out, x + (int64_t)j * hd, (size_t)hd * sizeof(float));
+    if (norm >= 0)
+        rmsnorm(out, out, m->data[norm], hd, g->cfg.rms_norm_eps);
+    rope(out, hd, m->data[g->t_rope_inv_freq], pos);
+}
 
-    float *k = scratch;
+/* Split 0's part: k (k_norm, RoPE) and v of group grp into the caches at
+ * position step. */
+static void append_kv(const loom_cpu_bufs *m, const loom_op *op, int32_t b, int32_t grp,
+                      const float *x, int32_t step, float *k)
+{
+    int32_t hd = m->g->cfg.head_dim, G = m->g->cfg.n_heads / m->g->cfg.n_kv_heads;
     const float *v = x + (int64_t)(G + 1) * hd;
     uint16_t *kc = loom_cpu_kv_at(m, op->kcache, b, step, grp);
     uint16_t *vc = loom_cpu_kv_at(m, op->vcache, b, step, grp);
-    memcpy(k, x + (int64_t)G * hd, (size_t)hd * sizeof(float));
-    if (op->norm2 >= 0)
-        rmsnorm(k, k, m->data[op->norm2], hd, eps);
-    rope(k, hd, inv_freq, step);
+
+    norm_rope_head(m, x, G, op->norm2, step, k);
     for (int32_t i = 0; i < hd; i++) {
         kc[i] = loom_f32_to_bf16(k[i]);
         vc[i] = loom_f32_to_bf16(v[i]);
@@ -268,6 +267,7 @@ static void attend(const loom_cpu_bufs *m, const loom_op *op, int32_t b, int32_t
     *l = sum;
 }
 
+/* scratch: q heads [G * hd], k [hd], then the scores (max_context). */
 void loom_cpu_attention(const loom_cpu_bufs *m, const loom_op *op, const loom_task *t,
                         int32_t b, int32_t step, float *scratch)
 {
@@ -275,22 +275,29 @@ void loom_cpu_attention(const loom_cpu_bufs *m, const loom_op *op, const loom_ta
     int32_t hd = g->cfg.head_dim, G = g->cfg.n_heads / g->cfg.n_kv_heads;
     int32_t split = op->split > 0 ? op->split : 1, s = t->split;
     int32_t n = step + 1, chunk = (n + split - 1) / split;
-    int32_t p0 = s * chunk, p1 = p0 + chunk < n ? p0 + chunk : n;
-    const float *x = f32_row(m, op->x, b);
+    int32_t p1 = n - s * chunk, p0 = n - (s + 1) * chunk;
+    const float *x = f32_row(m, op->x, b) + (int64_t)t->group * (G + 2) * hd;
+    float *qs = scratch, *k = scratch + (int64_t)G * hd, *score = k + hd;
     float mx, l;
 
-    if (p0 > p1)
-        p0 = p1;
+    if (p1 < 0)
+        p1 = 0;
+    if (p0 < 0)
+        p0 = 0;
+    for (int32_t j = 0; j < G; j++)
+        norm_rope_head(m, x, j, op->norm, step, qs + (int64_t)j * hd);
+    if (s == 0)
+        append_kv(m, op, b, t->group, x, step, k);
     for (int32_t j = 0; j < G; j++) {
         int32_t h = t->group * G + j;
-        const float *q = x + (int64_t)h * hd;
+        const float *q = qs + (int64_t)j * hd;
         if (split == 1) {
             float *o = f32_row(m, op->y, b) + (int64_t)h * hd;
-            attend(m, op, b, t->group, q, p0, p1, true, o, &mx, &l, scratch);
+            attend(m, op, b, t->group, q, p0, p1, true, o, &mx, &l, score);
             continue;
         }
         float *e = f32_row(m, op->aux, b) + ((int64_t)h * split + s) * (hd + 2);
-        attend(m, op, b, t->group, q, p0, p1, false, e, &mx, &l, scratch);
+        attend(m, op, b, t->group, q, p0, p1, false, e, &mx, &l, score);
         e[hd] = mx;
         e[hd + 1] = l;
     }
@@ -368,9 +375,6 @@ void loom_cpu_run_task(const loom_program *p, const loom_cpu_bufs *m, int32_t ta
             break;
         case LOOM_OP_LINEAR:
             loom_cpu_linear(m, op, t, b, step, scratch);
-            break;
-        case LOOM_OP_ROPE_KV:
-            loom_cpu_rope_kv(m, op, t, b, step, scratch);
             break;
         case LOOM_OP_ATTENTION:
             loom_cpu_attention(m, op, t, b, step, scratch);

@@ -13,7 +13,7 @@
  * the task (program.h).
  *
  * defines: loom_cpu_bufs, loom_cpu_scratch_floats, loom_cpu_embed,
- *          loom_cpu_linear, loom_cpu_rope_kv, loom_cpu_attention,
+ *          loom_cpu_linear, loom_cpu_attention,
  *          loom_cpu_attn_merge, loom_cpu_argmax, loom_cpu_run_task,
  *          loom_cpu_kv_at */
 #ifndef LOOM_BACKEND_CPU_KERNELS_H
@@ -28,15 +28,14 @@ typedef struct loom_cpu_bufs {
     void *const *data;         /* g->n_tensors pointers                     */
 } loom_cpu_bufs;
 
-/* Floats of scratch one task needs (prologue vector, attention scores). */
+/* Floats of scratch one task needs (prologue vector; attention: its q heads,
+ * k and scores). */
 int64_t loom_cpu_scratch_floats(const loom_graph *g);
 
 void loom_cpu_embed(const loom_cpu_bufs *m, const loom_op *op, const loom_task *t,
                     int32_t b, int32_t step);
 void loom_cpu_linear(const loom_cpu_bufs *m, const loom_op *op, const loom_task *t,
                      int32_t b, int32_t step, float *scratch);
-void loom_cpu_rope_kv(const loom_cpu_bufs *m, const loom_op *op, const loom_task *t,
-                      int32_t b, int32_t step, float *scratch);
 void loom_cpu_attention(const loom_cpu_bufs *m, const loom_op *op, const loom_task *t,
                         int32_t b, int32_t step, float *scratch);
 void loom_cpu_attn_merge(const loom_cpu_bufs *m, const loom_op *op, const loom_task *t,

@@ -80,7 +80,7 @@ static bool same_variant(const loom_op *a, const loom_op *b)
     case LOOM_OP_LINEAR:
         return a->cols == b->cols && a->pro == b->pro && a->epi == b->epi &&
                (a->bias >= 0) == (b->bias >= 0);
-    case LOOM_OP_ROPE_KV:
+    case LOOM_OP_ATTENTION:
         return (a->norm >= 0) == (b->norm >= 0) && (a->norm2 >= 0) == (b->norm2 >= 0);
     default:
         return true;
@@ -268,12 +268,9 @@ static void emit_case(sbuf *b, const loom_graph *g, const loom_op *op, int32_t v
         put(b, "linear_task<%d, %d, %d, %s>(p, d, t, step, rc, pre); break;", op->cols, (int)op->pro,
             (int)op->epi, op->bias >= 0 ? "true" : "false");
         break;
-    case LOOM_OP_ROPE_KV:
-        put(b, "rope_kv_task<%d, %d, %s, %s>(p, d, t, step); break;", hd, G,
-            op->norm >= 0 ? "true" : "false", op->norm2 >= 0 ? "true" : "false");
-        break;
     case LOOM_OP_ATTENTION:
-        put(b, "attention_task<%d, %d>(p, d, t, step); break;", hd, G);
+        put(b, "attention_task<%d, %d, %s, %s>(p, d, t, step); break;", hd, G,
+            op->norm >= 0 ? "true" : "false", op->norm2 >= 0 ? "true" : "false");
         break;
     case LOOM_OP_ATTN_MERGE:
         put(b, "attn_merge_task<%d, %d>(d, t); break;", hd, G);

@@ -1,6 +1,12 @@
 // attention.cuh - ATTENTION tile (g, s) and ATTN_MERGE of group g.
 //
-// ATTENTION: the G query heads of group g share each K/V row load. Warps take
+// ATTENTION: first the tile's G query heads are made from the packed qkv
+// rows of group g (q_norm, RoPE: head_norm_rope, one warp a head) into shared
+// memory; split 0 also makes k (k_norm, RoPE) and v and stores them to the
+// caches at position step, which the block then reads back after a
+// __syncthreads (through L2 like every cache read). Splits take positions
+// from the newest back (graph.h), so split 0 holds position step.
+// The G query heads of group g share each K/V row load. Warps take
 // positions p0 + warp, p0 + warp + LOOM_WARPS, ... of the chunk; for each one
 // the warp computes G scores (lane owns elements i = lane + 32e of the head)
 // and updates an online softmax {m, l, o} per head; the warps' states are
@@ -10,7 +16,48 @@
 // defines: attention_task, attn_merge_task
 #pragma once
 
-template <int HD, int G>
+// Query heads of group g into qs (G * HD); with kv, k and v into the caches
+// at position step. One warp a head.
+template <int HD, int G, bool QNORM, bool KNORM>
+__device__ __forceinline__ void attention_qkv(const loom_kparams &p, const loom_dop &d, int g,
+                                              int step, bool kv, float *qs)
+{
+    constexpr int HALF = HD / 2, PPL = ROPE_PPL(HD);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const float *x = (const float *)d.x + (u64)g * (G + 2) * HD;
+    const float *inv_freq = (const float *)p.rope_inv_freq;
+    const int heads = kv ? G + 2 : G;
+
+    for (int j = warp; j < heads; j += LOOM_WARPS) {
+        float a[PPL], b[PPL];
+        const bool norm = j < G ? QNORM : (j == G ? KNORM : false);
+        head_norm_rope<HD>(x + j * HD, (const float *)(j < G ? d.norm : d.norm2), norm, j <= G,
+                           inv_freq, step, a, b);
+        if (j < G) {
+#pragma unroll
+            for (int k = 0; k < PPL; k++) {
+                int i = lane + 32 * k;
+                if (i < HALF) {
+                    qs[j * HD + i] = a[k];
+                    qs[j * HD + i + HALF] = b[k];
+                }
+            }
+            continue;
+        }
+        bf16raw *cache = (bf16raw *)(j == G ? d.kcache : d.vcache) +
+                         (kv_slot(p, step) * LOOM_N_KV + g) * HD;
+#pragma unroll
+        for (int k = 0; k < PPL; k++) {
+            int i = lane + 32 * k;
+            if (i < HALF) {
+                cache[i] = f32_to_bf16(a[k]);
+                cache[i + HALF] = f32_to_bf16(b[k]);
+            }
+        }
+    }
+}
+
+template <int HD, int G, bool QNORM, bool KNORM>
 __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom_dop &d,
                                                const loom_dtask *t, int step)
 {
@@ -18,17 +65,18 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
     constexpr int ST = HD + 2;                      // {o[HD], m, l}
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = t->group, s = t->split, split = d.split;
+    // split s: [max(0, n - (s+1) chunk), n - s chunk), empty when <= 0
     const int n = step + 1, chunk = (n + split - 1) / split;
-    int p0 = s * chunk, p1 = p0 + chunk < n ? p0 + chunk : n;
-    if (p0 > p1)
-        p0 = p1;
+    int p1 = n - s * chunk, p0 = p1 - chunk;
+    p1 = p1 > 0 ? p1 : 0;
+    p0 = p0 > 0 ? p0 : 0;
     const float scale = 1.0f / sqrtf((float)HD);
     float *qs = LOOM_SMEM;                          // G * HD
     float *st = LOOM_SMEM + G * HD;                 // LOOM_WARPS * G * ST
-    const float *q = (const float *)d.x + (u64)g * G * HD;
 
-    for (int i = threadIdx.x; i < G * HD; i += LOOM_THREADS)
-        qs[i] = ldcg(q + i);
+    // q (and split 0's cache entries at step); the barrier also makes the
+    // block's global K/V stores visible to its own cache reads below.
+    attention_qkv<HD, G, QNORM, KNORM>(p, d, g, step, s == 0, qs);
     __syncthreads();
 
     float m[G], l[G], o[G][EPL];

@@ -1,11 +1,13 @@
-// rope_kv.cuh - ROPE_KV of one group g (one KV head and its G query heads),
-// reading the packed qkv vector [q heads gG .. gG+G-1 | k head g | v head g]:
-// q heads: (q_norm) + RoPE -> y; k: (k_norm) + RoPE -> K cache; v -> V cache;
-// caches bf16 at (page_table, pos = step). One warp per head; lane owns the
-// rotate-half pairs (i, i + HD/2) for i = lane + 32k.
+// rope_kv.cuh - the per-head norm + RoPE of the attention task (graph.h
+// ATTENTION (1), (2)) and the KV cache slot of a position.
 //
-// defines: rope_kv_task
+// A head of HD floats is held by one warp as rotate-half pairs: lane owns
+// (i, i + HD/2) for i = lane + 32k, k < ROPE_PPL(HD).
+//
+// defines: rope_sincos, kv_slot, ROPE_PPL, head_norm_rope
 #pragma once
+
+#define ROPE_PPL(HD) (((HD) / 2 + 31) / 32)         // pairs per lane
 
 // cos and sin of the fp32 angle a (|a| < 2^24): reduced in double to
 // a/pi in [-1, 1], then sincospif, which needs no slow path (no stack).
@@ -22,77 +24,49 @@ __device__ __forceinline__ u64 kv_slot(const loom_kparams &p, int pos)
     return (u64)page * LOOM_PAGE_SIZE + (u64)(pos % LOOM_PAGE_SIZE);
 }
 
-template <int HD, int G, bool QNORM, bool KNORM>
-__device__ __forceinline__ void rope_kv_task(const loom_kparams &p, const loom_dop &d,
-                                             const loom_dtask *t, int step)
+// Head xh (written by other SMs: read through L2) into the warp's pairs
+// a[k] = x[i], b[k] = x[i + HD/2]; RMSNorm'ed with nw when norm (HF: w *
+// (inv * x)), then rotated by RoPE at pos when rope. Whole warp.
+template <int HD>
+__device__ __forceinline__ void head_norm_rope(const float *xh, const float *nw, bool norm,
+                                               bool rope, const float *inv_freq, int pos,
+                                               float (&a)[ROPE_PPL(HD)],
+                                               float (&b)[ROPE_PPL(HD)])
 {
-    constexpr int HALF = HD / 2;
-    constexpr int PPL = (HALF + 31) / 32;           // pairs per lane
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int g = t->group;
-    const float *x = (const float *)d.x + (u64)g * (G + 2) * HD;
-    const float *inv_freq = (const float *)p.rope_inv_freq;
-    const u64 slot = kv_slot(p, step);
+    constexpr int HALF = HD / 2, PPL = ROPE_PPL(HD);
+    const int lane = threadIdx.x & 31;
+    float ss = 0.0f;
 
-    for (int j = warp; j < G + 2; j += LOOM_WARPS) {
-        const float *xh = x + j * HD;
-        float a[PPL], b[PPL];
-        float ss = 0.0f;
+#pragma unroll
+    for (int k = 0; k < PPL; k++) {
+        int i = lane + 32 * k;
+        a[k] = i < HALF ? ldcg(xh + i) : 0.0f;
+        b[k] = i < HALF ? ldcg(xh + i + HALF) : 0.0f;
+        ss += a[k] * a[k] + b[k] * b[k];
+    }
+    if (norm) {
+        ss = warp_sum(ss);
+        float inv = 1.0f / sqrtf(ss / (float)HD + LOOM_EPS);
 #pragma unroll
         for (int k = 0; k < PPL; k++) {
             int i = lane + 32 * k;
-            a[k] = i < HALF ? ldcg(xh + i) : 0.0f;
-            b[k] = i < HALF ? ldcg(xh + i + HALF) : 0.0f;
-            ss += a[k] * a[k] + b[k] * b[k];
-        }
-        const bool norm = j < G ? QNORM : (j == G ? KNORM : false);
-        if (norm) {
-            const float *nw = (const float *)(j < G ? d.norm : d.norm2);
-            ss = warp_sum(ss);
-            float inv = 1.0f / sqrtf(ss / (float)HD + LOOM_EPS);
-#pragma unroll
-            for (int k = 0; k < PPL; k++) {
-                int i = lane + 32 * k;
-                if (i < HALF) {
-                    a[k] = nw[i] * (inv * a[k]);
-                    b[k] = nw[i + HALF] * (inv * b[k]);
-                }
+            if (i < HALF) {
+                a[k] = nw[i] * (inv * a[k]);
+                b[k] = nw[i + HALF] * (inv * b[k]);
             }
         }
-        if (j <= G) {
+    }
+    if (rope) {
 #pragma unroll
-            for (int k = 0; k < PPL; k++) {
-                int i = lane + 32 * k;
-                if (i < HALF) {
-                    float s, c;
-                    rope_sincos((float)step * inv_freq[i], &s, &c);
-                    float ra = a[k] * c - b[k] * s;
-                    float rb = b[k] * c + a[k] * s;
-                    a[k] = ra;
-                    b[k] = rb;
-                }
-            }
-        }
-        if (j < G) {
-            float *y = (float *)d.y + (u64)(g * G + j) * HD;
-#pragma unroll
-            for (int k = 0; k < PPL; k++) {
-                int i = lane + 32 * k;
-                if (i < HALF) {
-                    y[i] = a[k];
-                    y[i + HALF] = b[k];
-                }
-            }
-        } else {
-            bf16raw *cache = (bf16raw *)(j == G ? d.kcache : d.vcache) +
-                             (slot * LOOM_N_KV + g) * HD;
-#pragma unroll
-            for (int k = 0; k < PPL; k++) {
-                int i = lane + 32 * k;
-                if (i < HALF) {
-                    cache[i] = f32_to_bf16(a[k]);
-                    cache[i + HALF] = f32_to_bf16(b[k]);
-                }
+        for (int k = 0; k < PPL; k++) {
+            int i = lane + 32 * k;
+            if (i < HALF) {
+                float s, c;
+                rope_sincos((float)pos * inv_freq[i], &s, &c);
+                float ra = a[k] * c - b[k] * s;
+                float rb = b[k] * c + a[k] * s;
+                a[k] = ra;
+                b[k] = rb;
             }
         }
     }
