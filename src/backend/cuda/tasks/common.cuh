@@ -389,16 +389,17 @@ __device__ __forceinline__ int loom_wait_all(const loom_kparams &p, const loom_d
     return v;
 }
 
-// All threads' writes of the task, then one release add.
+// All threads' writes of the task, then one release add. Every thread
+// fences its own writes at gpu scope before the barrier (the pattern of
+// CUDA's threadFenceReduction sample): with thread 0's release alone, the
+// H100/H200 now and then let a consumer on another SM read a KV-cache row
+// computed from a stale tile.
 __device__ __forceinline__ void loom_signal(const loom_kparams &p, const loom_dtask *t)
 {
-    __syncthreads();
-    if (threadIdx.x == 0 && t->signal >= 0) {
-        // The other warps' writes reach thread 0 through the barrier; the
-        // release add publishes them at gpu scope (cumulativity).
-#if defined(LOOM_SIGNAL_FENCE)
-        asm volatile("fence.acq_rel.gpu;" ::: "memory");
+#if !defined(LOOM_NO_SIGNAL_FENCE)
+    asm volatile("fence.acq_rel.gpu;" ::: "memory");
 #endif
+    __syncthreads();
+    if (threadIdx.x == 0 && t->signal >= 0)
         red_release_add((u32 *)p.counters + t->signal, 1u);
-    }
 }
