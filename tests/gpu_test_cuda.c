@@ -149,8 +149,9 @@ static int64_t first_bf16_diff(const uint16_t *a, const uint16_t *b, int64_t n)
 /* Compares every ACT and KV tensor of the two states; returns the id of the
  * first that differs (-1: none) and describes it in why. plant: perturb
  * the device copy of tensor `plant` first (checking the checker). */
-static int32_t compare_states(const loom_program *p, void *gpu, void *cpu, int32_t plant,
-                              char *why, size_t why_len)
+static int32_t compare_states_with(const loom_program *p, const loom_backend_vtable *va,
+                                   void *gpu, const loom_backend_vtable *vb, void *cpu,
+                                   int32_t plant, char *why, size_t why_len)
 {
     const loom_graph *g = p->graph;
     int32_t bad = -1;
@@ -168,8 +169,8 @@ static int32_t compare_states(const loom_program *p, void *gpu, void *cpu, int32
             free(b);
             return i;
         }
-        CHECK_OK(loom_cuda_backend.read_tensor(gpu, i, a));
-        CHECK_OK(loom_cpu_backend.read_tensor(cpu, i, b));
+        CHECK_OK(va->read_tensor(gpu, i, a));
+        CHECK_OK(vb->read_tensor(cpu, i, b));
         if (i == plant && n > 0) {   /* element 0: written by step 0 */
             if (t->dtype == LOOM_DTYPE_F32)
                 ((float *)a)[0] += 0.5f + 2.0f * fabsf(((float *)a)[0]);
@@ -196,6 +197,13 @@ static int32_t compare_states(const loom_program *p, void *gpu, void *cpu, int32
         free(b);
     }
     return bad;
+}
+
+static int32_t compare_states(const loom_program *p, void *gpu, void *cpu, int32_t plant,
+                              char *why, size_t why_len)
+{
+    return compare_states_with(p, &loom_cuda_backend, gpu, &loom_cpu_backend, cpu, plant, why,
+                               why_len);
 }
 
 /* ------------------------------------------------------------------ (a) */
@@ -226,6 +234,25 @@ static void op_by_op(const char *preset)
 
     int32_t bad = compare_states(p, gpu, cpu, -1, why, sizeof why);
     CHECK(bad < 0, "%s: first tensor that differs: %s", preset, why);
+    if (getenv("LOOM_TEST_DIAG")) {   /* which side differs: a 1-thread CPU run as referee */
+        loom_engine_params ep = loom_engine_default_params();
+        void *cpu1 = NULL;
+        loom_run_result r1;
+        char w2[256] = "";
+        ep.n_threads = 1;
+        if (loom_cpu_backend.create(p, &ep, &cpu1) == LOOM_OK &&
+            loom_cpu_backend.run(cpu1, &req, &r1) == LOOM_OK) {
+            int32_t b1 = compare_states_with(p, &loom_cuda_backend, gpu, &loom_cpu_backend, cpu1,
+                                             -1, w2, sizeof w2);
+            printf("  diag %s: gpu vs cpu(1 thread): %s\n", preset, b1 < 0 ? "agree" : w2);
+            b1 = compare_states_with(p, &loom_cpu_backend, cpu, &loom_cpu_backend, cpu1, -1, w2,
+                                     sizeof w2);
+            printf("  diag %s: cpu(all threads) vs cpu(1 thread): %s\n", preset,
+                   b1 < 0 ? "agree" : w2);
+        }
+        if (cpu1)
+            loom_cpu_backend.destroy(cpu1);
+    }
     printf("  %s: %d tensors agree after %d steps (%.2f ms/step on the GPU)\n", preset,
            p->graph->n_tensors, OP_PROMPT, rg.ms_per_step);
 
