@@ -19,6 +19,10 @@
 int32_t loom_attn_split_choice(const loom_graph_params *p, int32_t n_kv_heads)
 {
     int32_t s = p->attn_split;
+    const char *env = getenv("LOOM_ATTN_SPLIT");   /* experiments: force the split */
+
+    if (s <= 0 && env && atoi(env) > 0)
+        s = atoi(env);
 
     if (s <= 0) {
         int64_t d = (int64_t)n_kv_heads * (p->max_batch > 0 ? p->max_batch : 1);
