@@ -598,6 +598,11 @@ static loom_status reset_run(cuda_state *s, const loom_run_request *req)
         st = loom_cu_check(cu->MemcpyHtoD(s->buf[s->g->t_tokens], req->prompt,
                                           sizeof(int32_t) * (size_t)req->n_prompt),
                            "cuMemcpyHtoD(prompt)");
+    /* The resets above run on the legacy stream; the kernel must not start
+     * before they land (a counter still holding an earlier run's count
+     * satisfies a wait early). */
+    if (st == LOOM_OK)
+        st = loom_cu_check(cu->StreamSynchronize(NULL), "cuStreamSynchronize(resets)");
     s->ring[0] = 0;
     s->ring[1] = 0;
     return st;
