@@ -82,3 +82,55 @@ uint64_t loom_test_seed(void)
     }
     return seed;
 }
+
+int loom_test_read_manifest(const char *path, loom_test_expect *out, int max)
+{
+    FILE *fp = fopen(path, "r");
+    char line[1024];
+    int n = 0;
+
+    if (!fp)
+        return -1;
+    while (n < max && fgets(line, sizeof line, fp)) {
+        char *a, *b, *c;
+        if (line[0] == '#' || line[0] == '\n')
+            continue;
+        line[strcspn(line, "\n")] = '\0';
+        a = strtok(line, "\t");
+        b = strtok(NULL, "\t");
+        c = strtok(NULL, "");
+        if (!a || !b || !c)
+            continue;
+        snprintf(out[n].file, sizeof out[n].file, "%s", a);
+        snprintf(out[n].status, sizeof out[n].status, "%s", b);
+        snprintf(out[n].substring, sizeof out[n].substring, "%s", c);
+        n++;
+    }
+    fclose(fp);
+    return n;
+}
+
+bool loom_test_rejection_matches(const loom_test_expect *x, const char *path, loom_status got,
+                                 const char *msg, char *why, size_t cap)
+{
+    const char *name = loom_status_string(got);
+    size_t len = strlen(x->status);
+
+    if (got == LOOM_OK) {
+        snprintf(why, cap, "accepted");
+        return false;
+    }
+    if (strncmp(name, x->status, len) != 0 || name[len] != ':') {
+        snprintf(why, cap, "status %s, want %s (%s)", name, x->status, msg);
+        return false;
+    }
+    if (!strstr(msg, x->substring)) {
+        snprintf(why, cap, "message \"%s\" lacks \"%s\"", msg, x->substring);
+        return false;
+    }
+    if (!strstr(msg, path)) {
+        snprintf(why, cap, "message \"%s\" does not name %s", msg, path);
+        return false;
+    }
+    return true;
+}

@@ -49,6 +49,23 @@ int loom_test_run(const char *suite, const loom_test_case *cases, int n);
     }
 #define TEST(fn) {#fn, fn}
 
+/* One line of a corpus manifest (tab-separated): the file, the loom_status
+ * name it must be rejected with, and a substring its message must hold. */
+typedef struct loom_test_expect {
+    char file[128];
+    char status[64];
+    char substring[512];
+} loom_test_expect;
+
+/* Reads up to max entries of a manifest ('#' lines and blank lines are
+ * skipped); returns how many, or -1 when the file cannot be opened. */
+int loom_test_read_manifest(const char *path, loom_test_expect *out, int max);
+
+/* The checker of a rejection: status name, message substring and path all as
+ * expected. On a mismatch, why says what differs. */
+bool loom_test_rejection_matches(const loom_test_expect *x, const char *path, loom_status got,
+                                 const char *msg, char *why, size_t cap);
+
 /* A fresh temporary directory (mkdtemp under $TMPDIR); caller removes it
  * with loom_test_rmtree. */
 char *loom_test_tmpdir(void);

@@ -257,69 +257,11 @@ static void test_to_json_text(void)
 
 /* ------------------------------------------------------ the corpus */
 
-struct expect {
-    char file[128];
-    char status[64];
-    char substring[512];
-};
-
-static int read_manifest(struct expect *out, int max)
-{
-    FILE *fp = fopen(MALFORMED "/MANIFEST", "r");
-    char line[1024];
-    int n = 0;
-
-    if (!fp)
-        return -1;
-    while (n < max && fgets(line, sizeof line, fp)) {
-        char *a, *b, *c;
-        if (line[0] == '#' || line[0] == '\n')
-            continue;
-        line[strcspn(line, "\n")] = '\0';
-        a = strtok(line, "\t");
-        b = strtok(NULL, "\t");
-        c = strtok(NULL, "");
-        if (!a || !b || !c)
-            continue;
-        snprintf(out[n].file, sizeof out[n].file, "%s", a);
-        snprintf(out[n].status, sizeof out[n].status, "%s", b);
-        snprintf(out[n].substring, sizeof out[n].substring, "%s", c);
-        n++;
-    }
-    fclose(fp);
-    return n;
-}
-
-/* The checker: status name, message substring and path all as expected. */
-static bool rejection_matches(const struct expect *x, const char *path, loom_status got,
-                              const char *msg, char *why, size_t cap)
-{
-    const char *name = loom_status_string(got);
-    size_t len = strlen(x->status);
-
-    if (got == LOOM_OK) {
-        snprintf(why, cap, "accepted");
-        return false;
-    }
-    if (strncmp(name, x->status, len) != 0 || name[len] != ':') {
-        snprintf(why, cap, "status %s, want %s (%s)", name, x->status, msg);
-        return false;
-    }
-    if (!strstr(msg, x->substring)) {
-        snprintf(why, cap, "message \"%s\" lacks \"%s\"", msg, x->substring);
-        return false;
-    }
-    if (!strstr(msg, path)) {
-        snprintf(why, cap, "message \"%s\" does not name %s", msg, path);
-        return false;
-    }
-    return true;
-}
 
 static void test_malformed_configs(void)
 {
-    static struct expect x[128];
-    int n = read_manifest(x, 128), checked = 0;
+    static loom_test_expect x[128];
+    int n = loom_test_read_manifest(MALFORMED "/MANIFEST", x, 128), checked = 0;
     char path[512], why[1400];
 
     CHECK(n > 0, "cannot read %s/MANIFEST", MALFORMED);
@@ -332,7 +274,7 @@ static void test_malformed_configs(void)
         snprintf(path, sizeof path, "%s/%s", MALFORMED, x[i].file);
         memset(&c, 0x5a, sizeof c);
         st = parse_file(path, &c);
-        CHECK(rejection_matches(&x[i], path, st, loom_last_error(), why, sizeof why),
+        CHECK(loom_test_rejection_matches(&x[i], path, st, loom_last_error(), why, sizeof why),
               "%s: %s", x[i].file, why);
         CHECK(c.vocab_size == 0x5a5a5a5a, "%s: output written on failure", x[i].file);
         checked++;
@@ -344,8 +286,8 @@ static void test_malformed_configs(void)
 /* Planted: the checkers report a wrong expectation and a changed field. */
 static void test_checkers_planted(void)
 {
-    struct expect right = {"cfg_head_dim_odd.json", "LOOM_ERR_FORMAT", "'head_dim' = 63"};
-    struct expect wrong = right;
+    loom_test_expect right = {"cfg_head_dim_odd.json", "LOOM_ERR_FORMAT", "'head_dim' = 63"};
+    loom_test_expect wrong = right;
     char path[512], msg[1024], why[1400];
     const char *diff = "";
     loom_config a, b;
@@ -354,13 +296,13 @@ static void test_checkers_planted(void)
     snprintf(path, sizeof path, "%s/%s", MALFORMED, right.file);
     st = parse_file(path, &a);
     snprintf(msg, sizeof msg, "%s", loom_last_error());
-    CHECK(rejection_matches(&right, path, st, msg, why, sizeof why), "right: %s", why);
+    CHECK(loom_test_rejection_matches(&right, path, st, msg, why, sizeof why), "right: %s", why);
     snprintf(wrong.substring, sizeof wrong.substring, "'head_dim' = 64");
-    CHECK(!rejection_matches(&wrong, path, st, msg, why, sizeof why),
+    CHECK(!loom_test_rejection_matches(&wrong, path, st, msg, why, sizeof why),
           "checker missed a wrong message");
     wrong = right;
     snprintf(wrong.status, sizeof wrong.status, "LOOM_ERR_UNSUPPORTED");
-    CHECK(!rejection_matches(&wrong, path, st, msg, why, sizeof why),
+    CHECK(!loom_test_rejection_matches(&wrong, path, st, msg, why, sizeof why),
           "checker missed a wrong status");
 
     CHECK_OK(parse_file(CONFIGS "/llama-3.2-1b-instruct.json", &a));

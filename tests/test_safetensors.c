@@ -260,70 +260,11 @@ static void test_edge_files(void)
 
 /* ------------------------------------------------------ the corpus */
 
-struct expect {
-    char file[128];
-    char status[64];
-    char substring[512];
-};
-
-static int read_manifest(struct expect *out, int max)
-{
-    FILE *fp = fopen(MALFORMED "/MANIFEST", "r");
-    char line[1024];
-    int n = 0;
-
-    if (!fp)
-        return -1;
-    while (n < max && fgets(line, sizeof line, fp)) {
-        char *a, *b, *c;
-        if (line[0] == '#' || line[0] == '\n')
-            continue;
-        line[strcspn(line, "\n")] = '\0';
-        a = strtok(line, "\t");
-        b = strtok(NULL, "\t");
-        c = strtok(NULL, "");
-        if (!a || !b || !c)
-            continue;
-        snprintf(out[n].file, sizeof out[n].file, "%s", a);
-        snprintf(out[n].status, sizeof out[n].status, "%s", b);
-        snprintf(out[n].substring, sizeof out[n].substring, "%s", c);
-        n++;
-    }
-    fclose(fp);
-    return n;
-}
-
-/* The checker: does a rejection (status, message) match the expectation
- * for the file at path? Explains a mismatch in why. */
-static bool rejection_matches(const struct expect *x, const char *path, loom_status got,
-                              const char *msg, char *why, size_t cap)
-{
-    const char *name = loom_status_string(got);
-    size_t len = strlen(x->status);
-
-    if (got == LOOM_OK) {
-        snprintf(why, cap, "accepted");
-        return false;
-    }
-    if (strncmp(name, x->status, len) != 0 || name[len] != ':') {
-        snprintf(why, cap, "status %s, want %s", name, x->status);
-        return false;
-    }
-    if (!strstr(msg, x->substring)) {
-        snprintf(why, cap, "message \"%s\" lacks \"%s\"", msg, x->substring);
-        return false;
-    }
-    if (!strstr(msg, path)) {
-        snprintf(why, cap, "message \"%s\" does not name %s", msg, path);
-        return false;
-    }
-    return true;
-}
 
 static void test_malformed_corpus(void)
 {
-    static struct expect x[128];
-    int n = read_manifest(x, 128), checked = 0;
+    static loom_test_expect x[128];
+    int n = loom_test_read_manifest(MALFORMED "/MANIFEST", x, 128), checked = 0;
     char path[512], why[1400];
 
     CHECK(n > 0, "cannot read %s/MANIFEST", MALFORMED);
@@ -336,7 +277,7 @@ static void test_malformed_corpus(void)
         snprintf(path, sizeof path, "%s/%s", MALFORMED, x[i].file);
         memset(&f, 0xab, sizeof f);
         st = loom_st_open(path, &f);
-        CHECK(rejection_matches(&x[i], path, st, loom_last_error(), why, sizeof why),
+        CHECK(loom_test_rejection_matches(&x[i], path, st, loom_last_error(), why, sizeof why),
               "%s: %s", x[i].file, why);
         CHECK(f.n_entries == (int32_t)0xabababab, "%s: output written on failure", x[i].file);
         checked++;
@@ -348,8 +289,8 @@ static void test_malformed_corpus(void)
 /* Planted: the checker must report a mismatch for a wrong expectation. */
 static void test_checker_planted(void)
 {
-    struct expect right = {"st_gap.safetensors", "LOOM_ERR_FORMAT", "(gap)"};
-    struct expect wrong_status = right, wrong_text = right;
+    loom_test_expect right = {"st_gap.safetensors", "LOOM_ERR_FORMAT", "(gap)"};
+    loom_test_expect wrong_status = right, wrong_text = right;
     char path[512], msg[1024], why[1400];
     loom_st_file f;
     loom_status st;
@@ -359,14 +300,14 @@ static void test_checker_planted(void)
     snprintf(path, sizeof path, "%s/%s", MALFORMED, right.file);
     st = loom_st_open(path, &f);
     snprintf(msg, sizeof msg, "%s", loom_last_error());
-    CHECK(rejection_matches(&right, path, st, msg, why, sizeof why), "right: %s", why);
-    CHECK(!rejection_matches(&wrong_status, path, st, msg, why, sizeof why),
+    CHECK(loom_test_rejection_matches(&right, path, st, msg, why, sizeof why), "right: %s", why);
+    CHECK(!loom_test_rejection_matches(&wrong_status, path, st, msg, why, sizeof why),
           "checker missed a wrong status");
-    CHECK(!rejection_matches(&wrong_text, path, st, msg, why, sizeof why),
+    CHECK(!loom_test_rejection_matches(&wrong_text, path, st, msg, why, sizeof why),
           "checker missed a wrong message");
-    CHECK(!rejection_matches(&right, "/other/path", st, msg, why, sizeof why),
+    CHECK(!loom_test_rejection_matches(&right, "/other/path", st, msg, why, sizeof why),
           "checker missed a message without the path");
-    CHECK(!rejection_matches(&right, path, LOOM_OK, "", why, sizeof why),
+    CHECK(!loom_test_rejection_matches(&right, path, LOOM_OK, "", why, sizeof why),
           "checker missed an accepted file");
 }
 

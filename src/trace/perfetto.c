@@ -115,23 +115,7 @@ static json_t *perfetto_json(const loom_trace *t)
 
 loom_status loom_trace_write_perfetto(const loom_trace *t, const char *path)
 {
-    char tmp[4096];
-    json_t *root;
-    int rc;
-
     if (!t || !path)
         return loom_fail(LOOM_ERR_INVALID_ARGUMENT, "perfetto: NULL trace or path");
-    root = perfetto_json(t);
-    if (!root)
-        return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "%s: building the Perfetto JSON", path);
-    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
-    rc = json_dump_file(root, tmp, JSON_COMPACT);
-    json_decref(root);
-    if (rc != 0 || rename(tmp, path) != 0) {
-        int e = errno;
-        remove(tmp);
-        return loom_fail(LOOM_ERR_IO, "%s: cannot write the Perfetto trace: %s", path,
-                         strerror(e));
-    }
-    return LOOM_OK;
+    return loom_trace_dump_json(perfetto_json(t), path, "Perfetto trace");
 }

@@ -192,26 +192,29 @@ static json_t *trace_json(const loom_trace *t)
                      "ops", ops, "counters", ctrs, "tasks", tasks, "sm_tasks", lists, "t", steps);
 }
 
-loom_status loom_trace_save(const loom_trace *t, const char *path)
+loom_status loom_trace_dump_json(json_t *root, const char *path, const char *what)
 {
     char tmp[4096];
-    json_t *root;
     int rc;
 
-    if (!t || !path)
-        return loom_fail(LOOM_ERR_INVALID_ARGUMENT, "trace save: NULL trace or path");
-    root = trace_json(t);
     if (!root)
-        return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "%s: building the trace JSON", path);
+        return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "%s: building the %s JSON", path, what);
     snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
     rc = json_dump_file(root, tmp, JSON_COMPACT);
     json_decref(root);
     if (rc != 0 || rename(tmp, path) != 0) {
         int e = errno;
         remove(tmp);
-        return loom_fail(LOOM_ERR_IO, "%s: cannot write the trace: %s", path, strerror(e));
+        return loom_fail(LOOM_ERR_IO, "%s: cannot write the %s: %s", path, what, strerror(e));
     }
     return LOOM_OK;
+}
+
+loom_status loom_trace_save(const loom_trace *t, const char *path)
+{
+    if (!t || !path)
+        return loom_fail(LOOM_ERR_INVALID_ARGUMENT, "trace save: NULL trace or path");
+    return loom_trace_dump_json(trace_json(t), path, "trace");
 }
 
 /* ------------------------------------------------------------ load */

@@ -117,4 +117,10 @@ loom_status loom_trace_write_svg_mode(const loom_trace *t, const char *path, int
  * waiting / idle; the critical path; the 10 longest waits. */
 void loom_trace_summary(const loom_trace *t, double bandwidth, FILE *f);
 
+/* Writes root (consumed) to path through a temporary file and a rename, so
+ * no half-written file is left; what names the file in messages. NULL root:
+ * the JSON could not be built (out of memory). */
+typedef struct json_t json_t;
+loom_status loom_trace_dump_json(json_t *root, const char *path, const char *what);
+
 #endif
