@@ -37,20 +37,6 @@ static int32_t g_sms;
 
 /* ------------------------------------------------------------------ setup */
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static void random_tokens(uint64_t seed, int32_t vocab, int32_t *tok, int n)
-{
-    for (int i = 0; i < n; i++)
-        tok[i] = (int32_t)(rng_next(&seed) % (uint64_t)vocab);
-}
-
 static loom_model *open_preset(const char *name, uint64_t seed)
 {
     loom_model_params mp = loom_model_default_params();
@@ -220,7 +206,7 @@ static void op_by_op(const char *preset)
 
     if (!p)
         goto out;
-    random_tokens(seed, p->graph->cfg.vocab_size, prompt, OP_PROMPT);
+    loom_test_random_tokens(seed, p->graph->cfg.vocab_size, prompt, OP_PROMPT);
     gpu = create(&loom_cuda_backend, p, 0);
     cpu = create(&loom_cpu_backend, p, 0);
     if (!gpu || !cpu)
@@ -313,7 +299,7 @@ static void whole_model(const char *preset)
     if (!p)
         goto out;
     V = p->graph->cfg.vocab_size;
-    random_tokens(seed, (int32_t)V, prompt, W_PROMPT);
+    loom_test_random_tokens(seed, (int32_t)V, prompt, W_PROMPT);
     lg = calloc((size_t)(W_STEPS * V), sizeof *lg);
     lc = calloc((size_t)(W_STEPS * V), sizeof *lc);
     gpu = create(&loom_cuda_backend, p, 0);
@@ -435,7 +421,7 @@ static void test_stop_and_limits(void)
 
     if (!p)
         goto out;
-    random_tokens(loom_test_seed(), p->graph->cfg.vocab_size, prompt, 4);
+    loom_test_random_tokens(loom_test_seed(), p->graph->cfg.vocab_size, prompt, 4);
     gpu = create(&loom_cuda_backend, p, 0);
     if (!gpu)
         goto out;

@@ -134,3 +134,17 @@ bool loom_test_rejection_matches(const loom_test_expect *x, const char *path, lo
     }
     return true;
 }
+
+uint64_t loom_test_rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void loom_test_random_tokens(uint64_t seed, int32_t vocab, int32_t *tok, int n)
+{
+    for (int i = 0; i < n; i++)
+        tok[i] = (int32_t)(loom_test_rng_next(&seed) % (uint64_t)vocab);
+}

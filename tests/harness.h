@@ -66,6 +66,12 @@ int loom_test_read_manifest(const char *path, loom_test_expect *out, int max);
 bool loom_test_rejection_matches(const loom_test_expect *x, const char *path, loom_status got,
                                  const char *msg, char *why, size_t cap);
 
+/* splitmix64: the tests' random numbers (seed them from loom_test_seed()). */
+uint64_t loom_test_rng_next(uint64_t *state);
+
+/* n token ids in [0, vocab), deterministic in seed. */
+void loom_test_random_tokens(uint64_t seed, int32_t vocab, int32_t *tok, int n);
+
 /* A fresh temporary directory (mkdtemp under $TMPDIR); caller removes it
  * with loom_test_rmtree. */
 char *loom_test_tmpdir(void);

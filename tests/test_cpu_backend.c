@@ -30,20 +30,6 @@ static const char *const tiny[] = {"qwen3-tiny", "qwen2-tiny", "llama-tiny"};
 
 /* ------------------------------------------------------------------ setup */
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static void random_tokens(uint64_t seed, int32_t vocab, int32_t *tok, int n)
-{
-    for (int i = 0; i < n; i++)
-        tok[i] = (int32_t)(rng_next(&seed) % (uint64_t)vocab);
-}
-
 static loom_model *open_preset(const char *name)
 {
     loom_model_params mp = loom_model_default_params();
@@ -175,7 +161,7 @@ static void run_vs_oracle(const char *preset, int32_t n_sms, int32_t n_threads, 
 
     if (!st || !got || !ref)
         goto out;
-    random_tokens(loom_test_seed() ^ 0x5eed, vocab, prompt, N_PROMPT);
+    loom_test_random_tokens(loom_test_seed() ^ 0x5eed, vocab, prompt, N_PROMPT);
     loom_run_request rq = request(prompt, N_PROMPT, n_steps, gen, got);
     CHECK_OK(loom_cpu_backend.run(st, &rq, &res));
     CHECK(res.n_steps_run == n_steps && res.n_generated == n_gen,
@@ -274,7 +260,7 @@ static void test_n_sms_same_tokens(void)
             continue;
         int32_t vocab = m->cfg.vocab_size, prompt[N_PROMPT], gen[3][CTX];
         float *lg = calloc((size_t)3 * N_STEPS * vocab, sizeof *lg);
-        random_tokens(loom_test_seed() ^ 0xabc, vocab, prompt, N_PROMPT);
+        loom_test_random_tokens(loom_test_seed() ^ 0xabc, vocab, prompt, N_PROMPT);
         for (int j = 0; j < 3 && lg; j++)
             run_tokens(m, sms[j], 2, prompt, gen[j], lg + (size_t)j * N_STEPS * vocab);
         for (int j = 1; j < 3 && lg; j++) {
@@ -312,7 +298,7 @@ static void test_bad_inputs(void)
 
     if (!st)
         goto out;
-    random_tokens(loom_test_seed() ^ 0xbad, vocab, prompt, N_PROMPT);
+    loom_test_random_tokens(loom_test_seed() ^ 0xbad, vocab, prompt, N_PROMPT);
 
     prompt[5] = vocab;
     loom_run_request rq = request(prompt, N_PROMPT, 16, gen, NULL);
@@ -380,7 +366,7 @@ static void test_stop(void)
 
     if (!st)
         goto out;
-    random_tokens(loom_test_seed() ^ 0x57, vocab, prompt, N_PROMPT);
+    loom_test_random_tokens(loom_test_seed() ^ 0x57, vocab, prompt, N_PROMPT);
 
     /* All tokens, streamed in order. */
     loom_run_request rq = request(prompt, N_PROMPT, 24, gen, NULL);
@@ -456,7 +442,7 @@ static void test_timeout(void)
     CHECK_OK(loom_cpu_backend.create(p, &ep, &st));
     if (!st)
         goto out;
-    random_tokens(loom_test_seed(), m->cfg.vocab_size, prompt, N_PROMPT);
+    loom_test_random_tokens(loom_test_seed(), m->cfg.vocab_size, prompt, N_PROMPT);
     loom_run_request rq = request(prompt, N_PROMPT, 16, gen, NULL);
     loom_status s = loom_cpu_backend.run(st, &rq, &res);
     char quoted[64];

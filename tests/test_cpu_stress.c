@@ -19,14 +19,6 @@
 #define N_VIRTUAL 64
 #define N_THREADS 2
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 typedef struct outcome {
     int32_t tokens[CTX];
     int32_t n_generated, n_steps_run;
@@ -114,7 +106,7 @@ static void stress_preset(const char *name)
     if (!first.logits || !o.logits)
         goto out;
     for (int i = 0; i < N_PROMPT; i++)
-        prompt[i] = (int32_t)(rng_next(&seed) % (uint64_t)vocab);
+        prompt[i] = (int32_t)(loom_test_rng_next(&seed) % (uint64_t)vocab);
 
     if (!stress_run(p, seed, prompt, &first))
         goto out;
@@ -158,7 +150,7 @@ static void test_stress_eos(void)
     if (!first.logits || !o.logits)
         goto out;
     for (int i = 0; i < N_PROMPT; i++)
-        prompt[i] = (int32_t)(rng_next(&seed) % (uint64_t)vocab);
+        prompt[i] = (int32_t)(loom_test_rng_next(&seed) % (uint64_t)vocab);
     if (!stress_run(p, seed, prompt, &first))
         goto out;
     int32_t eos = first.tokens[4], stop = 0;
@@ -220,7 +212,7 @@ static void test_planted_race_is_caught(void)
     if (!ref.logits || !o.logits)
         goto out;
     for (int i = 0; i < N_PROMPT; i++)
-        prompt[i] = (int32_t)(rng_next(&seed) % (uint64_t)vocab);
+        prompt[i] = (int32_t)(loom_test_rng_next(&seed) % (uint64_t)vocab);
     if (!stress_run(good, seed, prompt, &ref))
         goto out;
     for (runs = 0; runs < 20 && !caught; runs++) {

@@ -25,20 +25,6 @@ static const char *const presets[] = {"qwen3-tiny", "qwen2-tiny", "llama-tiny"};
 /* Random inputs                                                             */
 /* ------------------------------------------------------------------------ */
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static void random_tokens(uint64_t seed, int32_t vocab, int32_t *tok, int n)
-{
-    for (int i = 0; i < n; i++)
-        tok[i] = (int32_t)(rng_next(&seed) % (uint64_t)vocab);
-}
-
 static loom_model *open_preset(const char *name)
 {
     loom_model_params mp = loom_model_default_params();
@@ -390,7 +376,7 @@ static void match_one(int k, bool sharp)
         float *got = malloc(sizeof(float) * N_POS * vocab);
         double *want = malloc(sizeof(double) * N_POS * vocab);
         ref_model r;
-        random_tokens(loom_test_seed() + k, vocab, tok, N_POS);
+        loom_test_random_tokens(loom_test_seed() + k, vocab, tok, N_POS);
         if (oracle_run(m, tok, N_POS, got) && ref_load(&r, m)) {
             double sumsq = 0;
             bool finite = true;
@@ -442,7 +428,7 @@ static void test_planted_weight_bug_is_caught(void)
     float *got = malloc(sizeof(float) * N_POS * vocab);
     double *want = malloc(sizeof(double) * N_POS * vocab);
     ref_model r;
-    random_tokens(loom_test_seed() ^ 0x5eed, vocab, tok, N_POS);
+    loom_test_random_tokens(loom_test_seed() ^ 0x5eed, vocab, tok, N_POS);
     if (oracle_run(m, tok, N_POS, got) && ref_load(&r, m)) {
         reference_run(&r, tok, N_POS, want);
         CHECK(max_rel_l2(got, want, N_POS, vocab) <= TOL, "unperturbed copy must agree");
@@ -476,7 +462,7 @@ static void test_deterministic(void)
         int vocab = m->cfg.vocab_size, n = 8;
         int32_t tok[8];
         float *a = malloc(sizeof(float) * n * vocab), *b = malloc(sizeof(float) * n * vocab);
-        random_tokens(loom_test_seed() * 3 + k, vocab, tok, n);
+        loom_test_random_tokens(loom_test_seed() * 3 + k, vocab, tok, n);
         if (oracle_run(m, tok, n, a) && oracle_run(m, tok, n, b))
             CHECK(memcmp(a, b, sizeof(float) * n * vocab) == 0, "%s: two runs differ",
                   presets[k]);
@@ -505,7 +491,7 @@ static void test_rope_position_zero_is_identity(void)
     uint64_t s = loom_test_seed();
     loom_rope_inv_freq(&c, inv);
     for (int i = 0; i < c.head_dim; i++)
-        x[i] = y[i] = (float)((int64_t)(rng_next(&s) % 2001) - 1000) / 500.0f + 0.001f;
+        x[i] = y[i] = (float)((int64_t)(loom_test_rng_next(&s) % 2001) - 1000) / 500.0f + 0.001f;
     loom_rope_apply(y, c.head_dim, inv, 0);
     CHECK(memcmp(x, y, sizeof(float) * c.head_dim) == 0, "rope at position 0 is not identity");
     /* Elsewhere it is a rotation of each pair (i, i + hd/2): norms are kept. */
