@@ -129,10 +129,17 @@ __device__ __forceinline__ float loom_neg_inf() { return __uint_as_float(0xff800
 #ifndef LOOM_EMU
 // 16 bytes of weights: read-only for the whole kernel, streamed once, so
 // through the non-coherent path without allocating in L1.
+// LOOM_WEIGHTS_CG (experiment for the open step 0-1 race, docs/perf-notes.md):
+// weights through L2 only, never the L1/texture path.
+#if defined(LOOM_WEIGHTS_CG)
+#define LOOM_LD_WEIGHT "ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];"
+#else
+#define LOOM_LD_WEIGHT "ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+#endif
 __device__ __forceinline__ uint4 ld_weight16(const void *p)
 {
     uint4 v;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+    asm volatile(LOOM_LD_WEIGHT
                  : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                  : "l"(p));
     return v;
@@ -147,7 +154,7 @@ __device__ __forceinline__ uint4 ld_weight16_sched(const void *p)
     return ld_weight16(p);
 #else
     uint4 v;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+    asm(LOOM_LD_WEIGHT
         : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
         : "l"(p));
     return v;
