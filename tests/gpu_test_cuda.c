@@ -68,19 +68,6 @@ static void *create(const loom_backend_vtable *be, const loom_program *p, uint32
     return st;
 }
 
-static loom_run_request request(const int32_t *prompt, int32_t n_prompt, int32_t n_steps,
-                                int32_t *out, float *logits)
-{
-    loom_run_request r;
-    memset(&r, 0, sizeof r);
-    r.prompt = prompt;
-    r.n_prompt = n_prompt;
-    r.n_steps = n_steps;
-    r.out_tokens = out;
-    r.logits_out = logits;
-    return r;
-}
-
 /* ------------------------------------------------------------------ compare */
 
 static float bf16f(uint16_t h)
@@ -213,7 +200,7 @@ static void op_by_op(const char *preset)
         goto out;
     /* Teacher-forced: every step's input is the prompt, so every tensor is
      * a function of the prompt alone (no argmax near-tie can diverge). */
-    loom_run_request req = request(prompt, OP_PROMPT, OP_PROMPT, out, NULL);
+    loom_run_request req = loom_test_request(prompt, OP_PROMPT, OP_PROMPT, out, NULL);
     CHECK_OK(loom_cuda_backend.run(gpu, &req, &rg));
     CHECK_OK(loom_cpu_backend.run(cpu, &req, &rc));
     CHECK(rg.n_steps_run == OP_PROMPT, "%s: %d steps run", preset, rg.n_steps_run);
@@ -308,8 +295,8 @@ static void whole_model(const char *preset)
     cpu = create(&loom_cpu_backend, p, 0);
     if (!gpu || !cpu || !lg || !lc)
         goto out;
-    loom_run_request qg = request(prompt, W_PROMPT, W_STEPS, tg, lg);
-    loom_run_request qc = request(prompt, W_PROMPT, W_STEPS, tc, lc);
+    loom_run_request qg = loom_test_request(prompt, W_PROMPT, W_STEPS, tg, lg);
+    loom_run_request qc = loom_test_request(prompt, W_PROMPT, W_STEPS, tc, lc);
     CHECK_OK(loom_cuda_backend.run(gpu, &qg, &rg));
     CHECK_OK(loom_cpu_backend.run(cpu, &qc, &rc));
     CHECK(rg.n_steps_run == W_STEPS && rg.n_generated == W_STEPS - W_PROMPT + 1,
@@ -372,7 +359,7 @@ static void test_timeout(void)
     gpu = create(&loom_cuda_backend, p, 300);
     if (!gpu)
         goto out;
-    loom_run_request req = request(prompt, 3, 6, out, NULL);
+    loom_run_request req = loom_test_request(prompt, 3, 6, out, NULL);
     loom_status st = loom_cuda_backend.run(gpu, &req, &r);
     CHECK(st == LOOM_ERR_TIMEOUT, "run -> %s: %s", loom_status_string(st), loom_last_error());
     /* The first wait to time out is the victim's or any downstream of it
@@ -430,7 +417,7 @@ static void test_stop_and_limits(void)
 
     /* on_token returning false at the 3rd token. */
     stopper s = {0, 3, -1, true};
-    loom_run_request req = request(prompt, 4, 40, out, NULL);
+    loom_run_request req = loom_test_request(prompt, 4, 40, out, NULL);
     req.on_token = on_token;
     req.user = &s;
     CHECK_OK(loom_cuda_backend.run(gpu, &req, &r));
@@ -442,13 +429,13 @@ static void test_stop_and_limits(void)
     printf("  on_token stop after 3 tokens: %d of 40 steps ran\n", r.n_steps_run);
 
     /* EOS: the 5th token of a full run, as the EOS id, stops there. */
-    req = request(prompt, 4, 30, full, NULL);
+    req = loom_test_request(prompt, 4, 30, full, NULL);
     CHECK_OK(loom_cuda_backend.run(gpu, &req, &r));
     int32_t eos_at = 4;
     for (int32_t i = 0; i < eos_at; i++)
         if (full[i] == full[eos_at])
             eos_at = i;   /* an earlier occurrence stops first */
-    req = request(prompt, 4, 30, out, NULL);
+    req = loom_test_request(prompt, 4, 30, out, NULL);
     req.eos[0] = full[eos_at];
     req.n_eos = 1;
     CHECK_OK(loom_cuda_backend.run(gpu, &req, &r));
@@ -459,14 +446,14 @@ static void test_stop_and_limits(void)
 
     /* Bad requests. */
     int32_t bad[2] = {1, p->graph->cfg.vocab_size};
-    req = request(bad, 2, 4, out, NULL);
+    req = loom_test_request(bad, 2, 4, out, NULL);
     CHECK(loom_cuda_backend.run(gpu, &req, &r) == LOOM_ERR_LIMIT &&
               strstr(loom_last_error(), "index 1"), "bad token: %s", loom_last_error());
-    req = request(prompt, 4, CTX + 1, out, NULL);
+    req = loom_test_request(prompt, 4, CTX + 1, out, NULL);
     CHECK(loom_cuda_backend.run(gpu, &req, &r) == LOOM_ERR_LIMIT, "n_steps > context: %s",
           loom_last_error());
     /* Still usable afterwards. */
-    req = request(prompt, 4, 8, out, NULL);
+    req = loom_test_request(prompt, 4, 8, out, NULL);
     CHECK_OK(loom_cuda_backend.run(gpu, &req, &r));
     CHECK(r.n_generated == 5 && out[0] == full[0], "rerun: %d tokens, first %d vs %d",
           r.n_generated, out[0], full[0]);

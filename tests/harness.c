@@ -148,3 +148,16 @@ void loom_test_random_tokens(uint64_t seed, int32_t vocab, int32_t *tok, int n)
     for (int i = 0; i < n; i++)
         tok[i] = (int32_t)(loom_test_rng_next(&seed) % (uint64_t)vocab);
 }
+
+loom_run_request loom_test_request(const int32_t *prompt, int32_t n_prompt, int32_t n_steps,
+                                   int32_t *out, float *logits)
+{
+    loom_run_request r;
+    memset(&r, 0, sizeof r);
+    r.prompt = prompt;
+    r.n_prompt = n_prompt;
+    r.n_steps = n_steps;
+    r.out_tokens = out;
+    r.logits_out = logits;
+    return r;
+}

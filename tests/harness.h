@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "backend/backend.h"
 #include "loom.h"
 
 extern int loom_test_failures;   /* failed CHECKs in the current test */
@@ -71,6 +72,11 @@ uint64_t loom_test_rng_next(uint64_t *state);
 
 /* n token ids in [0, vocab), deterministic in seed. */
 void loom_test_random_tokens(uint64_t seed, int32_t vocab, int32_t *tok, int n);
+
+/* A backend run request: prompt fed one token per step for n_steps steps,
+ * generated tokens to out, recorded logits to logits (may be NULL). */
+loom_run_request loom_test_request(const int32_t *prompt, int32_t n_prompt, int32_t n_steps,
+                                   int32_t *out, float *logits);
 
 /* A fresh temporary directory (mkdtemp under $TMPDIR); caller removes it
  * with loom_test_rmtree. */

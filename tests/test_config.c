@@ -257,7 +257,6 @@ static void test_to_json_text(void)
 
 /* ------------------------------------------------------ the corpus */
 
-
 static void test_malformed_configs(void)
 {
     static loom_test_expect x[128];

@@ -69,19 +69,6 @@ static void *create(const loom_program *p, int32_t n_threads)
     return st;
 }
 
-static loom_run_request request(const int32_t *prompt, int32_t n_prompt, int32_t n_steps,
-                                int32_t *out, float *logits)
-{
-    loom_run_request r;
-    memset(&r, 0, sizeof r);
-    r.prompt = prompt;
-    r.n_prompt = n_prompt;
-    r.n_steps = n_steps;
-    r.out_tokens = out;
-    r.logits_out = logits;
-    return r;
-}
-
 /* ------------------------------------------------------------------ checker */
 
 /* The token sequence the backend saw: prompt, then its generated tokens. */
@@ -162,7 +149,7 @@ static void run_vs_oracle(const char *preset, int32_t n_sms, int32_t n_threads, 
     if (!st || !got || !ref)
         goto out;
     loom_test_random_tokens(loom_test_seed() ^ 0x5eed, vocab, prompt, N_PROMPT);
-    loom_run_request rq = request(prompt, N_PROMPT, n_steps, gen, got);
+    loom_run_request rq = loom_test_request(prompt, N_PROMPT, n_steps, gen, got);
     CHECK_OK(loom_cpu_backend.run(st, &rq, &res));
     CHECK(res.n_steps_run == n_steps && res.n_generated == n_gen,
           "%s: ran %d steps, %d tokens; expected %d, %d", preset, res.n_steps_run,
@@ -242,7 +229,7 @@ static void run_tokens(const loom_model *m, int32_t n_sms, int32_t n_threads,
     void *st = p ? create(p, n_threads) : NULL;
     loom_run_result res = {0};
     if (st) {
-        loom_run_request rq = request(prompt, N_PROMPT, N_STEPS, gen, logits);
+        loom_run_request rq = loom_test_request(prompt, N_PROMPT, N_STEPS, gen, logits);
         CHECK_OK(loom_cpu_backend.run(st, &rq, &res));
         loom_cpu_backend.destroy(st);
     }
@@ -301,7 +288,7 @@ static void test_bad_inputs(void)
     loom_test_random_tokens(loom_test_seed() ^ 0xbad, vocab, prompt, N_PROMPT);
 
     prompt[5] = vocab;
-    loom_run_request rq = request(prompt, N_PROMPT, 16, gen, NULL);
+    loom_run_request rq = loom_test_request(prompt, N_PROMPT, 16, gen, NULL);
     s = loom_cpu_backend.run(st, &rq, &res);
     CHECK(s == LOOM_ERR_LIMIT && strstr(loom_last_error(), "512") &&
           strstr(loom_last_error(), "index 5"),
@@ -369,7 +356,7 @@ static void test_stop(void)
     loom_test_random_tokens(loom_test_seed() ^ 0x57, vocab, prompt, N_PROMPT);
 
     /* All tokens, streamed in order. */
-    loom_run_request rq = request(prompt, N_PROMPT, 24, gen, NULL);
+    loom_run_request rq = loom_test_request(prompt, N_PROMPT, 24, gen, NULL);
     rq.on_token = on_token;
     rq.user = &sk;
     CHECK_OK(loom_cpu_backend.run(st, &rq, &res));
@@ -443,7 +430,7 @@ static void test_timeout(void)
     if (!st)
         goto out;
     loom_test_random_tokens(loom_test_seed(), m->cfg.vocab_size, prompt, N_PROMPT);
-    loom_run_request rq = request(prompt, N_PROMPT, 16, gen, NULL);
+    loom_run_request rq = loom_test_request(prompt, N_PROMPT, 16, gen, NULL);
     loom_status s = loom_cpu_backend.run(st, &rq, &res);
     char quoted[64];
     snprintf(quoted, sizeof quoted, "'%s'", counter);

@@ -260,7 +260,6 @@ static void test_edge_files(void)
 
 /* ------------------------------------------------------ the corpus */
 
-
 static void test_malformed_corpus(void)
 {
     static loom_test_expect x[128];
