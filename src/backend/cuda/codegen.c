@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "backend/cuda/cuda.h"
+#include "backend/cuda/xcheck.h"
 #include "core/error.h"
 
 #define WARPS (LOOM_CUDA_THREADS / 32)
@@ -236,6 +237,8 @@ static void emit_header(sbuf *b, const loom_program *p)
     if (ring_slots(p) >= 2)
         put(b, "#define LOOM_USE_RING 1\n");
     put(b, "#define LOOM_RING_OFFSET %lld\n", (long long)(SMEM_HEAD + scratch_bytes(p)));
+    if (loom_cuda_xcheck_enabled())   /* debug mode: xcheck.h */
+        put(b, "#define LOOM_XCHECK 1\n");
     put(b, "#include \"loom/common.cuh\"\n#include \"loom/embed.cuh\"\n"
            "#include \"loom/linear.cuh\"\n#include \"loom/rope_kv.cuh\"\n"
            "#include \"loom/attention.cuh\"\n#include \"loom/argmax.cuh\"\n\n");

@@ -21,6 +21,7 @@
 #include "backend/backend.h"
 #include "backend/cuda/cuda.h"
 #include "backend/cuda/driver.h"
+#include "backend/cuda/xcheck.h"
 #include "core/error.h"
 #include "core/progress.h"
 
@@ -67,6 +68,9 @@ typedef struct cuda_state {
     CUdeviceptr d_trace_var;    /* its module global loom_trace              */
     CUdeviceptr d_trace_buf;    /* stamps of the traced steps                */
     size_t      trace_bytes;
+
+    bool        xcheck_on;      /* LOOM_CUDA_XCHECK=1 (xcheck.h)             */
+    loom_xcheck xcheck;
 } cuda_state;
 
 static double now_ms(void)
@@ -415,6 +419,8 @@ static loom_status load_module(cuda_state *s)
             st = loom_fail(LOOM_ERR_BACKEND, "cuda: loom_trace is %zu bytes, expected %zu", n,
                            sizeof(loom_trace_dev));
     }
+    if (st == LOOM_OK && s->xcheck_on)
+        st = loom_cuda_xcheck_init(&s->xcheck, cu, s->mod, s->prog);
     if (st == LOOM_OK)
         st = loom_cu_check(cu->FuncSetAttribute(s->fn,
                                                 CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
@@ -458,6 +464,7 @@ static void cuda_destroy(void *state)
         for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
             if (d[i])
                 cu->MemFree(d[i]);
+        loom_cuda_xcheck_free(&s->xcheck, cu);
         if (s->ring)
             cu->MemFreeHost((void *)s->ring);
         if (s->stream)
@@ -489,6 +496,7 @@ static loom_status cuda_create(const loom_program *prog, const loom_engine_param
     s->sentinels = env && strcmp(env, "1") == 0;
     s->verbose = params && params->verbose;
     s->trace = params && params->trace_path;
+    s->xcheck_on = loom_cuda_xcheck_enabled();
     s->timeout_ms = params && params->wait_timeout_ms ? params->wait_timeout_ms : 5000;
     s->timeout_ns = (uint64_t)s->timeout_ms * 1000000ull;
 
@@ -790,6 +798,8 @@ static loom_status cuda_run(void *state, const loom_run_request *req, loom_run_r
         st = reset_run(s, req);
     if (st == LOOM_OK)
         st = trace_arm(s, req);
+    if (st == LOOM_OK && s->xcheck_on)
+        st = loom_cuda_xcheck_arm(&s->xcheck, cu, s->prog);
     if (st == LOOM_OK)
         st = launch_and_stream(s, req, &ss);
     if (st != LOOM_OK)
@@ -802,6 +812,11 @@ static loom_status cuda_run(void *state, const loom_run_request *req, loom_run_r
     if (st != LOOM_OK)
         return st;
     n_run = stop < req->n_steps ? stop : req->n_steps;
+    if (s->xcheck_on) {
+        st = loom_cuda_xcheck_report(&s->xcheck, cu, s->prog, n_run);
+        if (st != LOOM_OK)
+            return st;
+    }
     if (s->sentinels) {
         st = check_sentinels(s);
         if (st != LOOM_OK)

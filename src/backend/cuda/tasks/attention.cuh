@@ -19,20 +19,28 @@
 // Query heads of group g into qs (G * HD); with kv, k and v into the caches
 // at position step. One warp a head.
 template <int HD, int G, bool QNORM, bool KNORM>
-__device__ __forceinline__ void attention_qkv(const loom_kparams &p, const loom_dop &d, int g,
-                                              int step, bool kv, float *qs)
+__device__ __forceinline__ void attention_qkv(const loom_kparams &p, const loom_dop &d,
+                                              const loom_dtask *t, int g, int step, bool kv,
+                                              float *qs)
 {
     constexpr int HALF = HD / 2, PPL = ROPE_PPL(HD);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const float *x = (const float *)d.x + (u64)g * (G + 2) * HD;
     const float *inv_freq = (const float *)p.rope_inv_freq;
     const int heads = kv ? G + 2 : G;
+#if LOOM_XCHECK
+    u32 *xc = HD % 32 == 0 ? xc_slot(p, t, step) : nullptr;
+#else
+    u32 *xc = nullptr;
+#endif
 
     for (int j = warp; j < heads; j += LOOM_WARPS) {
         float a[PPL], b[PPL];
         const bool norm = j < G ? QNORM : (j == G ? KNORM : false);
+        u32 *xcj = xc && XC_ATTN + (j + 1) * (HD / 32) <= XC_WORDS ? xc + XC_ATTN + j * (HD / 32)
+                                                                : nullptr;
         head_norm_rope<HD>(x + j * HD, (const float *)(j < G ? d.norm : d.norm2), norm, j <= G,
-                           inv_freq, step, a, b);
+                           inv_freq, step, a, b, xcj);
         if (j < G) {
 #pragma unroll
             for (int k = 0; k < PPL; k++) {
@@ -76,7 +84,7 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
 
     // q (and split 0's cache entries at step); the barrier also makes the
     // block's global K/V stores visible to its own cache reads below.
-    attention_qkv<HD, G, QNORM, KNORM>(p, d, g, step, s == 0, qs);
+    attention_qkv<HD, G, QNORM, KNORM>(p, d, t, g, step, s == 0, qs);
     __syncthreads();
 
     float m[G], l[G], o[G][EPL];

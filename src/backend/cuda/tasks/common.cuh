@@ -271,6 +271,62 @@ __device__ __forceinline__ bf16raw ldcg_bf16(const bf16raw *p)
 }
 #endif
 
+// ------------------------------------------------------------ input check
+
+// LOOM_XCHECK (debug build, LOOM_CUDA_XCHECK=1 at code generation; the host
+// side is src/backend/cuda/xcheck.c): for the first loom_xcheck.steps steps
+// every task records, in its slot of XC_WORDS words, u32 sums of the bit
+// patterns of what it read and wrote. Every tile of a LINEAR op reads the
+// same input vector, so their sums must be equal; an ATTENTION tile's sums
+// of the qkv rows it read must equal the sums the qkv tiles wrote. A stale
+// or early read breaks one of the two, and the host names the tile, step,
+// SM and segment.
+//   slot[0..7]   LINEAR: input x in 8 equal segments
+//   slot[8]      LINEAR: the values it stored
+//   slot[9, 10]  low 32 bits of %globaltimer when the waits were met / at the end
+//   slot[11]     SM + 1
+//   slot[12..]   ATTENTION: its qkv inputs per head and 32 rows
+//   ysum[(step * n_ops + op) * ysegs + i / 32]: LINEAR: output element i
+#ifndef LOOM_XCHECK
+#define LOOM_XCHECK 0
+#endif
+#define XC_WORDS 64
+#define XC_ATTN 12
+
+struct loom_xcheck_dev {
+    u64 slots, ysum;
+    int steps, n_tasks, n_ops, ysegs;
+};
+
+#if LOOM_XCHECK
+__device__ loom_xcheck_dev loom_xcheck;
+
+__device__ __forceinline__ u32 *xc_slot(const loom_kparams &p, const loom_dtask *t, int step)
+{
+    if (loom_xcheck.slots == 0 || step >= loom_xcheck.steps)
+        return nullptr;
+    const u64 id = (u64)(t - (const loom_dtask *)p.tasks);
+    return (u32 *)loom_xcheck.slots + ((u64)step * loom_xcheck.n_tasks + id) * XC_WORDS;
+}
+
+__device__ __forceinline__ u32 xc_bits4(float4 v)
+{
+    return __float_as_uint(v.x) + __float_as_uint(v.y) + __float_as_uint(v.z) +
+           __float_as_uint(v.w);
+}
+
+// A LINEAR tile stored y[i] = v (op `op` of the program).
+__device__ __forceinline__ void xc_out(u32 *xc, const loom_dtask *t, int step, int i, float v)
+{
+    if (!xc)
+        return;
+    atomicAdd(xc + 8, __float_as_uint(v));
+    atomicAdd((u32 *)loom_xcheck.ysum +
+                  ((u64)step * loom_xcheck.n_ops + t->op) * loom_xcheck.ysegs + i / 32,
+              __float_as_uint(v));
+}
+#endif
+
 // ------------------------------------------------------------ reductions
 
 __device__ __forceinline__ float warp_sum(float v)

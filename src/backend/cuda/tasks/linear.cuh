@@ -132,16 +132,23 @@ __device__ __forceinline__ void dot_rows2(const bf16raw *w0, const bf16raw *w1,
 
 // x (and its RMSNorm) into shared memory: xs[c] = w[c] * (inv * x[c]) as the
 // CPU reference computes it.
+// xc: the task's LOOM_XCHECK slot (nullptr: not recorded).
 template <int COLS, int PRO>
-__device__ __forceinline__ void linear_stage_x(const loom_dop &d, float *xs, float *red)
+__device__ __forceinline__ void linear_stage_x(const loom_dop &d, float *xs, float *red,
+                                               u32 *xc = nullptr)
 {
     const float4 *x4 = (const float4 *)d.x;
     float ss = 0.0f;
+    (void)xc;
 
     for (int c = threadIdx.x; c < COLS / 4; c += LOOM_THREADS) {
         float4 v = ldcg4(x4 + c);
         ((float4 *)xs)[c] = v;
         ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+#if LOOM_XCHECK
+        if (xc)
+            atomicAdd(xc + (c * 8) / (COLS / 4), xc_bits4(v));
+#endif
     }
     if (PRO == LOOM_PRO_RMSNORM) {
         const float4 *n4 = (const float4 *)d.norm;
@@ -429,8 +436,15 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     const bf16raw *W = (const bf16raw *)d.w;
     float *y = (float *)d.y;
     float best_v = loom_neg_inf(), best_r = (float)rb;
+#if LOOM_XCHECK
+    u32 *xc = xc_slot(p, t, step);
+#define XC_OUT(i, v) xc_out(xc, t, step, (i), (v))
+#else
+    u32 *xc = nullptr;
+#define XC_OUT(i, v) ((void)0)
+#endif
 
-    linear_stage_x<COLS, PRO>(d, xs, red);
+    linear_stage_x<COLS, PRO>(d, xs, red, xc);
     if (EPI == LOOM_EPI_ARGMAX)
         y += (LOOM_LOGITS_BY_STEP ? (u64)step : 0ull) * (u64)d.rows;
 
@@ -445,12 +459,16 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
             continue;
         if (EPI == LOOM_EPI_SILU_MUL) {
             y[r0 / 2] = silu(a0) * a1;      // r0 even: tiles hold whole pairs
+            XC_OUT(r0 / 2, y[r0 / 2]);
         } else if (EPI == LOOM_EPI_RESIDUAL) {
             const float *resid = (const float *)d.resid;
             float v0 = ldcg(resid + r0) + a0, v1 = ldcg(resid + r1) + a1;
             y[r0] = v0;
-            if (r1 != r0)
+            XC_OUT(r0, v0);
+            if (r1 != r0) {
                 y[r1] = v1;
+                XC_OUT(r1, v1);
+            }
         } else if (EPI == LOOM_EPI_ARGMAX) {
             y[r0] = a0;
             if (argmax_better(a0, (float)r0, best_v, best_r)) {
@@ -470,10 +488,14 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
                 a1 += ((const float *)d.bias)[r1];
             }
             y[r0] = a0;
-            if (r1 != r0)
+            XC_OUT(r0, a0);
+            if (r1 != r0) {
                 y[r1] = a1;
+                XC_OUT(r1, a1);
+            }
         }
     }
+#undef XC_OUT
     if (EPI == LOOM_EPI_ARGMAX) {
         __syncthreads();
         linear_argmax_reduce(d, t, best_v, best_r, red);

@@ -42,11 +42,25 @@ loom_megakernel(const loom_kparams p)
 #if LOOM_TRACE
             loom_trace_stamp(tr, 1);
 #endif
+#if LOOM_XCHECK
+            u32 *xc = xc_slot(p, t, step);
+            if (xc && threadIdx.x == 0) {
+                xc[9] = (u32)globaltimer();
+                xc[11] = blockIdx.x + 1;
+            }
+#endif
             loom_dispatch(p, d, t, step, rc, pre);
             if (ws->verdict != LOOM_WAIT_OK)   // a ring wait timed out
                 goto out;
 #if LOOM_TRACE
             loom_trace_end(tr);
+#endif
+#if LOOM_XCHECK
+            if (xc) {
+                __syncthreads();
+                if (threadIdx.x == 0)
+                    xc[10] = (u32)globaltimer();
+            }
 #endif
             loom_signal(p, t);
         }
