@@ -4,8 +4,8 @@
  * (a) op by op: one program per preset (qwen3-tiny, qwen2-tiny, llama-tiny,
  *     qwen3-0.6b), the same random prompt run teacher-forced on both
  *     backends, then EVERY activation and KV tensor read back and compared:
- *     fp32 activations by normalised MSE <= 1e-5, bf16 KV element by element
- *     within 2 bf16 ulps; any NaN fails; the first tensor that differs is
+ *     fp32 activations by normalised MSE <= 1e-5, bf16 KV rows (position,
+ *     kv head) by relative L2 <= 1e-2; any NaN fails; the first tensor that differs is
  *     named. Sentinel mode is on (LOOM_CUDA_SENTINELS=1). The checker is
  *     checked once with a planted error.
  * (b) whole model: greedy tokens and per-step logits (rel L2 <= 1e-2) over
@@ -15,7 +15,9 @@
  *     wait_timeout_ms 300) ends in LOOM_ERR_TIMEOUT naming the SM, the task,
  *     the counter, its value and threshold.
  * (d) on_token returning false and an EOS id stop generation early.
- * (e) bad requests are refused with LOOM_ERR_LIMIT. */
+ * (e) bad requests are refused with LOOM_ERR_LIMIT.
+ * (f) determinism: the same request run 5 times gives bit-identical state,
+ *     tokens and logits (the race detector). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,7 @@
 #define W_PROMPT 6             /* (b)                                        */
 #define W_STEPS 40
 #define ACT_NMSE 1e-5
+#define KV_REL 1e-2
 #define LOGIT_REL 1e-2
 
 static int32_t g_sms;
@@ -94,29 +97,86 @@ static double nmse_f32(const float *a, const float *b, int64_t n)
     return den > 0.0 ? num / den : num;
 }
 
-/* Index of the first bf16 element beyond 2 ulps (relative 2^-7) of the
- * reference, or -1. NaN always differs. */
-/* First element of two bf16 tensors that differs by more than one bf16 ulp
- * of the element plus one ulp of the tensor's RMS: the CPU and GPU round
- * slightly different fp32 values (accumulation order), so a small element
- * may legitimately differ by a few of its own ulps. */
-static int64_t first_bf16_diff(const uint16_t *a, const uint16_t *b, int64_t n)
+/* First (position, kv head) row of a bf16 KV tensor [rows, cols] whose
+ * relative L2 error against the reference exceeds KV_REL, or -1; NaN always
+ * differs. Rows, not elements: the two backends accumulate in fp32 in
+ * different orders, and a random-weight model amplifies that noise with
+ * depth, so after rounding to bf16 a deep layer's row differs by about one
+ * ulp in many elements (measured: rel L2 up to 0.0037 at layer 25 of
+ * qwen3-0.6b; an element-wise 2-ulp bound failed 4 seeds in 10). A stale or
+ * misplaced row is off by O(1); bit-exact races are the job of the
+ * determinism test (d). */
+static int64_t first_bad_row(const uint16_t *a, const uint16_t *b, int64_t rows, int64_t cols,
+                             int32_t hd, double *err)
 {
-    double ss = 0;
-    int64_t written = 0;   /* unwritten KV slots are 0 on both backends */
-    for (int64_t i = 0; i < n; i++) {
-        float y = bf16f(b[i]);
-        ss += (double)y * y;
-        written += y != 0.0f;
-    }
-    float rms = written ? (float)sqrt(ss / (double)written) : 0.0f;
-    for (int64_t i = 0; i < n; i++) {
-        float x = bf16f(a[i]), y = bf16f(b[i]);
-        float tol = ldexpf(fmaxf(fabsf(x), fabsf(y)), -7) + ldexpf(rms, -7) + 1e-6f;
-        if (x != x || y != y || fabsf(x - y) > tol)
-            return i;
-    }
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t h = 0; h < cols / hd; h++) {
+            const uint16_t *ra = a + r * cols + h * hd, *rb = b + r * cols + h * hd;
+            double num = 0, den = 0;
+            for (int32_t i = 0; i < hd; i++) {
+                float x = bf16f(ra[i]), y = bf16f(rb[i]);
+                if (x != x || y != y) {
+                    *err = INFINITY;
+                    return r * cols + h * hd + i;
+                }
+                num += ((double)x - y) * ((double)x - y);
+                den += (double)y * y;
+            }
+            double e = den > 0 ? sqrt(num / den) : sqrt(num);
+            if (e > KV_REL) {
+                *err = e;
+                return r * cols + h * hd;
+            }
+        }
     return -1;
+}
+
+static double rel_l2_bf16(const uint16_t *a, const uint16_t *b, int32_t n)
+{
+    double num = 0, den = 0;
+    for (int32_t i = 0; i < n; i++) {
+        double d = (double)bf16f(a[i]) - bf16f(b[i]);
+        num += d * d;
+        den += (double)bf16f(b[i]) * bf16f(b[i]);
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* LOOM_TEST_DIAG, a KV tensor [positions, n_kv * head_dim] that differs
+ * (device a, reference b): the (position, kv head) rows with a relative L2
+ * error over KV_REL / 4, and for the worst the reference rows of the same
+ * head nearest to the device's (a row written from another position's
+ * values shows up there). */
+static void diag_kv(const loom_graph *g, const loom_gtensor *t, const uint16_t *a,
+                    const uint16_t *b)
+{
+    int32_t hd = g->cfg.head_dim, nkv = (int32_t)(t->cols / hd), shown = 0, wp = -1, wh = -1;
+    double worst = 0;
+    for (int64_t pos = 0; pos < t->rows; pos++)
+        for (int32_t h = 0; h < nkv; h++) {
+            const uint16_t *ra = a + pos * t->cols + (int64_t)h * hd;
+            double e = rel_l2_bf16(ra, b + pos * t->cols + (int64_t)h * hd, hd);
+            if (!(e > KV_REL / 4))
+                continue;
+            if (!(e <= worst)) {
+                worst = e;
+                wp = (int32_t)pos;
+                wh = h;
+            }
+            if (shown++ < 12)
+                printf("  diag %s: position %lld kv head %d: rel L2 %.3g\n", t->name,
+                       (long long)pos, h, e);
+        }
+    printf("  diag %s: %d (position, kv head) rows over %.1e\n", t->name, shown, KV_REL / 4);
+    if (wp < 0)
+        return;
+    const uint16_t *ra = a + (int64_t)wp * t->cols + (int64_t)wh * hd;
+    for (int64_t q = 0; q < t->rows; q++) {
+        double e = rel_l2_bf16(ra, b + q * t->cols + (int64_t)wh * hd, hd);
+        if (q == wp || e < 0.05)
+            printf("  diag %s: device row (position %d, head %d) vs reference position %lld: "
+                   "rel L2 %.3g\n", t->name, wp, wh, (long long)q, e);
+    }
 }
 
 /* Compares every ACT and KV tensor of the two states; returns the id of the
@@ -158,11 +218,15 @@ static int32_t compare_states_with(const loom_program *p, const loom_backend_vta
                          ACT_NMSE);
             }
         } else if (t->dtype == LOOM_DTYPE_BF16) {
-            int64_t k = first_bf16_diff(a, b, n);
+            double e = 0;
+            int64_t k = first_bad_row(a, b, t->rows, t->cols, g->cfg.head_dim, &e);
+            if (k >= 0 && t->role == LOOM_ROLE_KV && plant < 0 && getenv("LOOM_TEST_DIAG"))
+                diag_kv(g, t, a, b);
             if (k >= 0) {
                 bad = i;
-                snprintf(why, why_len, "tensor '%s': element %lld (position %lld) %g vs %g",
-                         t->name, (long long)k, (long long)(k / t->cols),
+                snprintf(why, why_len, "tensor '%s': position %lld, kv head %lld: rel L2 %.3g "
+                         "> %.0e (element %lld: %g vs %g)", t->name, (long long)(k / t->cols),
+                         (long long)(k % t->cols / g->cfg.head_dim), e, KV_REL, (long long)k,
                          (double)bf16f(((uint16_t *)a)[k]), (double)bf16f(((uint16_t *)b)[k]));
             }
         }
@@ -464,11 +528,118 @@ out:
     loom_model_free(m);
 }
 
+/* ------------------------------------------------------------------ (f) */
+
+/* Every ACT and KV tensor of the engine's state, concatenated (malloc'd). */
+static unsigned char *snapshot(const loom_program *p, void *gpu, size_t *len)
+{
+    const loom_graph *g = p->graph;
+    size_t total = 0, off = 0;
+    for (int32_t i = 0; i < g->n_tensors; i++)
+        if (g->tensors[i].role == LOOM_ROLE_ACT || g->tensors[i].role == LOOM_ROLE_KV)
+            total += (size_t)loom_gtensor_numel(&g->tensors[i]) *
+                     loom_dtype_size(g->tensors[i].dtype);
+    unsigned char *buf = malloc(total ? total : 1);
+    CHECK(buf != NULL, "out of memory for a %zu-byte snapshot", total);
+    for (int32_t i = 0; buf && i < g->n_tensors; i++) {
+        const loom_gtensor *t = &g->tensors[i];
+        if (t->role != LOOM_ROLE_ACT && t->role != LOOM_ROLE_KV)
+            continue;
+        CHECK_OK(loom_cuda_backend.read_tensor(gpu, i, buf + off));
+        off += (size_t)loom_gtensor_numel(t) * loom_dtype_size(t->dtype);
+    }
+    *len = total;
+    return buf;
+}
+
+/* The tensor holding byte `at` of a snapshot, for the message. */
+static const char *tensor_at(const loom_program *p, size_t at)
+{
+    const loom_graph *g = p->graph;
+    size_t off = 0;
+    for (int32_t i = 0; i < g->n_tensors; i++) {
+        const loom_gtensor *t = &g->tensors[i];
+        if (t->role != LOOM_ROLE_ACT && t->role != LOOM_ROLE_KV)
+            continue;
+        off += (size_t)loom_gtensor_numel(t) * loom_dtype_size(t->dtype);
+        if (at < off)
+            return t->name;
+    }
+    return "?";
+}
+
+/* (f) Determinism: the kernel has no floating-point atomics and fixed
+ * reduction orders, so the same request on the same engine must give
+ * bit-identical tokens, logits, activations and KV caches every time,
+ * whatever the timing. A read that races its producer shows up here as a
+ * difference in some run, however small, where a comparison with the CPU
+ * backend has to allow for rounding. 5 runs of qwen3-0.6b shapes: 12 prompt
+ * tokens, then greedy generation to 40 steps. */
+static void test_deterministic(void)
+{
+    const char *preset = "qwen3-0.6b";
+    uint64_t seed = loom_test_seed() ^ 0xd37e5u;
+    loom_model *m = open_preset(preset, seed);
+    loom_program *p = m ? compile(m, false) : NULL;
+    void *gpu = NULL;
+    unsigned char *first = NULL;
+    size_t len0 = 0;
+    int32_t prompt[12], out0[W_STEPS], out[W_STEPS];
+    float *lg0 = NULL, *lg = NULL;
+    int differ = 0;
+
+    if (!p)
+        goto out;
+    gpu = create(&loom_cuda_backend, p, 0);
+    if (!gpu)
+        goto out;
+    loom_test_random_tokens(seed, p->graph->cfg.vocab_size, prompt, 12);
+    size_t nlog = (size_t)W_STEPS * (size_t)p->graph->cfg.vocab_size;
+    lg0 = malloc(sizeof(float) * nlog);
+    lg = malloc(sizeof(float) * nlog);
+    CHECK(lg0 && lg, "out of memory for logits");
+    for (int run = 0; lg0 && lg && run < 5; run++) {
+        memset(run ? out : out0, 0xff, sizeof out);   /* only generated tokens are written */
+        loom_run_request req = loom_test_request(prompt, 12, W_STEPS, run ? out : out0,
+                                                 run ? lg : lg0);
+        loom_run_result r;
+        size_t len = 0;
+        CHECK_OK(loom_cuda_backend.run(gpu, &req, &r));
+        unsigned char *snap = snapshot(p, gpu, &len);
+        if (!snap)
+            break;
+        if (run == 0) {
+            first = snap;
+            len0 = len;
+            continue;
+        }
+        size_t at = 0;
+        while (at < len && snap[at] == first[at])
+            at++;
+        CHECK(len == len0 && at == len, "%s: run %d differs from run 0 in tensor '%s' "
+              "(byte %zu of the state)", preset, run, tensor_at(p, at), at);
+        CHECK(!memcmp(out, out0, sizeof out), "%s: run %d generated other tokens", preset, run);
+        CHECK(!memcmp(lg, lg0, sizeof(float) * nlog), "%s: run %d: other logits", preset, run);
+        differ += at != len;
+        free(snap);
+    }
+    printf("  %s: 5 runs of %d steps, %s\n", preset, W_STEPS,
+           differ ? "NOT bit-identical" : "bit-identical state, tokens and logits");
+out:
+    free(first);
+    free(lg0);
+    free(lg);
+    if (gpu)
+        loom_cuda_backend.destroy(gpu);
+    loom_program_free(p);
+    loom_model_free(m);
+}
+
 int main(void)
 {
     static const loom_test_case cases[] = {
         TEST(test_op_by_op), TEST(test_whole_model), TEST(test_timeout),
-        TEST(test_stop_and_limits),
+        TEST(test_stop_and_limits), TEST(test_deterministic),
     };
     char name[256] = "";
 

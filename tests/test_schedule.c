@@ -60,7 +60,7 @@ static int check_lists(const loom_program *p, const char *what)
 
 /* Tiles: cover each op's rows exactly, qkv within groups, gate_up even,
  * estimates positive. */
-static void check_tiles(const loom_program *p, const char *what)
+static void check_tiles(const loom_program *p, const char *what, int32_t max_kb)
 {
     const loom_graph *g = p->graph;
     const loom_config *c = &g->cfg;
@@ -83,9 +83,10 @@ static void check_tiles(const loom_program *p, const char *what)
             bad += t->row_begin / per != (t->row_end - 1) / per;
         if (o->epi == LOOM_EPI_SILU_MUL)
             bad += (t->row_end - t->row_begin) % 2 != 0;
-        if (o->epi == LOOM_EPI_ARGMAX && o->n_tiles >= p->n_sms)
-            bad += (uint64_t)(t->row_end - t->row_begin) * o->cols * 2 > 256 * 1024 &&
-                   t->row_end - t->row_begin > 1;
+        if (max_kb > 0 && o->n_tiles >= p->n_sms)   /* LOOM_TILE_MAX_KB */
+            bad += (uint64_t)(t->row_end - t->row_begin) * o->cols * 2 >
+                       (uint64_t)max_kb * 1024 &&
+                   t->row_end - t->row_begin > 1 + (o->epi == LOOM_EPI_SILU_MUL);
     }
     CHECK(bad == 0, "%s: %d bad tiles", what, bad);
     CHECK(p->est_step_us > 0 && p->est_critical_us > 0 &&
@@ -110,7 +111,7 @@ static void test_lists_and_tiles(void)
                 continue;
             snprintf(what, sizeof what, "%s at %d SMs", names[i], sms[j]);
             check_lists(p, what);
-            check_tiles(p, what);
+            check_tiles(p, what, 0);
             loom_program_free(p);
         }
         loom_model_free(m);
@@ -127,14 +128,31 @@ static void test_big_preset(void)
     CHECK_OK(loom_compile(m, loom_compile_default_params(132), &p));
     if (p) {
         check_lists(p, "qwen3-0.6b");
-        check_tiles(p, "qwen3-0.6b");
-        const loom_op *lm = &p->graph->ops[p->graph->op_lm_head];
-        CHECK(lm->n_tiles % 132 == 0 && lm->n_tiles > 132, "lm_head: %d tiles", lm->n_tiles);
+        check_tiles(p, "qwen3-0.6b", 0);
+        /* one tile per SM and linear op (qkv: 16 per KV group of 8) */
+        for (int32_t i = 0; i < p->graph->n_ops; i++) {
+            const loom_op *o = &p->graph->ops[i];
+            if (o->kind == LOOM_OP_LINEAR)
+                CHECK(o->n_tiles == (strcmp(o->name, "qkv") ? 132 : 128), "%s (layer %d): %d tiles",
+                      o->name, o->layer, o->n_tiles);
+        }
         /* the schedule is no worse than all the work on one SM */
         double sum = 0;
         for (int32_t k = 0; k < p->n_tasks; k++)
             sum += p->tasks[k].est_us;
         CHECK(p->est_step_us < sum / 8, "step %g us vs %g us of work", p->est_step_us, sum);
+    }
+    loom_program_free(p);
+    p = NULL;
+    /* LOOM_TILE_MAX_KB caps a tile's weights: lm_head then takes a multiple
+     * of n_sms tiles, none over the cap */
+    setenv("LOOM_TILE_MAX_KB", "256", 1);
+    CHECK_OK(loom_compile(m, loom_compile_default_params(132), &p));
+    unsetenv("LOOM_TILE_MAX_KB");
+    if (p) {
+        check_tiles(p, "qwen3-0.6b, 256 KB tiles", 256);
+        const loom_op *lm = &p->graph->ops[p->graph->op_lm_head];
+        CHECK(lm->n_tiles % 132 == 0 && lm->n_tiles > 132, "lm_head: %d tiles", lm->n_tiles);
     }
     loom_program_free(p);
     loom_model_free(m);

@@ -11,22 +11,19 @@
 
 #include "compiler/program.h"
 
-/* Weight bytes one linear tile should stay under (lm_head gets more tiles). */
-#define LOOM_TILE_MAX_WEIGHT_BYTES (256u * 1024u)
-
 /* KV splits per group of an ATTENTION op: params->attn_split when > 0, else
  * n_sms / (n_kv * B) clamped to [1, 16]; never more than max_context. */
 int32_t loom_attn_split_choice(const loom_graph_params *params, int32_t n_kv_heads);
 
 /* Tiles of a LINEAR op of rows x cols BF16 weights with rows grouped in
- * units of `unit` rows (gate/up pairs: 2): about n_sms tiles, more (a multiple
- * of n_sms) when a tile would exceed LOOM_TILE_MAX_WEIGHT_BYTES, never more
- * than rows / unit. */
+ * units of `unit` rows (gate/up pairs: 2): n_sms tiles, more (a multiple of
+ * n_sms) only when LOOM_TILE_MAX_KB (experiments) caps a tile's weights,
+ * never more than rows / unit. */
 int32_t loom_linear_tile_count(int64_t rows, int64_t cols, int32_t n_sms, int32_t unit);
 
 /* Tiles per KV-head group of the qkv op (tiles never straddle groups):
  * k * n_sms / n_kv (at least 1), k the smallest multiple keeping tiles
- * under the weight limit. */
+ * under the LOOM_TILE_MAX_KB cap (k = 1 without one). */
 int32_t loom_qkv_tiles_per_group(const loom_config *cfg, int32_t n_sms);
 
 /* Number of positions the cost model assumes attention reads. */

@@ -1,8 +1,8 @@
 /* partition.c - cuts each op into tiles (tasks) and wires their counters.
  *
- * Tile counts follow the SM count: linear ops get about n_sms tiles (a
- * multiple of n_sms when a tile would hold more than 256 KB of weights, as
- * lm_head does), qkv tiles never straddle a KV-head group, attn_merge
+ * Tile counts follow the SM count: linear ops get n_sms tiles (one per SM:
+ * every extra tile costs a task's fixed overhead), qkv tiles never straddle a
+ * KV-head group, attn_merge
  * gets one tile per group, attention n_kv * split tiles.
  *
  * Counters are per group where producer and consumer tiles line up
@@ -40,13 +40,24 @@ int32_t loom_attn_split_choice(const loom_graph_params *p, int32_t n_kv_heads)
     return s < 1 ? 1 : s;
 }
 
+/* Weight bytes a linear tile may hold: no limit (one tile per SM and op)
+ * unless LOOM_TILE_MAX_KB asks for smaller tiles (experiments: more tiles
+ * per SM cost a task's fixed overhead each, ~3-4 us on the H100;
+ * docs/perf-notes.md v5). */
+static uint64_t tile_max_bytes(void)
+{
+    const char *e = getenv("LOOM_TILE_MAX_KB");
+    long long kb = e ? atoll(e) : 0;
+    return kb > 0 ? (uint64_t)kb * 1024u : UINT64_MAX;
+}
+
 int32_t loom_linear_tile_count(int64_t rows, int64_t cols, int32_t n_sms, int32_t unit)
 {
     int64_t units = rows / unit, n = n_sms;
-    uint64_t bytes = (uint64_t)rows * (uint64_t)cols * 2;
+    uint64_t bytes = (uint64_t)rows * (uint64_t)cols * 2, max = tile_max_bytes();
 
-    if (bytes / (uint64_t)n > LOOM_TILE_MAX_WEIGHT_BYTES) {
-        n = (int64_t)((bytes + LOOM_TILE_MAX_WEIGHT_BYTES - 1) / LOOM_TILE_MAX_WEIGHT_BYTES);
+    if (bytes / (uint64_t)n > max) {
+        n = (int64_t)((bytes + max - 1) / max);
         n = (n + n_sms - 1) / n_sms * n_sms;
     }
     if (n > units)
@@ -57,13 +68,13 @@ int32_t loom_linear_tile_count(int64_t rows, int64_t cols, int32_t n_sms, int32_
 int32_t loom_qkv_tiles_per_group(const loom_config *c, int32_t n_sms)
 {
     int64_t G = c->n_heads / c->n_kv_heads, rows = (G + 2) * c->head_dim, n = 1;
-    uint64_t bytes = (uint64_t)rows * (uint64_t)c->hidden_size * 2;
+    uint64_t bytes = (uint64_t)rows * (uint64_t)c->hidden_size * 2, max = tile_max_bytes();
 
     /* k * n_sms tiles in all (floor per group: no SM runs k + 1 of them),
      * k the smallest multiple keeping tiles under the weight limit */
     for (int64_t k = 1; k <= 64; k++) {
         n = k * n_sms / c->n_kv_heads;
-        if (n >= 1 && bytes / (uint64_t)n <= LOOM_TILE_MAX_WEIGHT_BYTES)
+        if (n >= 1 && bytes / (uint64_t)n <= max)
             break;
     }
     if (n > rows)

@@ -107,11 +107,43 @@ void loom_cuda_op_variants(const loom_program *p, int32_t *variant, int32_t *n_v
 }
 
 /* Shared memory layout (tasks/common.cuh): a 128-byte head (wait verdict,
- * ring cursors, ring barriers), the task scratch, then the weight ring of
- * RING_SLOTS chunks of CHUNK_BYTES. */
+ * ring cursors, ring barriers), the tables (the op table, this SM's task
+ * records in list order and their ids), the task scratch, then the weight
+ * ring of RING_SLOTS chunks of CHUNK_BYTES. */
 #define SMEM_HEAD 128
 #define CHUNK_BYTES LOOM_CUDA_CHUNK_BYTES
 #define MAX_RING_SLOTS 6
+
+static int64_t round_up(int64_t n, int64_t to)
+{
+    return (n + to - 1) / to * to;
+}
+
+/* The longest SM task list. */
+static int32_t max_sm_tasks(const loom_program *p)
+{
+    int32_t m = 1;
+    for (int32_t s = 0; s < p->n_sms; s++)
+        if (p->sm_offset[s + 1] - p->sm_offset[s] > m)
+            m = p->sm_offset[s + 1] - p->sm_offset[s];
+    return m;
+}
+
+static int64_t ops_bytes(const loom_program *p)
+{
+    return round_up((int64_t)p->graph->n_ops * (int64_t)sizeof(loom_dop), 16);
+}
+
+static int64_t tasks_bytes(const loom_program *p)
+{
+    return round_up((int64_t)max_sm_tasks(p) * (int64_t)sizeof(loom_dtask), 16);
+}
+
+/* Op table + task records + task ids, to a 128-byte boundary. */
+static int64_t tables_bytes(const loom_program *p)
+{
+    return round_up(ops_bytes(p) + tasks_bytes(p) + (int64_t)max_sm_tasks(p) * 4, 128);
+}
 
 static int32_t max_tile_rows(const loom_program *p)
 {
@@ -154,14 +186,14 @@ static int32_t ring_slots(const loom_program *p)
 {
     if (!ring_enabled())
         return 0;
-    int64_t room = SMEM_LIMIT - SMEM_HEAD - scratch_bytes(p);
+    int64_t room = SMEM_LIMIT - SMEM_HEAD - tables_bytes(p) - scratch_bytes(p);
     int64_t n = room > 0 ? room / CHUNK_BYTES : 0;
     return (int32_t)(n > MAX_RING_SLOTS ? MAX_RING_SLOTS : n);
 }
 
 int64_t loom_cuda_smem_bytes(const loom_program *p, int cc_major)
 {
-    return SMEM_HEAD + scratch_bytes(p) +
+    return SMEM_HEAD + tables_bytes(p) + scratch_bytes(p) +
            (cc_major >= 9 ? (int64_t)ring_slots(p) * CHUNK_BYTES : 0);
 }
 
@@ -236,7 +268,13 @@ static void emit_header(sbuf *b, const loom_program *p)
     put(b, "#define LOOM_RING_SLOTS %d\n", ring_slots(p));
     if (ring_slots(p) >= 2)
         put(b, "#define LOOM_USE_RING 1\n");
-    put(b, "#define LOOM_RING_OFFSET %lld\n", (long long)(SMEM_HEAD + scratch_bytes(p)));
+    put(b, "#define LOOM_N_OPS %d\n", g->n_ops);
+    put(b, "#define LOOM_OPS_BYTES %lld\n", (long long)ops_bytes(p));
+    put(b, "#define LOOM_TASKS_BYTES %lld\n", (long long)tasks_bytes(p));
+    put(b, "#define LOOM_TABLES_OFFSET %d\n", SMEM_HEAD);
+    put(b, "#define LOOM_SCRATCH_OFFSET %lld\n", (long long)(SMEM_HEAD + tables_bytes(p)));
+    put(b, "#define LOOM_RING_OFFSET %lld\n",
+        (long long)(SMEM_HEAD + tables_bytes(p) + scratch_bytes(p)));
     if (loom_cuda_xcheck_enabled())   /* debug mode: xcheck.h */
         put(b, "#define LOOM_XCHECK 1\n");
     put(b, "#include \"loom/common.cuh\"\n#include \"loom/embed.cuh\"\n"

@@ -813,7 +813,7 @@ static loom_status cuda_run(void *state, const loom_run_request *req, loom_run_r
         return st;
     n_run = stop < req->n_steps ? stop : req->n_steps;
     if (s->xcheck_on) {
-        st = loom_cuda_xcheck_report(&s->xcheck, cu, s->prog, n_run);
+        st = loom_cuda_xcheck_report(&s->xcheck, cu, s->prog, n_run, s->buf, s->page_table);
         if (st != LOOM_OK)
             return st;
     }

@@ -6,7 +6,9 @@
  * correct execution, whatever the timing:
  *   1. every tile of a LINEAR op read the same input vector (8 segment sums);
  *   2. every ATTENTION tile read, for each 32 rows of its qkv slice, exactly
- *      the values the qkv tiles stored there in that step.
+ *      the values the qkv tiles stored there in that step;
+ *   3. the K and V cache rows hold at the end of the run what the attention
+ *      tiles stored into them (nothing overwrote them later).
  * A violation names the step, the tile, its SM, the segment, and when the
  * tile started against when the producers of its input ended (%globaltimer,
  * ns), which separates "read before the producer finished" from "read a
@@ -23,6 +25,7 @@
 
 #define XC_WORDS 64   /* tasks/common.cuh */
 #define XC_ATTN 12
+#define XC_KV 62
 #define XC_STEPS 4
 #define XC_MAX_REPORTS 24
 
@@ -180,7 +183,7 @@ static int32_t check_attention(const loom_program *p, const uint32_t *slots,
 
     if (hd % 32 || qkv < 0)
         return 0;
-    for (int32_t j = 0; j < heads && XC_ATTN + (j + 1) * segs <= XC_WORDS; j++)
+    for (int32_t j = 0; j < heads && XC_ATTN + (j + 1) * segs <= XC_KV; j++)
         for (int32_t k = 0; k < segs; k++) {
             int64_t row = (int64_t)t->group * (G + 2) * hd + (int64_t)j * hd + 32 * k;
             uint32_t want = ysum[((size_t)step * g->n_ops + qkv) * ysegs + row / 32];
@@ -209,8 +212,50 @@ static int32_t check_attention(const loom_program *p, const uint32_t *slots,
     return bad;
 }
 
+/* Invariant 3 for ATTENTION split-0 task i at `step` (its K and V rows). */
+static loom_status check_cache(const loom_program *p, const loom_cu *cu, const uint32_t *slots,
+                               const CUdeviceptr *buf, const int32_t *page_table,
+                               int32_t step, int32_t i, int32_t *bad, int32_t *reported)
+{
+    const loom_graph *g = p->graph;
+    const loom_task *t = &p->tasks[i];
+    const loom_op *op = &g->ops[t->op];
+    int32_t hd = g->cfg.head_dim, nkv = g->cfg.n_kv_heads, G = g->cfg.n_heads / nkv;
+    int32_t ps = g->params.page_size;
+    const uint32_t *a = slots + ((size_t)step * p->n_tasks + i) * XC_WORDS;
+    uint16_t row[1024];
+
+    if (t->split != 0 || hd % 32 || hd > 1024 || XC_ATTN + (G + 2) * (hd / 32) > XC_KV)
+        return LOOM_OK;
+    int64_t slot = (int64_t)page_table[step / ps] * ps + step % ps;
+    for (int kv = 0; kv < 2; kv++) {
+        int32_t tensor = kv ? op->vcache : op->kcache;
+        size_t off = (size_t)((slot * nkv + t->group) * hd) * sizeof(uint16_t);
+        loom_status st = loom_cu_check(cu->MemcpyDtoH(row, buf[tensor] + off,
+                                                      (size_t)hd * sizeof(uint16_t)),
+                                       "cuMemcpyDtoH(xcheck cache row)");
+        if (st != LOOM_OK)
+            return st;
+        uint32_t sum = 0;
+        for (int32_t e = 0; e < hd; e++)
+            sum += row[e];
+        if (sum == a[XC_KV + kv])
+            continue;
+        (*bad)++;
+        if ((*reported)++ >= XC_MAX_REPORTS)
+            continue;
+        char name[96];
+        loom_task_name(p, i, name, sizeof name);
+        fprintf(stderr, "xcheck: step %d %s (SM %u): the %s cache row of position %d, kv head "
+                "%d, no longer holds what it stored (bit sum %08x, stored %08x)\n", step,
+                name, a[11] - 1, kv ? "V" : "K", step, t->group, sum, a[XC_KV + kv]);
+    }
+    return LOOM_OK;
+}
+
 loom_status loom_cuda_xcheck_report(const loom_xcheck *x, const loom_cu *cu,
-                                    const loom_program *p, int32_t n_run)
+                                    const loom_program *p, int32_t n_run,
+                                    const CUdeviceptr *buf, const int32_t *page_table)
 {
     const loom_graph *g = p->graph;
     uint32_t *slots = malloc(x->slot_bytes), *ysum = malloc(x->ysum_bytes);
@@ -236,8 +281,11 @@ loom_status loom_cuda_xcheck_report(const loom_xcheck *x, const loom_cu *cu,
             if (g->ops[op].kind == LOOM_OP_LINEAR)
                 bad += check_linear(p, slots, step, op, t0, &reported);
         for (int32_t i = 0; i < p->n_tasks; i++)
-            if (g->ops[p->tasks[i].op].kind == LOOM_OP_ATTENTION)
+            if (g->ops[p->tasks[i].op].kind == LOOM_OP_ATTENTION) {
                 bad += check_attention(p, slots, ysum, x->ysegs, step, i, t0, &reported);
+                if (st == LOOM_OK)
+                    st = check_cache(p, cu, slots, buf, page_table, step, i, &bad, &reported);
+            }
     }
     free(slots);
     free(ysum);

@@ -26,10 +26,12 @@ loom_status loom_cuda_xcheck_init(loom_xcheck *x, const loom_cu *cu, CUmodule mo
                                   const loom_program *p);
 /* Before each launch: zeroed records, the global pointed at them. */
 loom_status loom_cuda_xcheck_arm(loom_xcheck *x, const loom_cu *cu, const loom_program *p);
-/* After a run of n_run steps: LOOM_ERR_BACKEND when an invariant broke (the
+/* After a run of n_run steps (buf: the tensors' buffers, page_table: sequence
+ * 0's pages): LOOM_ERR_BACKEND when an invariant broke (the
  * tiles at fault are listed on stderr). */
 loom_status loom_cuda_xcheck_report(const loom_xcheck *x, const loom_cu *cu,
-                                    const loom_program *p, int32_t n_run);
+                                    const loom_program *p, int32_t n_run,
+                                    const CUdeviceptr *buf, const int32_t *page_table);
 void loom_cuda_xcheck_free(loom_xcheck *x, const loom_cu *cu);
 
 #endif

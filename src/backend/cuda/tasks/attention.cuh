@@ -29,7 +29,7 @@ __device__ __forceinline__ void attention_qkv(const loom_kparams &p, const loom_
     const float *inv_freq = (const float *)p.rope_inv_freq;
     const int heads = kv ? G + 2 : G;
 #if LOOM_XCHECK
-    u32 *xc = HD % 32 == 0 ? xc_slot(p, t, step) : nullptr;
+    u32 *xc = HD % 32 == 0 ? xc_slot(t, step) : nullptr;
 #else
     u32 *xc = nullptr;
 #endif
@@ -37,7 +37,7 @@ __device__ __forceinline__ void attention_qkv(const loom_kparams &p, const loom_
     for (int j = warp; j < heads; j += LOOM_WARPS) {
         float a[PPL], b[PPL];
         const bool norm = j < G ? QNORM : (j == G ? KNORM : false);
-        u32 *xcj = xc && XC_ATTN + (j + 1) * (HD / 32) <= XC_WORDS ? xc + XC_ATTN + j * (HD / 32)
+        u32 *xcj = xc && XC_ATTN + (j + 1) * (HD / 32) <= XC_KV ? xc + XC_ATTN + j * (HD / 32)
                                                                 : nullptr;
         head_norm_rope<HD>(x + j * HD, (const float *)(j < G ? d.norm : d.norm2), norm, j <= G,
                            inv_freq, step, a, b, xcj);
@@ -60,6 +60,11 @@ __device__ __forceinline__ void attention_qkv(const loom_kparams &p, const loom_
             if (i < HALF) {
                 cache[i] = f32_to_bf16(a[k]);
                 cache[i + HALF] = f32_to_bf16(b[k]);
+#if LOOM_XCHECK
+                if (xc)   // the cache row's bits: XC_KV (K), XC_KV + 1 (V)
+                    atomicAdd(xc + XC_KV + (j - G),
+                              (u32)f32_to_bf16(a[k]) + (u32)f32_to_bf16(b[k]));
+#endif
             }
         }
     }

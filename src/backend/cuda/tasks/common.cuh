@@ -57,14 +57,29 @@ static_assert(sizeof(loom_kparams) == 168, "loom_kparams layout (cuda.h)");
 #ifndef LOOM_EMU
 extern __shared__ float4 loom_smem4[];
 #endif
-// Layout of the dynamic shared memory:
+// Layout of the dynamic shared memory (offsets from the generated source):
 //   [0, 16)                 loom_wait_state (the CTA's wait verdict)
 //   [16, 48)                loom_ring_state (the weight ring's cursors)
 //   [48, 112)               one mbarrier per ring slot (LOOM_RING_SLOTS <= 8)
-//   [128, LOOM_RING_OFFSET) task scratch, LOOM_SMEM on
+//   [LOOM_TABLES_OFFSET, LOOM_SCRATCH_OFFSET) the tables, copied at kernel
+//                           start: the op table (LOOM_OPS_BYTES), this SM's
+//                           task records in list order (LOOM_TASKS_BYTES),
+//                           their task ids. A task's descriptors are then
+//                           shared-memory reads, not a chain of three
+//                           dependent global loads (list -> task -> op).
+//   [LOOM_SCRATCH_OFFSET, LOOM_RING_OFFSET) task scratch, LOOM_SMEM on
 //   [LOOM_RING_OFFSET, +LOOM_RING_SLOTS * LOOM_CHUNK_BYTES) the weight ring
-#define LOOM_SMEM_HEAD 128
-#define LOOM_SMEM ((float *)loom_smem4 + LOOM_SMEM_HEAD / 4)
+#define LOOM_SMEM ((float *)((char *)loom_smem4 + LOOM_SCRATCH_OFFSET))
+#define LOOM_TABLES ((char *)loom_smem4 + LOOM_TABLES_OFFSET)
+#define LOOM_SOPS ((const loom_dop *)LOOM_TABLES)
+#define LOOM_STASKS ((const loom_dtask *)(LOOM_TABLES + LOOM_OPS_BYTES))
+#define LOOM_SIDS ((const int *)(LOOM_TABLES + LOOM_OPS_BYTES + LOOM_TASKS_BYTES))
+
+// The program-wide id of task record t (one of LOOM_STASKS).
+__device__ __forceinline__ int loom_task_id(const loom_dtask *t)
+{
+    return LOOM_SIDS[t - LOOM_STASKS];
+}
 
 // The weight ring (sm_90, not the host emulator): linear tasks' weights are
 // streamed into shared memory by the bulk copy engine, chunk by chunk, in the
@@ -285,13 +300,15 @@ __device__ __forceinline__ bf16raw ldcg_bf16(const bf16raw *p)
 //   slot[8]      LINEAR: the values it stored
 //   slot[9, 10]  low 32 bits of %globaltimer when the waits were met / at the end
 //   slot[11]     SM + 1
-//   slot[12..]   ATTENTION: its qkv inputs per head and 32 rows
+//   slot[12..61] ATTENTION: its qkv inputs per head and 32 rows
+//   slot[62, 63] ATTENTION split 0: the K and V cache rows it stored
 //   ysum[(step * n_ops + op) * ysegs + i / 32]: LINEAR: output element i
 #ifndef LOOM_XCHECK
 #define LOOM_XCHECK 0
 #endif
 #define XC_WORDS 64
 #define XC_ATTN 12
+#define XC_KV 62
 
 struct loom_xcheck_dev {
     u64 slots, ysum;
@@ -301,11 +318,11 @@ struct loom_xcheck_dev {
 #if LOOM_XCHECK
 __device__ loom_xcheck_dev loom_xcheck;
 
-__device__ __forceinline__ u32 *xc_slot(const loom_kparams &p, const loom_dtask *t, int step)
+__device__ __forceinline__ u32 *xc_slot(const loom_dtask *t, int step)
 {
     if (loom_xcheck.slots == 0 || step >= loom_xcheck.steps)
         return nullptr;
-    const u64 id = (u64)(t - (const loom_dtask *)p.tasks);
+    const u64 id = (u64)loom_task_id(t);
     return (u32 *)loom_xcheck.slots + ((u64)step * loom_xcheck.n_tasks + id) * XC_WORDS;
 }
 
@@ -385,22 +402,39 @@ struct loom_wait_state {
 // run is aborted, when this step is past the stop step (an earlier ARGMAX
 // ended generation), or on timeout, which it records in the error record
 // (first timeout wins) before raising the abort flag every CTA polls.
+//
+// The fast path - every counter already there at the first poll - costs
+// one acquire load per wait and nothing else: the abort flag and the stop
+// step (each a round trip to L2) are looked at only while spinning, and by
+// the tasks that wait on the previous step (embed). That is enough: every
+// task of step s + 1 depends, through embed, on ARGMAX of step s, which
+// stores the stop step before its release; embed's tasks see it and exit,
+// so nothing of a stopped step runs.
 __device__ __forceinline__ int loom_wait_thread0(const loom_kparams &p, const loom_dtask *t, int task_id,
                                  int step)
 {
     u32 *counters = (u32 *)p.counters;
     loom_kerror *err = (loom_kerror *)p.error;
     const int *stop = (const int *)p.stop_step;
+    bool look = false;   // look at the stop step and abort flag at the end
 
     for (int i = 0; i < t->n_waits; i++) {
+        look |= t->wait_offset[i] < 0;
         long long thr = (long long)t->wait_needed[i] * (step + 1 + t->wait_offset[i]);
         if (thr <= 0)
             continue;
         const u32 *c = counters + t->wait_counter[i];
-        u64 t0 = 0;
+        u32 v = ld_acquire(c);
+        if ((long long)v >= thr)
+            continue;
+        look = true;
+        u64 t0 = globaltimer();
         u32 ns = 32;
         for (int spin = 0;; spin++) {
-            u32 v = ld_acquire(c);
+            __nanosleep(ns);
+            if (ns < 128)
+                ns <<= 1;
+            v = ld_acquire(c);
             if ((long long)v >= thr)
                 break;
             // The abort flag and the stop step are looked at every 16th
@@ -409,9 +443,7 @@ __device__ __forceinline__ int loom_wait_thread0(const loom_kparams &p, const lo
                 (ld_volatile(&err->flag) != 0 || step >= ld_volatile(stop)))
                 return LOOM_WAIT_EXIT;
             u64 now = globaltimer();
-            if (t0 == 0)
-                t0 = now;
-            else if (now - t0 > p.timeout_ns) {
+            if (now - t0 > p.timeout_ns) {
                 if (atomicCAS(&err->flag, 0, -1) == 0) {
                     err->sm = blockIdx.x;
                     err->task = task_id;
@@ -424,19 +456,15 @@ __device__ __forceinline__ int loom_wait_thread0(const loom_kparams &p, const lo
                 }
                 return LOOM_WAIT_EXIT;
             }
-            __nanosleep(ns);
-            if (ns < 128)
-                ns <<= 1;
         }
     }
     // Waits done. The acquires and the CTA barrier after this function keep
     // every thread's later loads behind the producers' releases; those loads
-    // go through L2 (ldcg), so no stale L1 line can answer them. The stop step, if set, was stored before the
-    // release we acquired, so a stopped run is seen.
+    // go through L2 (ldcg), so no stale L1 line can answer them.
 #if defined(LOOM_WAIT_FENCE)
     asm volatile("fence.acq_rel.gpu;" ::: "memory");
 #endif
-    if (step >= ld_volatile(stop) || ld_volatile(&err->flag) != 0)
+    if (look && (step >= ld_volatile(stop) || ld_volatile(&err->flag) != 0))
         return LOOM_WAIT_EXIT;
     return LOOM_WAIT_OK;
 }
@@ -452,14 +480,17 @@ __device__ __forceinline__ int loom_wait_all(const loom_kparams &p, const loom_d
     return v;
 }
 
-// All threads' writes of the task, then one release add. Every thread
-// fences its own writes at gpu scope before the barrier (the pattern of
-// CUDA's threadFenceReduction sample): with thread 0's release alone, the
-// H100/H200 now and then let a consumer on another SM read a KV-cache row
-// computed from a stale tile.
+// All threads' writes of the task, the CTA barrier, then one release add by
+// thread 0. In the PTX memory model the barrier orders every thread's writes
+// before thread 0's release (causality order is transitive across scopes),
+// so a consumer that acquires the counter sees them all: the pattern of
+// cooperative groups' grid sync. LOOM_SIGNAL_FENCE adds a gpu-scope fence in
+// every thread first (experiments only: it costs ~0.1 ms per step at 0.6B;
+// docs/perf-notes.md tells how the bug it was added for turned out to be
+// rounding noise, and test (f) of gpu_test_cuda checks bit-exact runs).
 __device__ __forceinline__ void loom_signal(const loom_kparams &p, const loom_dtask *t)
 {
-#if !defined(LOOM_NO_SIGNAL_FENCE)
+#if defined(LOOM_SIGNAL_FENCE)
     asm volatile("fence.acq_rel.gpu;" ::: "memory");
 #endif
     __syncthreads();

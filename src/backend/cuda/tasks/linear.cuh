@@ -379,7 +379,7 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     const int rb = t->row_begin, rows = t->row_end - t->row_begin;
     const int nch = (rows + RPC - 1) / RPC;
     (void)pre;
-    const int task_id = (int)(t - (const loom_dtask *)p.tasks);
+    const int task_id = loom_task_id(t);
 
     linear_stage_x<COLS, PRO>(d, xs, red);   // ends with __syncthreads
     const int first = rc.tail;
@@ -437,7 +437,7 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     float *y = (float *)d.y;
     float best_v = loom_neg_inf(), best_r = (float)rb;
 #if LOOM_XCHECK
-    u32 *xc = xc_slot(p, t, step);
+    u32 *xc = xc_slot(t, step);
 #define XC_OUT(i, v) xc_out(xc, t, step, (i), (v))
 #else
     u32 *xc = nullptr;

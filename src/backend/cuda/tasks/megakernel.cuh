@@ -11,11 +11,19 @@ extern "C" __global__ void __launch_bounds__(LOOM_THREADS, 1)
 loom_megakernel(const loom_kparams p)
 {
     loom_wait_state *ws = (loom_wait_state *)loom_smem4;
-    const loom_dtask *tasks = (const loom_dtask *)p.tasks;
-    const loom_dop *ops = (const loom_dop *)p.ops;
     const int *list = (const int *)p.sm_tasks;
     const int begin = ((const int *)p.sm_offset)[blockIdx.x];
-    const int end = ((const int *)p.sm_offset)[blockIdx.x + 1];
+    const int n = ((const int *)p.sm_offset)[blockIdx.x + 1] - begin;
+
+    // The tables into shared memory (common.cuh), 16 bytes per thread.
+    constexpr int OPV = sizeof(loom_dop) / 16, TV = sizeof(loom_dtask) / 16;
+    for (int i = threadIdx.x; i < LOOM_N_OPS * OPV; i += LOOM_THREADS)
+        ((uint4 *)LOOM_SOPS)[i] = ((const uint4 *)p.ops)[i];
+    for (int i = threadIdx.x; i < n * TV; i += LOOM_THREADS)
+        ((uint4 *)LOOM_STASKS)[i] = ((const uint4 *)p.tasks)[(u64)list[begin + i / TV] * TV + i % TV];
+    for (int i = threadIdx.x; i < n; i += LOOM_THREADS)
+        ((int *)LOOM_SIDS)[i] = list[begin + i];
+    __syncthreads();
 
     ring_cursor rc;
     uint4 pre[LOOM_PRELOAD];   // a linear task's first weights, loaded before its wait
@@ -23,10 +31,10 @@ loom_megakernel(const loom_kparams p)
     ring_init(p, rc);
 #endif
     for (int step = 0; step < p.n_steps; step++) {
-        for (int k = begin; k < end; k++) {
-            const int id = list[k];
-            const loom_dtask *t = tasks + id;
-            const loom_dop &d = ops[t->op];
+        for (int k = 0; k < n; k++) {
+            const int id = LOOM_SIDS[k];
+            const loom_dtask *t = LOOM_STASKS + k;
+            const loom_dop &d = LOOM_SOPS[t->op];
 #if LOOM_TRACE
             u64 *tr = loom_trace_slot(step, id);   // trace.cuh
             loom_trace_stamp(tr, 0);
@@ -43,7 +51,7 @@ loom_megakernel(const loom_kparams p)
             loom_trace_stamp(tr, 1);
 #endif
 #if LOOM_XCHECK
-            u32 *xc = xc_slot(p, t, step);
+            u32 *xc = xc_slot(t, step);
             if (xc && threadIdx.x == 0) {
                 xc[9] = (u32)globaltimer();
                 xc[11] = blockIdx.x + 1;
