@@ -107,12 +107,13 @@ void loom_cuda_op_variants(const loom_program *p, int32_t *variant, int32_t *n_v
 }
 
 /* Shared memory layout (tasks/common.cuh): a 128-byte head (wait verdict,
- * ring cursors, ring barriers), the tables (the op table, this SM's task
- * records in list order and their ids), the task scratch, then the weight
- * ring of RING_SLOTS chunks of CHUNK_BYTES. */
+ * the staging barrier), the tables (the op table, this SM's task records in
+ * list order and their ids), the task scratch, then the weight staging
+ * buffer (Hopper): the first rows of a linear task's tile, copied in by the
+ * bulk copy engine while the task waits for its inputs. */
 #define SMEM_HEAD 128
-#define CHUNK_BYTES LOOM_CUDA_CHUNK_BYTES
-#define MAX_RING_SLOTS 6
+/* The staging buffer's size unless LOOM_CUDA_STAGE_KB says (0: off). */
+#define STAGE_MAX_KB 192
 
 static int64_t round_up(int64_t n, int64_t to)
 {
@@ -175,26 +176,31 @@ static int64_t scratch_bytes(const loom_program *p)
     return (need + 127) / 128 * 128;
 }
 
-/* The weight ring is experimental (tasks/common.cuh): on with LOOM_CUDA_RING=1. */
-static bool ring_enabled(void)
+/* The staging buffer: STAGE_MAX_KB (or LOOM_CUDA_STAGE_KB), no more than the
+ * largest linear tile nor than the room the limit leaves. */
+static int64_t stage_bytes(const loom_program *p)
 {
-    const char *e = getenv("LOOM_CUDA_RING");
-    return e && !strcmp(e, "1");
-}
-
-static int32_t ring_slots(const loom_program *p)
-{
-    if (!ring_enabled())
-        return 0;
+    const char *e = getenv("LOOM_CUDA_STAGE_KB");
+    int64_t kb = e && *e ? atoll(e) : STAGE_MAX_KB, tile = 0;
     int64_t room = SMEM_LIMIT - SMEM_HEAD - tables_bytes(p) - scratch_bytes(p);
-    int64_t n = room > 0 ? room / CHUNK_BYTES : 0;
-    return (int32_t)(n > MAX_RING_SLOTS ? MAX_RING_SLOTS : n);
+    int64_t n = kb > 0 ? kb * 1024 : 0;
+
+    for (int32_t i = 0; i < p->n_tasks; i++) {
+        const loom_op *op = &p->graph->ops[p->tasks[i].op];
+        int64_t b = (int64_t)(p->tasks[i].row_end - p->tasks[i].row_begin) * op->cols * 2;
+        if (op->kind == LOOM_OP_LINEAR && b > tile)
+            tile = b;
+    }
+    if (n > tile)
+        n = tile;
+    if (n > room)
+        n = room;
+    return n > 0 ? n / 16 * 16 : 0;
 }
 
 int64_t loom_cuda_smem_bytes(const loom_program *p, int cc_major)
 {
-    return SMEM_HEAD + tables_bytes(p) + scratch_bytes(p) +
-           (cc_major >= 9 ? (int64_t)ring_slots(p) * CHUNK_BYTES : 0);
+    return SMEM_HEAD + tables_bytes(p) + scratch_bytes(p) + (cc_major >= 9 ? stage_bytes(p) : 0);
 }
 
 /* ------------------------------------------------------------ checks */
@@ -264,17 +270,14 @@ static void emit_header(sbuf *b, const loom_program *p)
     put(b, "#define LOOM_N_KV %d\n", c->n_kv_heads);
     put(b, "#define LOOM_LOGITS_BY_STEP %d\n", g->params.record_logits ? 1 : 0);
     put(b, "#define LOOM_MAX_TILE_ROWS %d\n", max_tile_rows(p));
-    put(b, "#define LOOM_CHUNK_BYTES %d\n", CHUNK_BYTES);
-    put(b, "#define LOOM_RING_SLOTS %d\n", ring_slots(p));
-    if (ring_slots(p) >= 2)
-        put(b, "#define LOOM_USE_RING 1\n");
     put(b, "#define LOOM_N_OPS %d\n", g->n_ops);
     put(b, "#define LOOM_OPS_BYTES %lld\n", (long long)ops_bytes(p));
     put(b, "#define LOOM_TASKS_BYTES %lld\n", (long long)tasks_bytes(p));
     put(b, "#define LOOM_TABLES_OFFSET %d\n", SMEM_HEAD);
     put(b, "#define LOOM_SCRATCH_OFFSET %lld\n", (long long)(SMEM_HEAD + tables_bytes(p)));
-    put(b, "#define LOOM_RING_OFFSET %lld\n",
+    put(b, "#define LOOM_STAGE_OFFSET %lld\n",
         (long long)(SMEM_HEAD + tables_bytes(p) + scratch_bytes(p)));
+    put(b, "#define LOOM_STAGE_BYTES %lld\n", (long long)stage_bytes(p));
     if (loom_cuda_xcheck_enabled())   /* debug mode: xcheck.h */
         put(b, "#define LOOM_XCHECK 1\n");
     put(b, "#include \"loom/common.cuh\"\n#include \"loom/embed.cuh\"\n"
@@ -306,7 +309,7 @@ static void emit_case(sbuf *b, const loom_graph *g, const loom_op *op, int32_t v
         put(b, "embed_task<%d>(p, d, t, step); break;", op->cols);
         break;
     case LOOM_OP_LINEAR:
-        put(b, "linear_task<%d, %d, %d, %s>(p, d, t, step, rc, pre); break;", op->cols, (int)op->pro,
+        put(b, "linear_task<%d, %d, %d, %s>(p, d, t, step, pre, sg); break;", op->cols, (int)op->pro,
             (int)op->epi, op->bias >= 0 ? "true" : "false");
         break;
     case LOOM_OP_ATTENTION:
@@ -338,13 +341,14 @@ static void emit_switches(sbuf *b, const loom_graph *g, const int32_t *variant, 
     put(b, "        return true;\n    default:\n        return false;\n    }\n}\n\n");
 
     put(b, "__device__ __forceinline__ void loom_prefetch(const loom_dop &d, const loom_dtask *t,\n"
-           "                                              uint4 (&pre)[LOOM_PRELOAD])\n"
+           "                                              uint4 (&pre)[LOOM_PRELOAD],\n"
+           "                                              stage_state &sg)\n"
            "{\n    switch (d.variant) {\n");
     for (int32_t v = 0; v < nv; v++)
         for (int32_t i = 0; i < g->n_ops; i++)
             if (variant[i] == v) {
                 if (g->ops[i].kind == LOOM_OP_LINEAR)
-                    put(b, "    case %d: linear_prefetch<%d>(d, t, pre); break;\n", v,
+                    put(b, "    case %d: linear_prefetch<%d>(d, t, pre, sg); break;\n", v,
                         g->ops[i].cols);
                 break;
             }
@@ -352,8 +356,8 @@ static void emit_switches(sbuf *b, const loom_graph *g, const int32_t *variant, 
 
     put(b, "__device__ __forceinline__ void loom_dispatch(const loom_kparams &p, const loom_dop &d,\n"
            "                                              const loom_dtask *t, int step,\n"
-           "                                              ring_cursor &rc,\n"
-           "                                              const uint4 (&pre)[LOOM_PRELOAD])\n"
+           "                                              const uint4 (&pre)[LOOM_PRELOAD],\n"
+           "                                              stage_state &sg)\n"
            "{\n    switch (d.variant) {\n");
     for (int32_t v = 0; v < nv; v++)
         for (int32_t i = 0; i < g->n_ops; i++)

@@ -48,18 +48,6 @@ typedef struct loom_dop {
     int32_t  pad[3];
 } loom_dop;
 
-/* Bytes of one chunk of the weight ring (tasks/common.cuh): a linear task's
- * rows are streamed into shared memory in chunks of whole rows up to this. */
-#define LOOM_CUDA_CHUNK_BYTES (32 * 1024)
-
-/* One chunk of an SM's weight stream: the rows of a linear task's tile that
- * one ring slot receives, in the order the SM consumes them. */
-typedef struct loom_dchunk {
-    uint64_t src;               /* device address of the first row           */
-    uint32_t bytes;             /* whole rows, a multiple of 16              */
-    uint32_t pad;
-} loom_dchunk;
-
 /* The error record a timed-out wait fills (first one wins). */
 typedef struct loom_kerror {
     int32_t flag;               /* 0 none, 1 timeout                         */
@@ -85,8 +73,6 @@ typedef struct loom_kparams {
     uint64_t host_ring;         /* mapped int32: [0] count, [1] stop flag,
                                    [2 ..] generated tokens                   */
     uint64_t timeout_ns;
-    uint64_t chunks;            /* loom_dchunk: every SM's weight stream      */
-    uint64_t chunk_offset;      /* int32[n_sms + 1] into chunks               */
     int32_t  n_steps;
     int32_t  n_prompt;
     int32_t  eos[LOOM_MAX_EOS];
@@ -98,15 +84,14 @@ typedef struct loom_kparams {
 _Static_assert(sizeof(loom_dtask) == 80, "loom_dtask layout (tasks/common.cuh)");
 _Static_assert(sizeof(loom_dop) == 112, "loom_dop layout (tasks/common.cuh)");
 _Static_assert(sizeof(loom_kerror) == 32, "loom_kerror layout (tasks/common.cuh)");
-_Static_assert(sizeof(loom_kparams) == 168, "loom_kparams layout (tasks/common.cuh)");
-_Static_assert(sizeof(loom_dchunk) == 16, "loom_dchunk layout (tasks/common.cuh)");
+_Static_assert(sizeof(loom_kparams) == 152, "loom_kparams layout (tasks/common.cuh)");
 _Static_assert(LOOM_MAX_WAITS == 4 && LOOM_MAX_EOS == 8, "device table sizes (common.cuh)");
 
 /* ------------------------------------------------------------- codegen */
 
 /* Dynamic shared memory the generated kernel of p needs (bytes) on a device
- * of compute capability cc_major: the weight ring is there from 9 (Hopper)
- * on. */
+ * of compute capability cc_major: the weight staging buffer is there from 9
+ * (Hopper) on. */
 int64_t loom_cuda_smem_bytes(const loom_program *p, int cc_major);
 
 /* Variant (switch case) of each op of p: variant[i] for op i, n_variants

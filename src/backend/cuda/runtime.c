@@ -59,7 +59,6 @@ typedef struct cuda_state {
     int64_t      pages_per_seq;
 
     CUdeviceptr d_tasks, d_sm_offset, d_sm_tasks, d_ops, d_counters;
-    CUdeviceptr d_chunks, d_chunk_offset;   /* the SMs' weight streams */
     CUdeviceptr d_error, d_stop, d_step_time;
     volatile int32_t *ring;     /* pinned, mapped                            */
     CUdeviceptr d_ring;
@@ -274,59 +273,6 @@ out:
     return st;
 }
 
-/* Each SM's weight stream for the ring (tasks/linear.cuh): the chunks of
- * its linear tasks, in list order, each a run of whole rows of at most
- * LOOM_CUDA_CHUNK_BYTES, as the kernel consumes them in one step. */
-static loom_status upload_chunk_streams(cuda_state *s)
-{
-    const loom_program *p = s->prog;
-    const loom_graph *g = s->g;
-    int32_t *off = calloc((size_t)p->n_sms + 1, sizeof *off);
-    loom_dchunk *c = NULL;
-    int64_t n = 0, cap = 0;
-    loom_status st = LOOM_OK;
-
-    for (int pass = 0; pass < 2 && off; pass++) {
-        n = 0;
-        for (int32_t sm = 0; sm < p->n_sms; sm++) {
-            off[sm] = (int32_t)n;
-            for (int32_t k = p->sm_offset[sm]; k < p->sm_offset[sm + 1]; k++) {
-                const loom_task *t = &p->tasks[p->sm_tasks[k]];
-                const loom_op *op = &g->ops[t->op];
-                if (op->kind != LOOM_OP_LINEAR)
-                    continue;
-                int64_t row_bytes = (int64_t)op->cols * 2;
-                int64_t rpc = LOOM_CUDA_CHUNK_BYTES / row_bytes > 0 ? LOOM_CUDA_CHUNK_BYTES / row_bytes : 1;
-                for (int64_t r = t->row_begin; r < t->row_end; r += rpc, n++) {
-                    int64_t nr = t->row_end - r < rpc ? t->row_end - r : rpc;
-                    if (pass == 1) {
-                        c[n].src = tensor_addr(s, op->w) + (uint64_t)(r * row_bytes);
-                        c[n].bytes = (uint32_t)(nr * row_bytes);
-                        c[n].pad = 0;
-                    }
-                }
-            }
-        }
-        off[p->n_sms] = (int32_t)n;
-        if (pass == 0) {
-            cap = n > 0 ? n : 1;
-            c = calloc((size_t)cap, sizeof *c);
-            if (!c)
-                break;
-        }
-    }
-    if (!off || !c)
-        st = loom_fail(LOOM_ERR_OUT_OF_MEMORY, "cuda: weight streams");
-    if (st == LOOM_OK)
-        st = dev_upload(s, &s->d_chunks, c, sizeof *c * (size_t)cap, "weight streams");
-    if (st == LOOM_OK)
-        st = dev_upload(s, &s->d_chunk_offset, off, sizeof *off * ((size_t)p->n_sms + 1),
-                        "weight stream offsets");
-    free(c);
-    free(off);
-    return st;
-}
-
 /* Counters, error record, stop step, step stamps, the mapped token ring. */
 static loom_status alloc_control(cuda_state *s)
 {
@@ -460,7 +406,7 @@ static void cuda_destroy(void *state)
                     cu->MemFree(s->buf[i]);
         CUdeviceptr d[] = {s->d_tasks, s->d_sm_offset, s->d_sm_tasks, s->d_ops,
                            s->d_counters, s->d_error, s->d_stop, s->d_step_time,
-                           s->d_trace_buf, s->d_chunks, s->d_chunk_offset};
+                           s->d_trace_buf};
         for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
             if (d[i])
                 cu->MemFree(d[i]);
@@ -530,8 +476,6 @@ static loom_status cuda_create(const loom_program *prog, const loom_engine_param
         st = upload_page_table(s);
     if (st == LOOM_OK)
         st = upload_tables(s);
-    if (st == LOOM_OK)
-        st = upload_chunk_streams(s);
     if (st == LOOM_OK)
         st = alloc_control(s);
     if (st != LOOM_OK)
@@ -648,11 +592,11 @@ static loom_status timeout_error(cuda_state *s, const loom_kerror *e)
 
     if (e->task >= 0 && e->task < s->prog->n_tasks)
         loom_task_name(s->prog, e->task, task, sizeof task);
-    if (e->counter == -2)   /* tasks/linear.cuh: ring_wait */
+    if (e->counter == -2)   /* tasks/linear.cuh: stage_wait */
         return loom_fail(LOOM_ERR_TIMEOUT,
-                         "cuda: weight ring wait timed out after %u ms: SM %d, task %d %s, step %d: "
-                         "chunk %u of the SM's weight stream never landed in shared memory",
-                         s->timeout_ms, e->sm, e->task, task, e->step, e->value);
+                         "cuda: weight staging wait timed out after %u ms: SM %d, task %d %s, "
+                         "step %d: the bulk copy of the tile's first rows into shared memory "
+                         "never completed", s->timeout_ms, e->sm, e->task, task, e->step);
     if (e->counter >= 0 && e->counter < s->prog->n_counters)
         counter = s->prog->counters[e->counter].name;
     return loom_fail(LOOM_ERR_TIMEOUT,
@@ -706,8 +650,6 @@ static loom_status launch_and_stream(cuda_state *s, const loom_run_request *req,
     kp.step_time = s->d_step_time;
     kp.host_ring = s->d_ring;
     kp.timeout_ns = s->timeout_ns;
-    kp.chunks = s->d_chunks;
-    kp.chunk_offset = s->d_chunk_offset;
     kp.n_steps = req->n_steps;
     kp.n_prompt = req->n_prompt;
     kp.n_eos = req->n_eos;

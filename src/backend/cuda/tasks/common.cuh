@@ -43,12 +43,12 @@ static_assert(sizeof(loom_kerror) == 32, "loom_kerror layout (cuda.h)");
 
 struct loom_kparams {
     u64 tasks, sm_offset, sm_tasks, ops, counters, tokens, page_table, rope_inv_freq;
-    u64 error, stop_step, step_time, host_ring, timeout_ns, chunks, chunk_offset;
+    u64 error, stop_step, step_time, host_ring, timeout_ns;
     int n_steps, n_prompt;
     int eos[LOOM_MAX_EOS];
     int n_eos, pad;
 };
-static_assert(sizeof(loom_kparams) == 168, "loom_kparams layout (cuda.h)");
+static_assert(sizeof(loom_kparams) == 152, "loom_kparams layout (cuda.h)");
 
 // Shared memory: one dynamic buffer. Its first 16 bytes hold the CTA's wait
 // verdict (loom_wait_state); each task carves the rest, LOOM_SMEM on.
@@ -59,16 +59,15 @@ extern __shared__ float4 loom_smem4[];
 #endif
 // Layout of the dynamic shared memory (offsets from the generated source):
 //   [0, 16)                 loom_wait_state (the CTA's wait verdict)
-//   [16, 48)                loom_ring_state (the weight ring's cursors)
-//   [48, 112)               one mbarrier per ring slot (LOOM_RING_SLOTS <= 8)
+//   [16, 24)                the staging mbarrier (LOOM_STAGE_BAR)
 //   [LOOM_TABLES_OFFSET, LOOM_SCRATCH_OFFSET) the tables, copied at kernel
 //                           start: the op table (LOOM_OPS_BYTES), this SM's
 //                           task records in list order (LOOM_TASKS_BYTES),
 //                           their task ids. A task's descriptors are then
 //                           shared-memory reads, not a chain of three
 //                           dependent global loads (list -> task -> op).
-//   [LOOM_SCRATCH_OFFSET, LOOM_RING_OFFSET) task scratch, LOOM_SMEM on
-//   [LOOM_RING_OFFSET, +LOOM_RING_SLOTS * LOOM_CHUNK_BYTES) the weight ring
+//   [LOOM_SCRATCH_OFFSET, LOOM_STAGE_OFFSET) task scratch, LOOM_SMEM on
+//   [LOOM_STAGE_OFFSET, +LOOM_STAGE_BYTES) the weight staging buffer
 #define LOOM_SMEM ((float *)((char *)loom_smem4 + LOOM_SCRATCH_OFFSET))
 #define LOOM_TABLES ((char *)loom_smem4 + LOOM_TABLES_OFFSET)
 #define LOOM_SOPS ((const loom_dop *)LOOM_TABLES)
@@ -81,40 +80,27 @@ __device__ __forceinline__ int loom_task_id(const loom_dtask *t)
     return LOOM_SIDS[t - LOOM_STASKS];
 }
 
-// The weight ring (sm_90, not the host emulator): linear tasks' weights are
-// streamed into shared memory by the bulk copy engine, chunk by chunk, in the
-// order the SM will consume them, running ahead across tasks and their waits
-// (weights depend on nothing). Elsewhere weights are read from global memory.
-// Off by default: on the H100 the ring streamed at 68-77% of the bandwidth
-// the direct loads reach (docs/perf-notes.md); LOOM_CUDA_RING=1 at code
-// generation turns it on (codegen.c defines LOOM_USE_RING).
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(LOOM_EMU) && \
-    defined(LOOM_USE_RING) && LOOM_RING_SLOTS >= 2
-#define LOOM_RING 1
+// Weight staging (sm_90, not the host emulator): before a linear task waits
+// for its inputs, thread 0 starts one bulk copy (the TMA engine) of the
+// tile's first rows - as many whole rows as LOOM_STAGE_BYTES holds - into
+// shared memory, completing on one mbarrier. Weights depend on nothing, so
+// HBM streams the next tile while the SM would otherwise only wait; after
+// the wait the task reads those rows from shared memory and the rest from
+// global memory. Elsewhere (sm_80) every row comes from global memory.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(LOOM_EMU) && LOOM_STAGE_BYTES >= 16
+#define LOOM_STAGE 1
 #else
-#define LOOM_RING 0
+#define LOOM_STAGE 0
 #endif
+#define LOOM_STAGE_BAR ((u64 *)((char *)loom_smem4 + 16))
+#define LOOM_STAGE_DATA ((char *)loom_smem4 + LOOM_STAGE_OFFSET)
 
-// The ring's cursors, in registers (uniform where every thread keeps them):
-// the producer (thread 0) walks this SM's weight stream (loom_dchunk, built
-// by the host: the chunks of its linear tasks in list order, one step), the
-// descriptor of the next chunk already loaded; consumers count chunks used.
-struct ring_cursor {
-    int head;            // thread 0: chunks issued (slot = head % SLOTS)
-    int tail;            // every thread: chunks consumed
-    int pos, pstep, n;   // thread 0: next chunk's index in the stream, its step
-    const uint4 *stream; // this SM's stream
-    uint4 next;          // thread 0: descriptor of stream[pos]
+// Every thread keeps the same copy (uniform).
+struct stage_state {
+    int rows;        // rows of the current linear task in the buffer (0: none)
+    u32 parity;      // phase of LOOM_STAGE_BAR the next copy completes
+    bool pending;    // a copy was started and not yet waited for
 };
-
-#define LOOM_RING_BARS ((u64 *)((char *)loom_smem4 + 48))
-#define LOOM_RING_DATA ((char *)loom_smem4 + LOOM_RING_OFFSET)
-
-// Rows of a COLS-wide bf16 matrix one ring chunk holds (at least 1).
-__host__ __device__ constexpr int loom_chunk_rows(int cols)
-{
-    return LOOM_CHUNK_BYTES / (cols * 2) > 0 ? LOOM_CHUNK_BYTES / (cols * 2) : 1;
-}
 
 // ------------------------------------------------------------ numbers
 
@@ -209,7 +195,7 @@ __device__ __forceinline__ int ld_volatile(const int *p)
     return *(const volatile int *)p;
 }
 
-#if LOOM_RING
+#if LOOM_STAGE
 __device__ __forceinline__ u32 smem_addr(const void *p)
 {
     u64 a;
@@ -243,7 +229,33 @@ __device__ __forceinline__ bool mbar_test(u64 *bar, u32 parity)
                  : "=r"(ok) : "r"(smem_addr(bar)), "r"(parity) : "memory");
     return ok != 0;
 }
-#endif // LOOM_RING
+
+// Spins until the barrier's phase `parity` completed or timeout_ns passed.
+__device__ __forceinline__ bool mbar_wait_bounded(u64 *bar, u32 parity, u64 timeout_ns)
+{
+    u64 t0 = 0;
+    for (int spin = 0; !mbar_test(bar, parity); spin++) {
+        if ((spin & 63) != 63)
+            continue;
+        u64 now = globaltimer();
+        if (t0 == 0)
+            t0 = now;
+        else if (now - t0 > timeout_ns)
+            return false;
+    }
+    return true;
+}
+
+// 16 bytes of staged weights (shared memory). volatile: never hoisted above
+// the mbarrier wait that says they have landed.
+__device__ __forceinline__ uint4 ld_shared16(const void *p)
+{
+    uint4 v;
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(smem_addr(p)));
+    return v;
+}
+#endif // LOOM_STAGE
 
 // Activations written by other SMs in this launch are read through L2 only
 // (ld.global.cg): L1 is not coherent across SMs, and a line an SM cached in an

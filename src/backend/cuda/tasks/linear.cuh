@@ -5,7 +5,9 @@
 // Each warp owns pairs of rows; each lane streams 16-byte chunks (8 bf16) of
 // both rows, LOOM_LIN_UNROLL chunks per row in flight, fp32 accumulation,
 // then a warp reduction. A task is split in linear_prefetch (weights only,
-// may run before the task's waits) and linear_task (after them).
+// runs before the task's waits: the tile's first rows go to shared memory
+// by bulk copy on Hopper, common.cuh "Weight staging"; the first rows read
+// from global memory go to registers and L2) and linear_task (after them).
 //
 // defines: linear_prefetch, linear_task
 #pragma once
@@ -36,19 +38,49 @@ enum { LOOM_EPI_STORE = 0, LOOM_EPI_RESIDUAL = 1, LOOM_EPI_SILU_MUL = 2, LOOM_EP
 // chunk group (LOOM_LIN_UNROLL 16-byte vectors) of its first two rows.
 #define LOOM_PRELOAD (2 * LOOM_LIN_UNROLL)
 
-// Before the wait (weights depend on nothing): each warp loads the first
+// Rows of a tile of `rows` rows of COLS columns the staging buffer takes:
+// all, or as many as fit rounded down to an even count (row pairs are
+// either both staged or both not).
+template <int COLS>
+__device__ __forceinline__ int stage_rows(int rows)
+{
+#if LOOM_STAGE
+    constexpr int FIT = LOOM_STAGE_BYTES / (COLS * 2);
+    return rows <= FIT ? rows : (FIT & ~1);
+#else
+    (void)rows;
+    return 0;
+#endif
+}
+
+// Before the wait (weights depend on nothing): thread 0 starts the bulk copy
+// of the staged rows (Hopper); without staging, each warp loads the first
 // chunk group of its first row pair into registers (linear_task starts from
-// them), and the first LOOM_PREFETCH_BYTES of the tile go toward L2.
+// them); the LOOM_PREFETCH_BYTES after the staged rows go toward L2.
 template <int COLS>
 __device__ __forceinline__ void linear_prefetch(const loom_dop &d, const loom_dtask *t,
-                                                uint4 (&pre)[LOOM_PRELOAD])
+                                                uint4 (&pre)[LOOM_PRELOAD], stage_state &sg)
 {
     constexpr int CH = COLS / 8, U = LOOM_LIN_UNROLL;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int r0 = t->row_begin + 2 * warp;
+    const int rb = t->row_begin, h = stage_rows<COLS>(t->row_end - rb);
+    const bf16raw *W = (const bf16raw *)d.w;
+    sg.rows = h;
+#if LOOM_STAGE
+    if (h > 0) {
+        if (threadIdx.x == 0) {
+            // the buffer's last reads (previous task, generic proxy) before
+            // the copy's writes (async proxy)
+            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+            bulk_load(LOOM_STAGE_DATA, W + (u64)rb * COLS, (u32)h * COLS * 2, LOOM_STAGE_BAR);
+        }
+        sg.pending = true;
+    }
+#endif
+#if !LOOM_STAGE   // with staging the tile's head is in shared memory already
+    const int r0 = rb + 2 * warp;
     if (r0 < t->row_end) {
         const int r1 = r0 + 1 < t->row_end ? r0 + 1 : r0;
-        const bf16raw *W = (const bf16raw *)d.w;
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int cc = lane + 32 * u;
@@ -58,8 +90,14 @@ __device__ __forceinline__ void linear_prefetch(const loom_dop &d, const loom_dt
             }
         }
     }
-    const char *w = (const char *)d.w + (u64)t->row_begin * COLS * 2;
-    u64 bytes = (u64)(t->row_end - t->row_begin) * COLS * 2;
+#else
+    (void)pre;
+    (void)lane;
+    (void)CH;
+    (void)U;
+#endif
+    const char *w = (const char *)d.w + (u64)(rb + h) * COLS * 2;
+    u64 bytes = (u64)(t->row_end - rb - h) * COLS * 2;
     if (bytes > (u64)LOOM_PREFETCH_BYTES)
         bytes = (u64)LOOM_PREFETCH_BYTES;
     for (u64 off = (u64)threadIdx.x * 128; off < bytes; off += (u64)LOOM_THREADS * 128)
@@ -89,15 +127,27 @@ __device__ __forceinline__ float4 ld_x4(const float4 *x4, int i)
     return XG ? ldcg4(x4 + i) : x4[i];
 }
 
-// Lane's partial dot products of rows w0 and w1 with xs (shared, fp32; or
-// global when XG).
-template <int COLS, bool XG = false>
+// 16 bytes of weights: staged (shared memory) or from global memory.
+template <bool STAGED>
+__device__ __forceinline__ uint4 ld_w16(const bf16raw *p)
+{
+#if LOOM_STAGE
+    if (STAGED)
+        return ld_shared16(p);
+#endif
+    return ld_weight16_sched(p);
+}
+
+// Lane's partial dot products of rows w0 and w1 (in the staging buffer when
+// STAGED) with xs (shared, fp32; or global when XG).
+template <int COLS, bool STAGED, bool XG = false>
 __device__ __forceinline__ void dot_rows2(const bf16raw *w0, const bf16raw *w1,
                                           const float *xs, float &a0, float &a1,
                                           const uint4 (&pre)[LOOM_PRELOAD], bool use_pre)
 {
     constexpr int CH = COLS / 8;
-    constexpr int U = LOOM_LIN_UNROLL_FOR(COLS);
+    // shared memory answers in tens of cycles: fewer loads in flight do
+    constexpr int U = STAGED ? LOOM_LIN_UNROLL : LOOM_LIN_UNROLL_FOR(COLS);
     constexpr int P = LOOM_LIN_UNROLL;   // chunks preloaded before the wait
     const int lane = threadIdx.x & 31;
     const float4 *x4 = (const float4 *)xs;
@@ -113,8 +163,8 @@ __device__ __forceinline__ void dot_rows2(const bf16raw *w0, const bf16raw *w1,
                     v0[u] = pre[u < P ? u : 0];
                     v1[u] = pre[P + (u < P ? u : 0)];
                 } else {
-                    v0[u] = ld_weight16_sched(w0 + cc * 8);
-                    v1[u] = ld_weight16_sched(w1 + cc * 8);
+                    v0[u] = ld_w16<STAGED>(w0 + cc * 8);
+                    v1[u] = ld_w16<STAGED>(w1 + cc * 8);
                 }
             }
         }
@@ -194,62 +244,17 @@ __device__ __forceinline__ void linear_argmax_reduce(const loom_dop &d, const lo
     }
 }
 
-#if LOOM_RING
-// ------------------------------------------------------------ weight ring
-
-__device__ __forceinline__ uint4 ld_chunk_desc(const uint4 *p)
+#if LOOM_STAGE
+// Every thread: wait until the staged rows have landed. Bounded; the verdict
+// is the CTA's (a vote), so no thread is left behind at a barrier. On
+// timeout the error record names the task and counter -2 (staging), and the
+// CTA's wait verdict says exit.
+__device__ __forceinline__ bool stage_wait(const loom_kparams &p, stage_state &sg, int task_id,
+                                           int step)
 {
-    uint4 v;
-    asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-    return v;
-}
-
-// Thread 0: issue bulk copies of the next chunks of this SM's weight stream
-// into every free slot, at most one step ahead of `step`. The descriptor of
-// the chunk after is loaded right away, so its latency hides behind the
-// chunk's consumption.
-__device__ __forceinline__ void ring_fill(const loom_kparams &p, int step, ring_cursor &rc)
-{
-    while (rc.n > 0 && rc.head - rc.tail < LOOM_RING_SLOTS && rc.pstep < p.n_steps &&
-           rc.pstep <= step + 1) {
-        const int slot = rc.head % LOOM_RING_SLOTS;
-        const char *src = (const char *)((u64)rc.next.x | ((u64)rc.next.y << 32));
-        bulk_load(LOOM_RING_DATA + (u64)slot * LOOM_CHUNK_BYTES, src, rc.next.z,
-                  LOOM_RING_BARS + slot);
-        rc.head++;
-        if (++rc.pos == rc.n) {
-            rc.pos = 0;
-            rc.pstep++;
-        }
-        rc.next = ld_chunk_desc(rc.stream + rc.pos);
-    }
-}
-
-// Spins until the barrier's phase `parity` completed or timeout_ns passed.
-__device__ __forceinline__ bool mbar_wait_bounded(u64 *bar, u32 parity, u64 timeout_ns)
-{
-    u64 t0 = 0;
-    for (int spin = 0; !mbar_test(bar, parity); spin++) {
-        if ((spin & 63) != 63)
-            continue;
-        u64 now = globaltimer();
-        if (t0 == 0)
-            t0 = now;
-        else if (now - t0 > timeout_ns)
-            return false;
-    }
-    return true;
-}
-
-// Every thread: wait until ring chunk number `chunk` has landed. Bounded; the
-// verdict is the CTA's (a vote), so no thread is left behind at a barrier.
-// On timeout the error record names the task and counter -2 (the ring), and
-// the CTA's wait verdict says exit.
-__device__ __forceinline__ bool ring_wait(const loom_kparams &p, int chunk, int task_id, int step)
-{
-    u64 *bar = LOOM_RING_BARS + chunk % LOOM_RING_SLOTS;
-    bool ok = mbar_wait_bounded(bar, (u32)(chunk / LOOM_RING_SLOTS) & 1u, p.timeout_ns);
+    bool ok = mbar_wait_bounded(LOOM_STAGE_BAR, sg.parity, p.timeout_ns);
+    sg.parity ^= 1u;
+    sg.pending = false;
     if (!__syncthreads_or(!ok))
         return true;
     if (threadIdx.x == 0) {
@@ -258,7 +263,7 @@ __device__ __forceinline__ bool ring_wait(const loom_kparams &p, int chunk, int 
             err->sm = blockIdx.x;
             err->task = task_id;
             err->counter = -2;
-            err->value = (u32)chunk;
+            err->value = 0;
             err->threshold = 0;
             err->step = step;
             __threadfence();
@@ -269,166 +274,14 @@ __device__ __forceinline__ bool ring_wait(const loom_kparams &p, int chunk, int 
     __syncthreads();
     return false;
 }
+#endif
 
-// Kernel start (every thread): the cursors; thread 0 also the slots'
-// barriers and the first descriptor.
-__device__ __forceinline__ void ring_init(const loom_kparams &p, ring_cursor &rc)
-{
-    const int *off = (const int *)p.chunk_offset;
-    rc.head = rc.tail = rc.pos = rc.pstep = 0;
-    rc.stream = (const uint4 *)p.chunks + off[blockIdx.x];
-    rc.n = off[blockIdx.x + 1] - off[blockIdx.x];
-    if (threadIdx.x == 0) {
-        for (int i = 0; i < LOOM_RING_SLOTS; i++)
-            mbar_init(LOOM_RING_BARS + i, 1);
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-        if (rc.n > 0)
-            rc.next = ld_chunk_desc(rc.stream);
-    }
-    __syncthreads();
-}
-
-// Kernel exit (every thread): no bulk copy may still be writing into the
-// shared memory of a CTA that is gone.
-__device__ __forceinline__ void ring_drain(const loom_kparams &p, const ring_cursor &rc)
-{
-    __syncthreads();
-    if (threadIdx.x == 0)
-        for (int c = rc.tail; c < rc.head; c++)
-            if (!mbar_wait_bounded(LOOM_RING_BARS + c % LOOM_RING_SLOTS,
-                                   (u32)(c / LOOM_RING_SLOTS) & 1u, p.timeout_ns))
-                break;
-    __syncthreads();
-}
-
-// Partial dot products of `nr` rows of a chunk (row-major in shared memory)
-// with xs: each row's sum lands in acc[row] (one warp per row when there are
-// at least as many rows as warps; else WARPS/nr warps share a row, their
-// partials combined in a fixed order so results are deterministic).
-template <int COLS>
-__device__ __forceinline__ void ring_chunk_dot(const bf16raw *w, int nr, const float *xs,
-                                               float *acc, float *red)
-{
-    constexpr int V = COLS / 8;   // 16-byte vectors per row
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const float4 *x4 = (const float4 *)xs;
-
-    if (nr >= LOOM_WARPS) {
-        for (int r = warp; r < nr; r += LOOM_WARPS) {
-            const uint4 *row = (const uint4 *)(w + (u64)r * COLS);
-            float a = 0.0f;
-#pragma unroll 4
-            for (int v = lane; v < V; v += 32)
-                a = dot8(row[v], x4[2 * v], x4[2 * v + 1], a);
-            a = warp_sum(a);
-            if (lane == 0)
-                acc[r] = a;
-        }
-        return;
-    }
-    const int wpr = LOOM_WARPS / nr;          // warps per row
-    const int r = warp / wpr, seg = warp % wpr;
-    float a = 0.0f;
-    if (r < nr) {
-        const uint4 *row = (const uint4 *)(w + (u64)r * COLS);
-#pragma unroll 4
-        for (int v = seg * 32 + lane; v < V; v += wpr * 32)
-            a = dot8(row[v], x4[2 * v], x4[2 * v + 1], a);
-    }
-    a = warp_sum(a);
-    if (lane == 0)
-        red[warp] = a;
-    __syncthreads();
-    if (threadIdx.x < nr) {
-        float sum = 0.0f;
-        for (int j = 0; j < wpr; j++)
-            sum += red[threadIdx.x * wpr + j];
-        acc[threadIdx.x] = sum;
-    }
-}
-#endif // LOOM_RING
-
-#if LOOM_RING
-// Warp-level then block-level {value, row} argmax into aux[tile].
-__device__ __forceinline__ void ring_argmax_reduce(const loom_dop &d, const loom_dtask *t,
-                                                   float bv, float br, float *red)
-{
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-        float orow = __shfl_xor_sync(0xffffffffu, br, o);
-        if (argmax_better(ov, orow, bv, br)) {
-            bv = ov;
-            br = orow;
-        }
-    }
-    linear_argmax_reduce(d, t, bv, br, red);
-}
-
-// LINEAR with the tile's weights taken from the ring, chunk by chunk: row
-// sums into acc (shared), then the epilogue over the tile's rows.
 template <int COLS, int PRO, int EPI, bool BIAS>
 __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_dop &d,
-                                            const loom_dtask *t, int step, ring_cursor &rc,
-                                            const uint4 (&pre)[LOOM_PRELOAD])
-{
-    constexpr int RPC = loom_chunk_rows(COLS);
-    float *xs = LOOM_SMEM;
-    float *acc = LOOM_SMEM + COLS;                  // LOOM_MAX_TILE_ROWS floats
-    float *red = acc + LOOM_MAX_TILE_ROWS;          // 2 * LOOM_WARPS floats
-    const int rb = t->row_begin, rows = t->row_end - t->row_begin;
-    const int nch = (rows + RPC - 1) / RPC;
-    (void)pre;
-    const int task_id = loom_task_id(t);
-
-    linear_stage_x<COLS, PRO>(d, xs, red);   // ends with __syncthreads
-    const int first = rc.tail;
-    for (int ch = 0; ch < nch; ch++) {
-        if (!ring_wait(p, first + ch, task_id, step))
-            return;
-        const int slot = (first + ch) % LOOM_RING_SLOTS;
-        const int nr = rows - ch * RPC < RPC ? rows - ch * RPC : RPC;
-        ring_chunk_dot<COLS>((const bf16raw *)(LOOM_RING_DATA + (u64)slot * LOOM_CHUNK_BYTES),
-                             nr, xs, acc + ch * RPC, red);
-        __syncthreads();   // the slot and red are free again
-        rc.tail = first + ch + 1;
-        if (threadIdx.x == 0)
-            ring_fill(p, step, rc);
-    }
-    __syncthreads();
-
-    float *y = (float *)d.y;
-    if (EPI == LOOM_EPI_SILU_MUL) {
-        for (int i = threadIdx.x; i < rows / 2; i += LOOM_THREADS)
-            y[rb / 2 + i] = silu(acc[2 * i]) * acc[2 * i + 1];
-    } else if (EPI == LOOM_EPI_RESIDUAL) {
-        const float *resid = (const float *)d.resid;
-        for (int i = threadIdx.x; i < rows; i += LOOM_THREADS)
-            y[rb + i] = ldcg(resid + rb + i) + acc[i];
-    } else if (EPI == LOOM_EPI_ARGMAX) {
-        float bv = loom_neg_inf(), br = (float)rb;
-        y += (LOOM_LOGITS_BY_STEP ? (u64)step : 0ull) * (u64)d.rows;
-        for (int i = threadIdx.x; i < rows; i += LOOM_THREADS) {
-            y[rb + i] = acc[i];
-            if (argmax_better(acc[i], (float)(rb + i), bv, br)) {
-                bv = acc[i];
-                br = (float)(rb + i);
-            }
-        }
-        ring_argmax_reduce(d, t, bv, br, red);
-    } else {
-        for (int i = threadIdx.x; i < rows; i += LOOM_THREADS)
-            y[rb + i] = acc[i] + (BIAS ? ((const float *)d.bias)[rb + i] : 0.0f);
-    }
-}
-#else
-template <int COLS, int PRO, int EPI, bool BIAS>
-__device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_dop &d,
-                                            const loom_dtask *t, int step, ring_cursor &rc,
-                                            const uint4 (&pre)[LOOM_PRELOAD])
+                                            const loom_dtask *t, int step,
+                                            const uint4 (&pre)[LOOM_PRELOAD], stage_state &sg)
 {
     (void)p;
-    (void)rc;
     float *xs = LOOM_SMEM;
     float *red = LOOM_SMEM + COLS;      // 2 * LOOM_WARPS floats
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -447,12 +300,24 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     linear_stage_x<COLS, PRO>(d, xs, red, xc);
     if (EPI == LOOM_EPI_ARGMAX)
         y += (LOOM_LOGITS_BY_STEP ? (u64)step : 0ull) * (u64)d.rows;
+    const int h = sg.rows;   // rows rb .. rb + h - 1 are staged
+#if LOOM_STAGE
+    if (h > 0 && !stage_wait(p, sg, loom_task_id(t), step))
+        return;
+    const bf16raw *S = (const bf16raw *)LOOM_STAGE_DATA;   // row rb
+#endif
 
     for (int r0 = rb + 2 * warp; r0 < re; r0 += 2 * LOOM_WARPS) {
         const int r1 = r0 + 1 < re ? r0 + 1 : r0;
         float a0 = 0.0f, a1 = 0.0f;
-        dot_rows2<COLS>(W + (u64)r0 * COLS, W + (u64)r1 * COLS, xs, a0, a1, pre,
-                        r0 == rb + 2 * warp);
+#if LOOM_STAGE
+        if (r0 < rb + h)
+            dot_rows2<COLS, true>(S + (u64)(r0 - rb) * COLS, S + (u64)(r1 - rb) * COLS, xs,
+                                  a0, a1, pre, false);
+        else
+#endif
+            dot_rows2<COLS, false>(W + (u64)r0 * COLS, W + (u64)r1 * COLS, xs, a0, a1, pre,
+                                   !LOOM_STAGE && r0 == rb + 2 * warp);
         a0 = warp_sum(a0);
         a1 = warp_sum(a1);
         if (lane != 0)
@@ -501,4 +366,3 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
         linear_argmax_reduce(d, t, best_v, best_r, red);
     }
 }
-#endif // LOOM_RING

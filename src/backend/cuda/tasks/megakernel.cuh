@@ -1,6 +1,7 @@
 // megakernel.cuh - the persistent kernel: one CTA per SM runs its task list
 // for every decode step. Per task: prefetch its weights (they depend on
-// nothing), wait on its counters, run it, signal. The generated source
+// nothing: bulk copy to shared memory, registers, L2), wait on its counters,
+// run it, signal. The generated source
 // defines loom_prefetch and loom_dispatch (a switch over op variants) before
 // including this file.
 //
@@ -25,10 +26,14 @@ loom_megakernel(const loom_kparams p)
         ((int *)LOOM_SIDS)[i] = list[begin + i];
     __syncthreads();
 
-    ring_cursor rc;
+    stage_state sg = {0, 0u, false};
     uint4 pre[LOOM_PRELOAD];   // a linear task's first weights, loaded before its wait
-#if LOOM_RING
-    ring_init(p, rc);
+#if LOOM_STAGE
+    if (threadIdx.x == 0) {
+        mbar_init(LOOM_STAGE_BAR, 1);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
 #endif
     for (int step = 0; step < p.n_steps; step++) {
         for (int k = 0; k < n; k++) {
@@ -39,12 +44,7 @@ loom_megakernel(const loom_kparams p)
             u64 *tr = loom_trace_slot(step, id);   // trace.cuh
             loom_trace_stamp(tr, 0);
 #endif
-#if LOOM_RING
-            if (threadIdx.x == 0)
-                ring_fill(p, step, rc);    // weights do not wait
-#else
-            loom_prefetch(d, t, pre);
-#endif
+            loom_prefetch(d, t, pre, sg);   // weights do not wait
             if (loom_wait_all(p, t, id, step, ws) != LOOM_WAIT_OK)
                 goto out;
 #if LOOM_TRACE
@@ -57,8 +57,8 @@ loom_megakernel(const loom_kparams p)
                 xc[11] = blockIdx.x + 1;
             }
 #endif
-            loom_dispatch(p, d, t, step, rc, pre);
-            if (ws->verdict != LOOM_WAIT_OK)   // a ring wait timed out
+            loom_dispatch(p, d, t, step, pre, sg);
+            if (ws->verdict != LOOM_WAIT_OK)   // a staging wait timed out
                 goto out;
 #if LOOM_TRACE
             loom_trace_end(tr);
@@ -74,8 +74,11 @@ loom_megakernel(const loom_kparams p)
         }
     }
 out:
-#if LOOM_RING
-    ring_drain(p, rc);
+#if LOOM_STAGE
+    // No bulk copy may still be writing into the shared memory of a CTA
+    // that is gone (a wait gave up after its task's copy started).
+    if (sg.pending && threadIdx.x == 0)
+        mbar_wait_bounded(LOOM_STAGE_BAR, sg.parity, p.timeout_ns);
 #endif
     return;
 }
