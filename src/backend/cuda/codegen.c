@@ -113,7 +113,7 @@ void loom_cuda_op_variants(const loom_program *p, int32_t *variant, int32_t *n_v
  * bulk copy engine while the task waits for its inputs. */
 #define SMEM_HEAD 128
 /* The staging buffer's size unless LOOM_CUDA_STAGE_KB says (0: off). */
-#define STAGE_MAX_KB 192
+#define STAGE_MAX_KB 96   /* H100: 96 KB beat 192 and 0 (perf-notes v6) */
 
 static int64_t round_up(int64_t n, int64_t to)
 {

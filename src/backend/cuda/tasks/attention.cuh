@@ -7,9 +7,11 @@
 // __syncthreads (through L2 like every cache read). Splits take positions
 // from the newest back (graph.h), so split 0 holds position step.
 // The G query heads of group g share each K/V row load. Warps take
-// positions p0 + warp, p0 + warp + LOOM_WARPS, ... of the chunk; for each one
-// the warp computes G scores (lane owns elements i = lane + 32e of the head)
-// and updates an online softmax {m, l, o} per head; the warps' states are
+// positions p0 + warp, p0 + warp + LOOM_WARPS, ... of the chunk, loading the
+// K and V rows of 4 of them before using any (one L2 round trip for 4); for
+// each the warp computes G scores (lane owns the contiguous elements
+// lane * EPL .. + EPL - 1 of the head, q in registers, pre-scaled) and
+// updates an online softmax {m, l, o} per head; the warps' states are
 // then merged through shared memory. split == 1 writes the normalised output,
 // split > 1 the partials {o, m, l} (empty chunk: o = 0, m = -inf, l = 0).
 //
@@ -70,6 +72,34 @@ __device__ __forceinline__ void attention_qkv(const loom_kparams &p, const loom_
     }
 }
 
+// The lane's EPL contiguous bf16 of a K or V row at p (through L2: written
+// this launch by other SMs) as floats, the first n of them valid (the rest
+// and n <= 0 read as zeros). VEC (HD == 32 * EPL, so p is aligned): one
+// vector load.
+template <int EPL, bool VEC>
+__device__ __forceinline__ void kv_row_load(const bf16raw *p, int n, float (&out)[EPL])
+{
+    if (VEC && EPL == 4) {
+        uint2 v = make_uint2(0u, 0u);
+        if (n > 0)
+            asm volatile("ld.global.cg.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
+        out[0] = bf16_lo(v.x);
+        out[1 % EPL] = bf16_hi(v.x);
+        out[2 % EPL] = bf16_lo(v.y);
+        out[3 % EPL] = bf16_hi(v.y);
+    } else if (VEC && EPL == 2) {
+        u32 v = 0u;
+        if (n > 0)
+            asm volatile("ld.global.cg.u32 %0, [%1];" : "=r"(v) : "l"(p));
+        out[0] = bf16_lo(v);
+        out[1 % EPL] = bf16_hi(v);
+    } else {
+#pragma unroll
+        for (int e = 0; e < EPL; e++)
+            out[e] = e < n ? bf16_to_f32(ldcg_bf16(p + e)) : 0.0f;
+    }
+}
+
 template <int HD, int G, bool QNORM, bool KNORM>
 __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom_dop &d,
                                                const loom_dtask *t, int step)
@@ -83,7 +113,7 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
     int p1 = n - s * chunk, p0 = p1 - chunk;
     p1 = p1 > 0 ? p1 : 0;
     p0 = p0 > 0 ? p0 : 0;
-    const float scale = 1.0f / sqrtf((float)HD);
+    const float scale = 1.0f / sqrtf((float)HD);   // folded into q
     float *qs = LOOM_SMEM;                          // G * HD
     float *st = LOOM_SMEM + G * HD;                 // LOOM_WARPS * G * ST
 
@@ -92,42 +122,54 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
     attention_qkv<HD, G, QNORM, KNORM>(p, d, t, g, step, s == 0, qs);
     __syncthreads();
 
-    float m[G], l[G], o[G][EPL];
+    // Lane owns elements lane * EPL .. lane * EPL + EPL - 1 of a head
+    // (contiguous: one load of EPL bf16 per row), its q in registers.
+    float q[G][EPL], m[G], l[G], o[G][EPL];
 #pragma unroll
     for (int h = 0; h < G; h++) {
         m[h] = loom_neg_inf();
         l[h] = 0.0f;
 #pragma unroll
-        for (int e = 0; e < EPL; e++)
+        for (int e = 0; e < EPL; e++) {
+            const int i = lane * EPL + e;
+            q[h][e] = i < HD ? qs[h * HD + i] * scale : 0.0f;
             o[h][e] = 0.0f;
+        }
     }
     const bf16raw *kc = (const bf16raw *)d.kcache, *vc = (const bf16raw *)d.vcache;
-    for (int pos = p0 + warp; pos < p1; pos += LOOM_WARPS) {
-        const u64 base = (kv_slot(p, pos) * LOOM_N_KV + g) * HD;
-        float kv[EPL], vv[EPL];
+    // PB positions per warp at a time: their K and V rows are all loaded
+    // before any is used, so one L2 round trip serves PB positions.
+    constexpr int PB = 4;
+    for (int pos0 = p0 + warp; pos0 < p1; pos0 += LOOM_WARPS * PB) {
+        float kv[PB][EPL], vv[PB][EPL];
 #pragma unroll
-        for (int e = 0; e < EPL; e++) {
-            int i = lane + 32 * e;
-            kv[e] = i < HD ? bf16_to_f32(ldcg_bf16(kc + base + i)) : 0.0f;
-            vv[e] = i < HD ? bf16_to_f32(ldcg_bf16(vc + base + i)) : 0.0f;
+        for (int b = 0; b < PB; b++) {
+            const int pos = pos0 + b * LOOM_WARPS;
+            const u64 base =
+                (kv_slot(p, pos < p1 ? pos : p0) * LOOM_N_KV + g) * HD + (u64)lane * EPL;
+            const int nv = pos < p1 ? HD - lane * EPL : 0;
+            kv_row_load<EPL, HD == 32 * EPL>(kc + base, nv, kv[b]);
+            kv_row_load<EPL, HD == 32 * EPL>(vc + base, nv, vv[b]);
         }
 #pragma unroll
-        for (int h = 0; h < G; h++) {
-            float dot = 0.0f;
+        for (int b = 0; b < PB; b++) {
+            if (pos0 + b * LOOM_WARPS >= p1)
+                break;
 #pragma unroll
-            for (int e = 0; e < EPL; e++) {
-                int i = lane + 32 * e;
-                if (i < HD)
-                    dot = fmaf(qs[h * HD + i], kv[e], dot);
+            for (int h = 0; h < G; h++) {
+                float dot = 0.0f;
+#pragma unroll
+                for (int e = 0; e < EPL; e++)
+                    dot = fmaf(q[h][e], kv[b][e], dot);
+                float sc = warp_sum(dot);
+                float mn = fmaxf(m[h], sc);
+                float corr = expf(m[h] - mn), pe = expf(sc - mn);
+                l[h] = l[h] * corr + pe;
+#pragma unroll
+                for (int e = 0; e < EPL; e++)
+                    o[h][e] = o[h][e] * corr + pe * vv[b][e];
+                m[h] = mn;
             }
-            float sc = warp_sum(dot) * scale;
-            float mn = fmaxf(m[h], sc);
-            float corr = expf(m[h] - mn), pe = expf(sc - mn);
-            l[h] = l[h] * corr + pe;
-#pragma unroll
-            for (int e = 0; e < EPL; e++)
-                o[h][e] = o[h][e] * corr + pe * vv[e];
-            m[h] = mn;
         }
     }
     // This warp's states into shared memory.
@@ -136,7 +178,7 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
         float *sw = st + (warp * G + h) * ST;
 #pragma unroll
         for (int e = 0; e < EPL; e++) {
-            int i = lane + 32 * e;
+            const int i = lane * EPL + e;
             if (i < HD)
                 sw[i] = o[h][e];
         }

@@ -409,6 +409,23 @@ struct loom_wait_state {
     int verdict;
 };
 
+// Polling a counter: an acquire load; LOOM_POLL_RELAXED (experiment): relaxed
+// loads and one acquire fence once every wait is met. LOOM_POLL_NS: the
+// first back-off sleep (0: spin without sleeping).
+#ifndef LOOM_POLL_NS
+#define LOOM_POLL_NS 32
+#endif
+__device__ __forceinline__ u32 ld_poll(const u32 *c)
+{
+#if defined(LOOM_POLL_RELAXED)
+    u32 v;
+    asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(c) : "memory");
+    return v;
+#else
+    return ld_acquire(c);
+#endif
+}
+
 // Thread 0 spins until every wait of t is satisfied for `step`, with an
 // acquire load and __nanosleep backoff. Gives up (LOOM_WAIT_EXIT) when the
 // run is aborted, when this step is past the stop step (an earlier ARGMAX
@@ -436,17 +453,19 @@ __device__ __forceinline__ int loom_wait_thread0(const loom_kparams &p, const lo
         if (thr <= 0)
             continue;
         const u32 *c = counters + t->wait_counter[i];
-        u32 v = ld_acquire(c);
+        u32 v = ld_poll(c);
         if ((long long)v >= thr)
             continue;
         look = true;
         u64 t0 = globaltimer();
-        u32 ns = 32;
+        u32 ns = LOOM_POLL_NS;
         for (int spin = 0;; spin++) {
-            __nanosleep(ns);
-            if (ns < 128)
-                ns <<= 1;
-            v = ld_acquire(c);
+            if (ns) {
+                __nanosleep(ns);
+                if (ns < 128)
+                    ns <<= 1;
+            }
+            v = ld_poll(c);
             if ((long long)v >= thr)
                 break;
             // The abort flag and the stop step are looked at every 16th
@@ -473,7 +492,7 @@ __device__ __forceinline__ int loom_wait_thread0(const loom_kparams &p, const lo
     // Waits done. The acquires and the CTA barrier after this function keep
     // every thread's later loads behind the producers' releases; those loads
     // go through L2 (ldcg), so no stale L1 line can answer them.
-#if defined(LOOM_WAIT_FENCE)
+#if defined(LOOM_WAIT_FENCE) || defined(LOOM_POLL_RELAXED)
     asm volatile("fence.acq_rel.gpu;" ::: "memory");
 #endif
     if (look && (step >= ld_volatile(stop) || ld_volatile(&err->flag) != 0))

@@ -307,6 +307,16 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     const bf16raw *S = (const bf16raw *)LOOM_STAGE_DATA;   // row rb
 #endif
 
+    // RESIDUAL: the warp's first pair's residuals are loaded now (lane 0),
+    // their L2 round trip hidden behind the dot products.
+    const float *resid = (const float *)d.resid;
+    float res0 = 0.0f, res1 = 0.0f;
+    if (EPI == LOOM_EPI_RESIDUAL && lane == 0 && rb + 2 * warp < re) {
+        const int r0 = rb + 2 * warp;
+        res0 = ldcg(resid + r0);
+        res1 = ldcg(resid + (r0 + 1 < re ? r0 + 1 : r0));
+    }
+
     for (int r0 = rb + 2 * warp; r0 < re; r0 += 2 * LOOM_WARPS) {
         const int r1 = r0 + 1 < re ? r0 + 1 : r0;
         float a0 = 0.0f, a1 = 0.0f;
@@ -326,8 +336,11 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
             y[r0 / 2] = silu(a0) * a1;      // r0 even: tiles hold whole pairs
             XC_OUT(r0 / 2, y[r0 / 2]);
         } else if (EPI == LOOM_EPI_RESIDUAL) {
-            const float *resid = (const float *)d.resid;
-            float v0 = ldcg(resid + r0) + a0, v1 = ldcg(resid + r1) + a1;
+            if (r0 != rb + 2 * warp) {
+                res0 = ldcg(resid + r0);
+                res1 = ldcg(resid + r1);
+            }
+            float v0 = res0 + a0, v1 = res1 + a1;
             y[r0] = v0;
             XC_OUT(r0, v0);
             if (r1 != r0) {
