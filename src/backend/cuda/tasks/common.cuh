@@ -409,22 +409,13 @@ struct loom_wait_state {
     int verdict;
 };
 
-// Polling a counter: an acquire load; LOOM_POLL_RELAXED (experiment): relaxed
-// loads and one acquire fence once every wait is met. LOOM_POLL_NS: the
-// first back-off sleep (0: spin without sleeping).
+// Polling a counter: acquire loads back to back; LOOM_POLL_NS > 0 sleeps
+// that long after the first miss, doubling up to 128 ns (on the H100 the
+// tight spin was 0.3% faster; relaxed loads plus one acquire fence were 1-7%
+// slower: docs/perf-notes.md v7).
 #ifndef LOOM_POLL_NS
-#define LOOM_POLL_NS 32
+#define LOOM_POLL_NS 0
 #endif
-__device__ __forceinline__ u32 ld_poll(const u32 *c)
-{
-#if defined(LOOM_POLL_RELAXED)
-    u32 v;
-    asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(c) : "memory");
-    return v;
-#else
-    return ld_acquire(c);
-#endif
-}
 
 // Thread 0 spins until every wait of t is satisfied for `step`, with an
 // acquire load and __nanosleep backoff. Gives up (LOOM_WAIT_EXIT) when the
@@ -453,7 +444,7 @@ __device__ __forceinline__ int loom_wait_thread0(const loom_kparams &p, const lo
         if (thr <= 0)
             continue;
         const u32 *c = counters + t->wait_counter[i];
-        u32 v = ld_poll(c);
+        u32 v = ld_acquire(c);
         if ((long long)v >= thr)
             continue;
         look = true;
@@ -465,7 +456,7 @@ __device__ __forceinline__ int loom_wait_thread0(const loom_kparams &p, const lo
                 if (ns < 128)
                     ns <<= 1;
             }
-            v = ld_poll(c);
+            v = ld_acquire(c);
             if ((long long)v >= thr)
                 break;
             // The abort flag and the stop step are looked at every 16th
@@ -492,7 +483,7 @@ __device__ __forceinline__ int loom_wait_thread0(const loom_kparams &p, const lo
     // Waits done. The acquires and the CTA barrier after this function keep
     // every thread's later loads behind the producers' releases; those loads
     // go through L2 (ldcg), so no stale L1 line can answer them.
-#if defined(LOOM_WAIT_FENCE) || defined(LOOM_POLL_RELAXED)
+#if defined(LOOM_WAIT_FENCE)
     asm volatile("fence.acq_rel.gpu;" ::: "memory");
 #endif
     if (look && (step >= ld_volatile(stop) || ld_volatile(&err->flag) != 0))
