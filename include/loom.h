@@ -187,7 +187,7 @@ loom_generate_params loom_generate_default_params(void);
 typedef struct loom_generate_stats {
     int32_t n_steps;          /* decode steps run (prompt + generated)      */
     double  total_ms;         /* wall time of the run                       */
-    double  ms_per_token;     /* steady-state decode ms per step            */
+    double  ms_per_token;     /* mean ms between generated tokens          */
 } loom_generate_stats;
 
 /* Greedy decoding. The prompt is fed one token per step; tokens generated

@@ -39,7 +39,12 @@ typedef struct loom_run_result {
     int32_t n_steps_run;            /* steps actually run                       */
     int32_t n_generated;            /* tokens written to out_tokens             */
     double  total_ms;               /* wall time of the run                     */
-    double  ms_per_step;            /* steady state, excluding the first step   */
+    double  ms_per_step;            /* steady state: mean interval between the
+                                       generated tokens (steps n_prompt - 1 ..
+                                       n_steps_run - 1; the prompt's steps,
+                                       shorter in context, do not count), or
+                                       between all steps when fewer than two
+                                       tokens were generated                    */
 } loom_run_result;
 
 typedef struct loom_backend_vtable {

@@ -761,8 +761,9 @@ static void fill_result(run_ctx *ctx, loom_run_result *res, double total_ms)
     res->n_steps_run = n_run;
     res->n_generated = ctx->n_gen;
     res->total_ms = total_ms;
-    res->ms_per_step = n_run > 1
-        ? (ctx->step_end_ms[n_run - 1] - ctx->step_end_ms[0]) / (n_run - 1)
+    int32_t first = n_run - ctx->req->n_prompt >= 1 ? ctx->req->n_prompt - 1 : 0;
+    res->ms_per_step = n_run - first > 1
+        ? (ctx->step_end_ms[n_run - 1] - ctx->step_end_ms[first]) / (n_run - 1 - first)
         : total_ms;
 }
 

@@ -793,8 +793,10 @@ static loom_status cuda_run(void *state, const loom_run_request *req, loom_run_r
     r.n_steps_run = n_run;
     r.n_generated = ss.kept;
     r.total_ms = now_ms() - t0;
-    if (n_run > 1 && stamps[n_run - 1] > stamps[0])
-        r.ms_per_step = (double)(stamps[n_run - 1] - stamps[0]) / 1e6 / (n_run - 1);
+    /* backend.h: the generated tokens' steps when there are two or more */
+    int32_t first = n_run - req->n_prompt >= 1 ? req->n_prompt - 1 : 0;
+    if (n_run - first > 1 && stamps[n_run - 1] > stamps[first])
+        r.ms_per_step = (double)(stamps[n_run - 1] - stamps[first]) / 1e6 / (n_run - 1 - first);
     else
         r.ms_per_step = n_run > 0 ? r.total_ms / n_run : 0.0;
     free(stamps);
