@@ -140,33 +140,26 @@ __device__ __forceinline__ uint4 ld_w16(const bf16raw *p)
 
 // Lane's partial dot products of rows w0 and w1 (in the staging buffer when
 // STAGED) with xs (shared, fp32; or global when XG).
-// SPLIT: this warp takes the 32-chunk blocks seg, seg + wpr_, ... of the
-// columns (wpr_ warps share the pair); else the whole rows.
-template <int COLS, bool STAGED, bool SPLIT = false, bool XG = false>
+template <int COLS, bool STAGED, bool XG = false>
 __device__ __forceinline__ void dot_rows2(const bf16raw *w0, const bf16raw *w1,
                                           const float *xs, float &a0, float &a1,
-                                          const uint4 (&pre)[LOOM_PRELOAD], bool use_pre,
-                                          int seg = 0, int wpr_ = 1)
+                                          const uint4 (&pre)[LOOM_PRELOAD], bool use_pre)
 {
     constexpr int CH = COLS / 8;
-    // shared memory answers in tens of cycles, and a split row is short:
-    // fewer loads in flight do
-    constexpr int U = SPLIT ? 2 : STAGED ? LOOM_LIN_UNROLL : LOOM_LIN_UNROLL_FOR(COLS);
-    const int wpr = SPLIT ? wpr_ : 1;
-    if (!SPLIT)
-        seg = 0;
+    // shared memory answers in tens of cycles: fewer loads in flight do
+    constexpr int U = STAGED ? LOOM_LIN_UNROLL : LOOM_LIN_UNROLL_FOR(COLS);
     constexpr int P = LOOM_LIN_UNROLL;   // chunks preloaded before the wait
     const int lane = threadIdx.x & 31;
     const float4 *x4 = (const float4 *)xs;
 
 #pragma unroll 1
-    for (int c = lane + 32 * seg; c < CH; c += 32 * U * wpr) {
+    for (int c = lane; c < CH; c += 32 * U) {
         uint4 v0[U], v1[U];
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            int cc = c + 32 * wpr * u;
+            int cc = c + 32 * u;
             if (cc < CH) {
-                if (u < P && use_pre && c == lane) {   // loaded before the wait (wpr 1)
+                if (u < P && use_pre && c == lane) {   // loaded before the wait
                     v0[u] = pre[u < P ? u : 0];
                     v1[u] = pre[P + (u < P ? u : 0)];
                 } else {
@@ -177,7 +170,7 @@ __device__ __forceinline__ void dot_rows2(const bf16raw *w0, const bf16raw *w1,
         }
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            int cc = c + 32 * wpr * u;
+            int cc = c + 32 * u;
             if (cc < CH) {
                 float4 xa = ld_x4<XG>(x4, 2 * cc), xb = ld_x4<XG>(x4, 2 * cc + 1);
                 a0 = dot8(v0[u], xa, xb, a0);
@@ -314,34 +307,36 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     const bf16raw *S = (const bf16raw *)LOOM_STAGE_DATA;   // row rb
 #endif
 
-    // A tile of few rows (long ones: o_proj, down of small models) would
-    // leave warps idle: then WPR warps share each row pair, each taking every
-    // WPR-th 32-chunk block of the columns, and their partial sums meet in
-    // shared memory (fixed order: deterministic). WPR is a power of two with
-    // pairs * WPR <= LOOM_WARPS, so each warp has at most one pair then.
-    // (Hopper only: on sm_80 the extra code pushes the kernel into spills.)
-    const int pairs = (re - rb + 1) / 2;
-    int wpr = 1;
-    while (LOOM_STAGE && 2 * wpr * pairs <= LOOM_WARPS)
-        wpr *= 2;
-    const int seg = warp % wpr, first = rb + 2 * (warp / wpr);
-
     // RESIDUAL: the warp's first pair's residuals are loaded now (lane 0),
     // their L2 round trip hidden behind the dot products.
     const float *resid = (const float *)d.resid;
     float res0 = 0.0f, res1 = 0.0f;
-    if (EPI == LOOM_EPI_RESIDUAL && lane == 0 && seg == 0 && first < re) {
-        res0 = ldcg(resid + first);
-        res1 = ldcg(resid + (first + 1 < re ? first + 1 : first));
+    if (EPI == LOOM_EPI_RESIDUAL && lane == 0 && rb + 2 * warp < re) {
+        const int r0 = rb + 2 * warp;
+        res0 = ldcg(resid + r0);
+        res1 = ldcg(resid + (r0 + 1 < re ? r0 + 1 : r0));
     }
 
-    // Lane 0 of the pair's first warp: the epilogue of rows r0, r1.
-    auto epilogue = [&](int r0, int r1, float a0, float a1) {
+    for (int r0 = rb + 2 * warp; r0 < re; r0 += 2 * LOOM_WARPS) {
+        const int r1 = r0 + 1 < re ? r0 + 1 : r0;
+        float a0 = 0.0f, a1 = 0.0f;
+#if LOOM_STAGE
+        if (r0 < rb + h)
+            dot_rows2<COLS, true>(S + (u64)(r0 - rb) * COLS, S + (u64)(r1 - rb) * COLS, xs,
+                                  a0, a1, pre, false);
+        else
+#endif
+            dot_rows2<COLS, false>(W + (u64)r0 * COLS, W + (u64)r1 * COLS, xs, a0, a1, pre,
+                                   !LOOM_STAGE && r0 == rb + 2 * warp);
+        a0 = warp_sum(a0);
+        a1 = warp_sum(a1);
+        if (lane != 0)
+            continue;
         if (EPI == LOOM_EPI_SILU_MUL) {
             y[r0 / 2] = silu(a0) * a1;      // r0 even: tiles hold whole pairs
             XC_OUT(r0 / 2, y[r0 / 2]);
         } else if (EPI == LOOM_EPI_RESIDUAL) {
-            if (r0 != first) {
+            if (r0 != rb + 2 * warp) {
                 res0 = ldcg(resid + r0);
                 res1 = ldcg(resid + r1);
             }
@@ -377,56 +372,7 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
                 XC_OUT(r1, a1);
             }
         }
-    };
-
-    if (wpr == 1) {
-        for (int r0 = first; r0 < re; r0 += 2 * LOOM_WARPS) {
-            const int r1 = r0 + 1 < re ? r0 + 1 : r0;
-            float a0 = 0.0f, a1 = 0.0f;
-#if LOOM_STAGE
-            if (r0 < rb + h)
-                dot_rows2<COLS, true>(S + (u64)(r0 - rb) * COLS, S + (u64)(r1 - rb) * COLS,
-                                      xs, a0, a1, pre, false);
-            else
-#endif
-                dot_rows2<COLS, false>(W + (u64)r0 * COLS, W + (u64)r1 * COLS, xs, a0, a1,
-                                       pre, !LOOM_STAGE && r0 == first);
-            a0 = warp_sum(a0);
-            a1 = warp_sum(a1);
-            if (lane == 0)
-                epilogue(r0, r1, a0, a1);
-        }
     }
-#if LOOM_STAGE
-    else {
-        if (first < re) {   // this warp's share of its one pair -> shared memory
-            const int r1 = first + 1 < re ? first + 1 : first;
-            float a0 = 0.0f, a1 = 0.0f;
-            if (first < rb + h)
-                dot_rows2<COLS, true, true>(S + (u64)(first - rb) * COLS,
-                                            S + (u64)(r1 - rb) * COLS, xs, a0, a1, pre, false,
-                                            seg, wpr);
-            else
-                dot_rows2<COLS, false, true>(W + (u64)first * COLS, W + (u64)r1 * COLS, xs,
-                                             a0, a1, pre, false, seg, wpr);
-            a0 = warp_sum(a0);
-            a1 = warp_sum(a1);
-            if (lane == 0) {
-                red[2 * warp] = a0;
-                red[2 * warp + 1] = a1;
-            }
-        }
-        __syncthreads();
-        if (seg == 0 && lane == 0 && first < re) {
-            float a0 = 0.0f, a1 = 0.0f;
-            for (int w = warp; w < warp + wpr; w++) {
-                a0 += red[2 * w];
-                a1 += red[2 * w + 1];
-            }
-            epilogue(first, first + 1 < re ? first + 1 : first, a0, a1);
-        }
-    }
-#endif
 #undef XC_OUT
     if (EPI == LOOM_EPI_ARGMAX) {
         __syncthreads();
