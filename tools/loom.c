@@ -47,6 +47,7 @@ typedef struct options {
     const char *emit_cuda;
     const char *trace;          /* --trace FILE: record the timeline        */
     const char *svg;            /* loom trace: --svg OUT                    */
+    double window_from, window_to; /* loom trace: --window A,B (us)         */
     const char *perfetto;       /* loom trace: --perfetto OUT               */
     int32_t     trace_steps;
     bool        summary;
@@ -100,7 +101,7 @@ static void usage(void)
          "  inspect   DIR | --preset NAME [--bandwidth BYTES_PER_S]\n"
          "  save      --preset NAME --out DIR [--shard-bytes N]\n"
          "  presets   list the built-in presets\n"
-         "  trace     FILE [--summary] [--svg OUT.svg] [--perfetto OUT.json]\n"
+         "  trace     FILE [--summary] [--svg OUT.svg [--window FROM,TO]] [--perfetto OUT.json]\n"
          "            [--bandwidth BYTES_PER_S]: a timeline recorded by run, generate\n"
          "            or bench with --trace FILE [--trace-steps N] (default 4 steps,\n"
          "            the first after the prompt; FILE.perfetto.json is written too)\n"
@@ -153,6 +154,14 @@ static void parse_options(int argc, char **argv, options *o)
         else if (!strcmp(a, "--trace")) o->trace = VAL();
         else if (!strcmp(a, "--trace-steps")) o->trace_steps = (int32_t)parse_int(a, VAL(), 1, 1 << 16);
         else if (!strcmp(a, "--svg")) o->svg = VAL();
+        else if (!strcmp(a, "--window")) {
+            const char *w = VAL();
+            char *end = NULL;
+            o->window_from = strtod(w, &end);
+            if (end == w || *end != ',' || (o->window_to = strtod(end + 1, &end), *end) ||
+                o->window_from < 0 || o->window_to <= o->window_from)
+                die_usage("--window wants FROM,TO in us with 0 <= FROM < TO, e.g. 500,560");
+        }
         else if (!strcmp(a, "--perfetto")) o->perfetto = VAL();
         else if (!strcmp(a, "--summary")) o->summary = true;
         else if (!strcmp(a, "--json")) o->json = true;
@@ -769,7 +778,8 @@ static int cmd_trace(const options *o)
         fprintf(stderr, "loom: warning: the trace is not consistent with its schedule: %s\n",
                 loom_last_error());
     if (o->svg) {
-        if ((st = loom_trace_write_svg(t, o->svg, 0)) != LOOM_OK)
+        if ((st = loom_trace_write_svg_window(t, o->svg, 0, -1, o->window_from,
+                                              o->window_to)) != LOOM_OK)
             rc = fail(st, "writing the SVG");
         else if (!o->quiet)
             fprintf(stderr, "loom: wrote %s\n", o->svg);

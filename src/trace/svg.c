@@ -12,7 +12,11 @@
  * short tasks are not hidden by long waits: see draw_row_binned), and the
  * runs of one colour become one <path> per row.
  *
- * defines: loom_trace_write_svg */
+ * A window (from, to in us after the trace's first stamp) zooms in: tasks are
+ * clipped to it, and with few enough in it every one is drawn.
+ *
+ * defines: loom_trace_write_svg, loom_trace_write_svg_mode,
+ *          loom_trace_write_svg_window */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -91,6 +95,12 @@ static void draw_task(const view *v, const loom_trace *t, int32_t s, int32_t i, 
     const loom_trace_task *tt = &t->tasks[i];
     uint64_t w = loom_trace_at(t, s, i, LOOM_TR_WAIT), b = loom_trace_at(t, s, i, LOOM_TR_RUN);
     uint64_t e = loom_trace_at(t, s, i, LOOM_TR_END);
+
+    if (e <= v->t0 || w >= v->t1)   /* outside the window */
+        return;
+    w = w < v->t0 ? v->t0 : w > v->t1 ? v->t1 : w;
+    b = b < v->t0 ? v->t0 : b > v->t1 ? v->t1 : b;
+    e = e > v->t1 ? v->t1 : e;
     double xw = xpos(v, w), xb = xpos(v, b), xe = xpos(v, e);
 
     if (xb - xw >= 0.05)
@@ -105,6 +115,10 @@ static void draw_task(const view *v, const loom_trace *t, int32_t s, int32_t i, 
 /* Adds the part of [b, e) (ns) that falls in each bin to category c. */
 static void cover(view *v, int32_t c, uint64_t b, uint64_t e)
 {
+    if (e <= v->t0 || b >= v->t1)   /* outside the window */
+        return;
+    b = b < v->t0 ? v->t0 : b;
+    e = e > v->t1 ? v->t1 : e;
     double scale = (double)v->n_bins / (double)(v->t1 - v->t0);
     double p0 = (double)(b - v->t0) * scale, p1 = (double)(e - v->t0) * scale;
     int32_t nc = v->n_types + 1;
@@ -199,7 +213,7 @@ static void draw_steps(const view *v, const loom_trace *t, double bottom)
         for (int32_t i = 0; i < t->n_tasks; i++)
             if (loom_trace_ran(t, s, i) && loom_trace_at(t, s, i, LOOM_TR_WAIT) < first)
                 first = loom_trace_at(t, s, i, LOOM_TR_WAIT);
-        if (first == UINT64_MAX)
+        if (first == UINT64_MAX || first < v->t0 || first > v->t1)
             continue;
         double x = xpos(v, first);
         fprintf(v->f, "<line class=\"step\" x1=\"%.2f\" y1=\"%.1f\" x2=\"%.2f\" y2=\"%.1f\" "
@@ -285,11 +299,17 @@ static void draw(view *v, const loom_trace *t, double height)
 
 loom_status loom_trace_write_svg(const loom_trace *t, const char *path, int32_t width)
 {
-    return loom_trace_write_svg_mode(t, path, width, -1);
+    return loom_trace_write_svg_window(t, path, width, -1, 0, 0);
 }
 
 loom_status loom_trace_write_svg_mode(const loom_trace *t, const char *path, int32_t width,
                                       int detail)
+{
+    return loom_trace_write_svg_window(t, path, width, detail, 0, 0);
+}
+
+loom_status loom_trace_write_svg_window(const loom_trace *t, const char *path, int32_t width,
+                                        int detail, double from_us, double to_us)
 {
     char tmp[4096];
     view v;
@@ -308,9 +328,19 @@ loom_status loom_trace_write_svg_mode(const loom_trace *t, const char *path, int
     v.row_h = 720.0 / t->n_sms;
     v.row_h = v.row_h < 4 ? 4 : v.row_h > 16 ? 16 : v.row_h;
     time_range(t, &v.t0, &v.t1);
-    for (int32_t s = 0; s < t->n_steps; s++)
+    if (from_us < 0 || (to_us > 0 && to_us <= from_us) ||
+        from_us * 1e3 >= (double)(v.t1 - v.t0))
+        return loom_fail(LOOM_ERR_INVALID_ARGUMENT,
+                         "svg: window %g..%g us outside the trace's %.1f us", from_us, to_us,
+                         (double)(v.t1 - v.t0) / 1e3);
+    if (to_us > 0 && to_us * 1e3 < (double)(v.t1 - v.t0))
+        v.t1 = v.t0 + (uint64_t)(to_us * 1e3);
+    v.t0 += (uint64_t)(from_us * 1e3);
+    for (int32_t s = 0; s < t->n_steps; s++)   /* task instances in the window */
         for (int32_t i = 0; i < t->n_tasks; i++)
-            instances += loom_trace_ran(t, s, i);
+            instances += loom_trace_ran(t, s, i) &&
+                         loom_trace_at(t, s, i, LOOM_TR_END) > v.t0 &&
+                         loom_trace_at(t, s, i, LOOM_TR_WAIT) < v.t1;
     v.detail = detail >= 0 ? detail != 0 : instances <= DETAIL_MAX;
     v.n_bins = (int32_t)(v.plot_w / BIN_PX);
     v.op_type = calloc((size_t)t->n_ops + 1, sizeof *v.op_type);

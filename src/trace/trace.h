@@ -112,6 +112,10 @@ loom_status loom_trace_write_svg(const loom_trace *t, const char *path, int32_t 
  * 0 binned at the picture's resolution, -1 by size (large traces binned). */
 loom_status loom_trace_write_svg_mode(const loom_trace *t, const char *path, int32_t width,
                                       int detail);
+/* The same, zoomed to [from_us, to_us) after the trace's first stamp (to_us
+ * <= 0: to the end); LOOM_ERR_INVALID_ARGUMENT when the window misses it. */
+loom_status loom_trace_write_svg_window(const loom_trace *t, const char *path, int32_t width,
+                                        int detail, double from_us, double to_us);
 
 /* Per op type: time, bytes, GB/s against bandwidth (bytes/s); per SM busy /
  * waiting / idle; the critical path; the 10 longest waits. */

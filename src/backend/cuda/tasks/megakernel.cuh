@@ -8,6 +8,12 @@
 // defines: loom_megakernel
 #pragma once
 
+// Bytes of the next linear task's tile sent toward L2 before this task's
+// wait (experiment, docs/perf-notes.md v8; 0: none).
+#ifndef LOOM_PREFETCH_NEXT_BYTES
+#define LOOM_PREFETCH_NEXT_BYTES 0
+#endif
+
 extern "C" __global__ void __launch_bounds__(LOOM_THREADS, 1)
 loom_megakernel(const loom_kparams p)
 {
@@ -45,6 +51,21 @@ loom_megakernel(const loom_kparams p)
             loom_trace_stamp(tr, 0);
 #endif
             loom_prefetch(d, t, pre, sg);   // weights do not wait
+#if LOOM_PREFETCH_NEXT_BYTES > 0
+            {   // the head of the next linear task's tile toward L2
+                const loom_dtask *tn = LOOM_STASKS + (k + 1 < n ? k + 1 : 0);
+                const loom_dop &dn = LOOM_SOPS[tn->op];
+                if (loom_variant_linear(dn.variant)) {
+                    const char *w = (const char *)dn.w + (u64)tn->row_begin * dn.cols * 2;
+                    u64 bytes = (u64)(tn->row_end - tn->row_begin) * dn.cols * 2;
+                    if (bytes > (u64)LOOM_PREFETCH_NEXT_BYTES)
+                        bytes = (u64)LOOM_PREFETCH_NEXT_BYTES;
+                    for (u64 off = (u64)threadIdx.x * 128; off < bytes;
+                         off += (u64)LOOM_THREADS * 128)
+                        prefetch_l2(w + off);
+                }
+            }
+#endif
             if (loom_wait_all(p, t, id, step, ws) != LOOM_WAIT_OK)
                 goto out;
 #if LOOM_TRACE
