@@ -30,11 +30,7 @@ __device__ __forceinline__ void attention_qkv(const loom_kparams &p, const loom_
     const float *x = (const float *)d.x + (u64)g * (G + 2) * HD;
     const float *inv_freq = (const float *)p.rope_inv_freq;
     const int heads = kv ? G + 2 : G;
-#if LOOM_XCHECK
-    u32 *xc = HD % 32 == 0 ? xc_slot(t, step) : nullptr;
-#else
-    u32 *xc = nullptr;
-#endif
+    u32 *xc = HD % 32 == 0 ? xc_slot(t, step) : nullptr;   // LOOM_XCHECK
 
     for (int j = warp; j < heads; j += LOOM_WARPS) {
         float a[PPL], b[PPL];
@@ -62,11 +58,8 @@ __device__ __forceinline__ void attention_qkv(const loom_kparams &p, const loom_
             if (i < HALF) {
                 cache[i] = f32_to_bf16(a[k]);
                 cache[i + HALF] = f32_to_bf16(b[k]);
-#if LOOM_XCHECK
-                if (xc)   // the cache row's bits: XC_KV (K), XC_KV + 1 (V)
-                    atomicAdd(xc + XC_KV + (j - G),
-                              (u32)f32_to_bf16(a[k]) + (u32)f32_to_bf16(b[k]));
-#endif
+                // LOOM_XCHECK: the cache row's bits, XC_KV (K), XC_KV + 1 (V)
+                xc_add(xc, XC_KV + (j - G), (u32)f32_to_bf16(a[k]) + (u32)f32_to_bf16(b[k]));
             }
         }
     }

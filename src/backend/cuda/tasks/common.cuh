@@ -195,13 +195,27 @@ __device__ __forceinline__ int ld_volatile(const int *p)
     return *(const volatile int *)p;
 }
 
-#if LOOM_STAGE
 __device__ __forceinline__ u32 smem_addr(const void *p)
 {
     u64 a;
     asm("cvta.to.shared.u64 %0, %1;" : "=l"(a) : "l"(p));
     return (u32)a;
 }
+
+// 16 bytes of staged weights (shared memory). volatile: never hoisted above
+// the mbarrier wait that says they have landed.
+__device__ __forceinline__ uint4 ld_shared16(const void *p)
+{
+    uint4 v;
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(smem_addr(p)));
+    return v;
+}
+// The staging protocol (linear.cuh): stage_init at kernel start,
+// stage_issue by thread 0 before a task's wait, stage_wait by every thread
+// before the staged rows are read, stage_drain at kernel exit. Without
+// staging (sm_80) they do nothing, and stage_rows is 0.
+#if LOOM_STAGE
 
 __device__ __forceinline__ void mbar_init(u64 *bar, u32 count)
 {
@@ -246,15 +260,35 @@ __device__ __forceinline__ bool mbar_wait_bounded(u64 *bar, u32 parity, u64 time
     return true;
 }
 
-// 16 bytes of staged weights (shared memory). volatile: never hoisted above
-// the mbarrier wait that says they have landed.
-__device__ __forceinline__ uint4 ld_shared16(const void *p)
+__device__ __forceinline__ void stage_init()
 {
-    uint4 v;
-    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(smem_addr(p)));
-    return v;
+    if (threadIdx.x == 0) {
+        mbar_init(LOOM_STAGE_BAR, 1);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
 }
+
+// Thread 0: the bulk copy of `bytes` from src into the staging buffer. Its
+// writes (async proxy) come after the buffer's last reads by the previous
+// task (generic proxy): the proxy fence orders them.
+__device__ __forceinline__ void stage_issue(const void *src, u32 bytes)
+{
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    bulk_load(LOOM_STAGE_DATA, src, bytes, LOOM_STAGE_BAR);
+}
+
+// No bulk copy may still be writing into the shared memory of a CTA that is
+// gone (a wait gave up after its task's copy started).
+__device__ __forceinline__ void stage_drain(const loom_kparams &p, const stage_state &sg)
+{
+    if (sg.pending && threadIdx.x == 0)
+        mbar_wait_bounded(LOOM_STAGE_BAR, sg.parity, p.timeout_ns);
+}
+#else
+__device__ __forceinline__ void stage_init() {}
+__device__ __forceinline__ void stage_issue(const void *, u32) {}
+__device__ __forceinline__ void stage_drain(const loom_kparams &, const stage_state &) {}
 #endif // LOOM_STAGE
 
 // Activations written by other SMs in this launch are read through L2 only
@@ -329,13 +363,20 @@ struct loom_xcheck_dev {
 
 #if LOOM_XCHECK
 __device__ loom_xcheck_dev loom_xcheck;
+#endif
 
+// The task's record slot of this step, nullptr when not recording (always
+// without LOOM_XCHECK: every hook below then folds away).
 __device__ __forceinline__ u32 *xc_slot(const loom_dtask *t, int step)
 {
-    if (loom_xcheck.slots == 0 || step >= loom_xcheck.steps)
-        return nullptr;
-    const u64 id = (u64)loom_task_id(t);
-    return (u32 *)loom_xcheck.slots + ((u64)step * loom_xcheck.n_tasks + id) * XC_WORDS;
+#if LOOM_XCHECK
+    if (loom_xcheck.slots != 0 && step < loom_xcheck.steps)
+        return (u32 *)loom_xcheck.slots +
+               ((u64)step * loom_xcheck.n_tasks + (u64)loom_task_id(t)) * XC_WORDS;
+#endif
+    (void)t;
+    (void)step;
+    return nullptr;
 }
 
 __device__ __forceinline__ u32 xc_bits4(float4 v)
@@ -344,17 +385,49 @@ __device__ __forceinline__ u32 xc_bits4(float4 v)
            __float_as_uint(v.w);
 }
 
-// A LINEAR tile stored y[i] = v (op `op` of the program).
+// Adds bits to word w of the slot.
+__device__ __forceinline__ void xc_add(u32 *xc, int w, u32 bits)
+{
+    if (xc)
+        atomicAdd(xc + w, bits);
+}
+
+// A LINEAR tile stored y[i] = v.
 __device__ __forceinline__ void xc_out(u32 *xc, const loom_dtask *t, int step, int i, float v)
 {
+#if LOOM_XCHECK
     if (!xc)
         return;
     atomicAdd(xc + 8, __float_as_uint(v));
     atomicAdd((u32 *)loom_xcheck.ysum +
                   ((u64)step * loom_xcheck.n_ops + t->op) * loom_xcheck.ysegs + i / 32,
               __float_as_uint(v));
-}
 #endif
+    (void)xc;
+    (void)t;
+    (void)step;
+    (void)i;
+    (void)v;
+}
+
+// Thread 0 stamps the slot: 9 when the waits were met (with the SM), 10 at
+// the end (after a barrier: every thread's work done).
+__device__ __forceinline__ void xc_begin(u32 *xc)
+{
+    if (xc && threadIdx.x == 0) {
+        xc[9] = (u32)globaltimer();
+        xc[11] = blockIdx.x + 1;
+    }
+}
+
+__device__ __forceinline__ void xc_end(u32 *xc)
+{
+    if (xc) {
+        __syncthreads();
+        if (threadIdx.x == 0)
+            xc[10] = (u32)globaltimer();
+    }
+}
 
 // ------------------------------------------------------------ reductions
 

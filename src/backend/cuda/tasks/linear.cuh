@@ -44,13 +44,8 @@ enum { LOOM_EPI_STORE = 0, LOOM_EPI_RESIDUAL = 1, LOOM_EPI_SILU_MUL = 2, LOOM_EP
 template <int COLS>
 __device__ __forceinline__ int stage_rows(int rows)
 {
-#if LOOM_STAGE
-    constexpr int FIT = LOOM_STAGE_BYTES / (COLS * 2);
+    constexpr int FIT = LOOM_STAGE ? LOOM_STAGE_BYTES / (COLS * 2) : 0;
     return rows <= FIT ? rows : (FIT & ~1);
-#else
-    (void)rows;
-    return 0;
-#endif
 }
 
 // Before the wait (weights depend on nothing): thread 0 starts the bulk copy
@@ -66,20 +61,13 @@ __device__ __forceinline__ void linear_prefetch(const loom_dop &d, const loom_dt
     const int rb = t->row_begin, h = stage_rows<COLS>(t->row_end - rb);
     const bf16raw *W = (const bf16raw *)d.w;
     sg.rows = h;
-#if LOOM_STAGE
     if (h > 0) {
-        if (threadIdx.x == 0) {
-            // the buffer's last reads (previous task, generic proxy) before
-            // the copy's writes (async proxy)
-            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-            bulk_load(LOOM_STAGE_DATA, W + (u64)rb * COLS, (u32)h * COLS * 2, LOOM_STAGE_BAR);
-        }
+        if (threadIdx.x == 0)
+            stage_issue(W + (u64)rb * COLS, (u32)h * COLS * 2);
         sg.pending = true;
     }
-#endif
-#if !LOOM_STAGE   // with staging the tile's head is in shared memory already
-    const int r0 = rb + 2 * warp;
-    if (r0 < t->row_end) {
+    const int r0 = rb + 2 * warp;   // with staging the tile's head is staged already
+    if (!LOOM_STAGE && r0 < t->row_end) {
         const int r1 = r0 + 1 < t->row_end ? r0 + 1 : r0;
 #pragma unroll
         for (int u = 0; u < U; u++) {
@@ -90,12 +78,6 @@ __device__ __forceinline__ void linear_prefetch(const loom_dop &d, const loom_dt
             }
         }
     }
-#else
-    (void)pre;
-    (void)lane;
-    (void)CH;
-    (void)U;
-#endif
     const char *w = (const char *)d.w + (u64)(rb + h) * COLS * 2;
     u64 bytes = (u64)(t->row_end - rb - h) * COLS * 2;
     if (bytes > (u64)LOOM_PREFETCH_BYTES)
@@ -131,11 +113,7 @@ __device__ __forceinline__ float4 ld_x4(const float4 *x4, int i)
 template <bool STAGED>
 __device__ __forceinline__ uint4 ld_w16(const bf16raw *p)
 {
-#if LOOM_STAGE
-    if (STAGED)
-        return ld_shared16(p);
-#endif
-    return ld_weight16_sched(p);
+    return STAGED ? ld_shared16(p) : ld_weight16_sched(p);
 }
 
 // Lane's partial dot products of rows w0 and w1 (in the staging buffer when
@@ -189,16 +167,12 @@ __device__ __forceinline__ void linear_stage_x(const loom_dop &d, float *xs, flo
 {
     const float4 *x4 = (const float4 *)d.x;
     float ss = 0.0f;
-    (void)xc;
 
     for (int c = threadIdx.x; c < COLS / 4; c += LOOM_THREADS) {
         float4 v = ldcg4(x4 + c);
         ((float4 *)xs)[c] = v;
         ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-#if LOOM_XCHECK
-        if (xc)
-            atomicAdd(xc + (c * 8) / (COLS / 4), xc_bits4(v));
-#endif
+        xc_add(xc, (c * 8) / (COLS / 4), xc_bits4(v));
     }
     if (PRO == LOOM_PRO_RMSNORM) {
         const float4 *n4 = (const float4 *)d.norm;
@@ -274,6 +248,11 @@ __device__ __forceinline__ bool stage_wait(const loom_kparams &p, stage_state &s
     __syncthreads();
     return false;
 }
+#else
+__device__ __forceinline__ bool stage_wait(const loom_kparams &, stage_state &, int, int)
+{
+    return true;
+}
 #endif
 
 template <int COLS, int PRO, int EPI, bool BIAS>
@@ -289,23 +268,16 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     const bf16raw *W = (const bf16raw *)d.w;
     float *y = (float *)d.y;
     float best_v = loom_neg_inf(), best_r = (float)rb;
-#if LOOM_XCHECK
     u32 *xc = xc_slot(t, step);
 #define XC_OUT(i, v) xc_out(xc, t, step, (i), (v))
-#else
-    u32 *xc = nullptr;
-#define XC_OUT(i, v) ((void)0)
-#endif
 
     linear_stage_x<COLS, PRO>(d, xs, red, xc);
     if (EPI == LOOM_EPI_ARGMAX)
         y += (LOOM_LOGITS_BY_STEP ? (u64)step : 0ull) * (u64)d.rows;
-    const int h = sg.rows;   // rows rb .. rb + h - 1 are staged
-#if LOOM_STAGE
+    const int h = sg.rows;   // rows rb .. rb + h - 1 are staged (0 on sm_80)
     if (h > 0 && !stage_wait(p, sg, loom_task_id(t), step))
         return;
     const bf16raw *S = (const bf16raw *)LOOM_STAGE_DATA;   // row rb
-#endif
 
     // RESIDUAL: the warp's first pair's residuals are loaded now (lane 0),
     // their L2 round trip hidden behind the dot products.
@@ -320,12 +292,10 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     for (int r0 = rb + 2 * warp; r0 < re; r0 += 2 * LOOM_WARPS) {
         const int r1 = r0 + 1 < re ? r0 + 1 : r0;
         float a0 = 0.0f, a1 = 0.0f;
-#if LOOM_STAGE
-        if (r0 < rb + h)
+        if (LOOM_STAGE && r0 < rb + h)
             dot_rows2<COLS, true>(S + (u64)(r0 - rb) * COLS, S + (u64)(r1 - rb) * COLS, xs,
                                   a0, a1, pre, false);
         else
-#endif
             dot_rows2<COLS, false>(W + (u64)r0 * COLS, W + (u64)r1 * COLS, xs, a0, a1, pre,
                                    !LOOM_STAGE && r0 == rb + 2 * warp);
         a0 = warp_sum(a0);

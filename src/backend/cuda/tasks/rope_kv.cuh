@@ -37,7 +37,6 @@ __device__ __forceinline__ void head_norm_rope(const float *xh, const float *nw,
     constexpr int HALF = HD / 2, PPL = ROPE_PPL(HD);
     const int lane = threadIdx.x & 31;
     float ss = 0.0f;
-    (void)xc;
 
 #pragma unroll
     for (int k = 0; k < PPL; k++) {
@@ -45,12 +44,10 @@ __device__ __forceinline__ void head_norm_rope(const float *xh, const float *nw,
         a[k] = i < HALF ? ldcg(xh + i) : 0.0f;
         b[k] = i < HALF ? ldcg(xh + i + HALF) : 0.0f;
         ss += a[k] * a[k] + b[k] * b[k];
-#if LOOM_XCHECK
-        if (xc && i < HALF) {   // LOOM_XCHECK: the raw inputs per 32 elements
-            atomicAdd(xc + i / 32, __float_as_uint(a[k]));
-            atomicAdd(xc + (i + HALF) / 32, __float_as_uint(b[k]));
+        if (i < HALF) {   // LOOM_XCHECK: the raw inputs per 32 elements
+            xc_add(xc, i / 32, __float_as_uint(a[k]));
+            xc_add(xc, (i + HALF) / 32, __float_as_uint(b[k]));
         }
-#endif
     }
     if (norm) {
         ss = warp_sum(ss);
