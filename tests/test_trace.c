@@ -368,6 +368,36 @@ static void test_outputs(void)
         }
     }
 
+    /* A window (the middle third): fewer tasks drawn, none outside it, and
+     * a window past the end refused. */
+    uint64_t t0 = UINT64_MAX, t1 = 0;
+    int32_t all = 0;
+    for (int32_t st = 0; st < t->n_steps; st++)
+        for (int32_t i = 0; i < t->n_tasks; i++)
+            if (loom_trace_ran(t, st, i)) {
+                all++;
+                if (loom_trace_at(t, st, i, LOOM_TR_WAIT) < t0)
+                    t0 = loom_trace_at(t, st, i, LOOM_TR_WAIT);
+                if (loom_trace_at(t, st, i, LOOM_TR_END) > t1)
+                    t1 = loom_trace_at(t, st, i, LOOM_TR_END);
+            }
+    double span_us = (double)(t1 - t0) / 1e3;
+    snprintf(path, sizeof path, "%s/window.svg", dir);
+    CHECK_OK(loom_trace_write_svg_window(t, path, 0, 1, span_us / 3, 2 * span_us / 3));
+    s = read_all(path);
+    if (s) {
+        int32_t drawn = count_str(s, "<title>");
+        CHECK(drawn > 0 && drawn < all, "%s: %d of %d tasks drawn in a third of the time", path,
+              drawn, all);
+        CHECK(!strstr(s, "x=\"-") && !strstr(s, "width=\"-"), "%s: a shape outside the window",
+              path);
+        free(s);
+        s = NULL;
+    }
+    CHECK(loom_trace_write_svg_window(t, path, 0, 1, span_us * 2, span_us * 3) ==
+              LOOM_ERR_INVALID_ARGUMENT && strstr(loom_last_error(), "window"),
+          "a window past the trace: %s", loom_last_error());
+
     snprintf(path, sizeof path, "%s/summary.txt", dir);
     FILE *f = fopen(path, "w");
     CHECK(f != NULL, "cannot write %s", path);
