@@ -146,28 +146,18 @@ static int64_t tables_bytes(const loom_program *p)
     return round_up(ops_bytes(p) + tasks_bytes(p) + (int64_t)max_sm_tasks(p) * 4, 128);
 }
 
-static int32_t max_tile_rows(const loom_program *p)
-{
-    int32_t m = 1;
-    for (int32_t i = 0; i < p->n_tasks; i++)
-        if (p->graph->ops[p->tasks[i].op].kind == LOOM_OP_LINEAR &&
-            p->tasks[i].row_end - p->tasks[i].row_begin > m)
-            m = p->tasks[i].row_end - p->tasks[i].row_begin;
-    return m;
-}
-
 /* Bytes of task scratch: the largest of the linear tasks' (input vector,
- * row sums, reduction space) and the attention tasks'. */
+ * reduction space) and the attention tasks'. */
 static int64_t scratch_bytes(const loom_program *p)
 {
     const loom_graph *g = p->graph;
-    int64_t G = group_size(g), hd = g->cfg.head_dim, need = 0, tile_rows = max_tile_rows(p);
+    int64_t G = group_size(g), hd = g->cfg.head_dim, need = 0;
 
     for (int32_t i = 0; i < g->n_ops; i++) {
         const loom_op *op = &g->ops[i];
         int64_t b = 0;
         if (op->kind == LOOM_OP_LINEAR)
-            b = ((int64_t)op->cols + tile_rows + 2 * WARPS) * 4;
+            b = ((int64_t)op->cols + 2 * WARPS) * 4;
         else if (op->kind == LOOM_OP_ATTENTION)
             b = (G * hd + WARPS * G * (hd + 2)) * 4;
         if (b > need)
@@ -269,7 +259,6 @@ static void emit_header(sbuf *b, const loom_program *p)
     put(b, "#define LOOM_PAGE_SIZE %d\n", g->params.page_size);
     put(b, "#define LOOM_N_KV %d\n", c->n_kv_heads);
     put(b, "#define LOOM_LOGITS_BY_STEP %d\n", g->params.record_logits ? 1 : 0);
-    put(b, "#define LOOM_MAX_TILE_ROWS %d\n", max_tile_rows(p));
     put(b, "#define LOOM_N_OPS %d\n", g->n_ops);
     put(b, "#define LOOM_OPS_BYTES %lld\n", (long long)ops_bytes(p));
     put(b, "#define LOOM_TASKS_BYTES %lld\n", (long long)tasks_bytes(p));
