@@ -107,14 +107,13 @@ void loom_cuda_op_variants(const loom_program *p, int32_t *variant, int32_t *n_v
 }
 
 /* Shared memory layout (tasks/common.cuh): a 128-byte head (wait verdict,
- * the staging barriers), the tables (the op table, this SM's task records in
- * list order and their ids), the task scratch, then the two weight staging
- * slots (Hopper): the first rows of linear tasks' tiles, copied in by the
- * bulk copy engine a task ahead (tasks/common.cuh). */
+ * the staging barrier), the tables (the op table, this SM's task records in
+ * list order and their ids), the task scratch, then the weight staging
+ * buffer (Hopper): the first rows of a linear task's tile, copied in by the
+ * bulk copy engine while the task waits for its inputs. */
 #define SMEM_HEAD 128
-/* A staging slot's size (there are two) unless LOOM_CUDA_STAGE_KB says (0:
- * staging off); perf-notes v9. */
-#define STAGE_SLOT_KB 64
+/* The staging buffer's size unless LOOM_CUDA_STAGE_KB says (0: off). */
+#define STAGE_MAX_KB 96   /* H100: 96 KB beat 192 and 0 (perf-notes v6) */
 
 static int64_t round_up(int64_t n, int64_t to)
 {
@@ -167,12 +166,12 @@ static int64_t scratch_bytes(const loom_program *p)
     return (need + 127) / 128 * 128;
 }
 
-/* One staging slot: STAGE_SLOT_KB (or LOOM_CUDA_STAGE_KB), no more than the
- * largest linear tile nor than half the room the limit leaves. */
-static int64_t slot_bytes(const loom_program *p)
+/* The staging buffer: STAGE_MAX_KB (or LOOM_CUDA_STAGE_KB), no more than the
+ * largest linear tile nor than the room the limit leaves. */
+static int64_t stage_bytes(const loom_program *p)
 {
     const char *e = getenv("LOOM_CUDA_STAGE_KB");
-    int64_t kb = e && *e ? atoll(e) : STAGE_SLOT_KB, tile = 0;
+    int64_t kb = e && *e ? atoll(e) : STAGE_MAX_KB, tile = 0;
     int64_t room = SMEM_LIMIT - SMEM_HEAD - tables_bytes(p) - scratch_bytes(p);
     int64_t n = kb > 0 ? kb * 1024 : 0;
 
@@ -184,14 +183,14 @@ static int64_t slot_bytes(const loom_program *p)
     }
     if (n > tile)
         n = tile;
-    if (n > room / 2)
-        n = room / 2;
+    if (n > room)
+        n = room;
     return n > 0 ? n / 16 * 16 : 0;
 }
 
 int64_t loom_cuda_smem_bytes(const loom_program *p, int cc_major)
 {
-    return SMEM_HEAD + tables_bytes(p) + scratch_bytes(p) + (cc_major >= 9 ? 2 * slot_bytes(p) : 0);
+    return SMEM_HEAD + tables_bytes(p) + scratch_bytes(p) + (cc_major >= 9 ? stage_bytes(p) : 0);
 }
 
 /* ------------------------------------------------------------ checks */
@@ -267,7 +266,7 @@ static void emit_header(sbuf *b, const loom_program *p)
     put(b, "#define LOOM_SCRATCH_OFFSET %lld\n", (long long)(SMEM_HEAD + tables_bytes(p)));
     put(b, "#define LOOM_STAGE_OFFSET %lld\n",
         (long long)(SMEM_HEAD + tables_bytes(p) + scratch_bytes(p)));
-    put(b, "#define LOOM_SLOT_BYTES %lld\n", (long long)slot_bytes(p));
+    put(b, "#define LOOM_STAGE_BYTES %lld\n", (long long)stage_bytes(p));
     if (loom_cuda_xcheck_enabled())   /* debug mode: xcheck.h */
         put(b, "#define LOOM_XCHECK 1\n");
     put(b, "#include \"loom/common.cuh\"\n#include \"loom/embed.cuh\"\n"

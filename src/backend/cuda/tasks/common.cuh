@@ -59,7 +59,7 @@ extern __shared__ float4 loom_smem4[];
 #endif
 // Layout of the dynamic shared memory (offsets from the generated source):
 //   [0, 16)                 loom_wait_state (the CTA's wait verdict)
-//   [16, 32)                the staging slots' mbarriers (LOOM_STAGE_BARS)
+//   [16, 24)                the staging mbarrier (LOOM_STAGE_BAR)
 //   [LOOM_TABLES_OFFSET, LOOM_SCRATCH_OFFSET) the tables, copied at kernel
 //                           start: the op table (LOOM_OPS_BYTES), this SM's
 //                           task records in list order (LOOM_TASKS_BYTES),
@@ -67,7 +67,7 @@ extern __shared__ float4 loom_smem4[];
 //                           shared-memory reads, not a chain of three
 //                           dependent global loads (list -> task -> op).
 //   [LOOM_SCRATCH_OFFSET, LOOM_STAGE_OFFSET) task scratch, LOOM_SMEM on
-//   [LOOM_STAGE_OFFSET, +2 * LOOM_SLOT_BYTES) the two weight staging slots
+//   [LOOM_STAGE_OFFSET, +LOOM_STAGE_BYTES) the weight staging buffer
 #define LOOM_SMEM ((float *)((char *)loom_smem4 + LOOM_SCRATCH_OFFSET))
 #define LOOM_TABLES ((char *)loom_smem4 + LOOM_TABLES_OFFSET)
 #define LOOM_SOPS ((const loom_dop *)LOOM_TABLES)
@@ -80,37 +80,27 @@ __device__ __forceinline__ int loom_task_id(const loom_dtask *t)
     return LOOM_SIDS[t - LOOM_STASKS];
 }
 
-// Weight staging (sm_90, not the host emulator): the first rows of a linear
-// task's tile - as many whole rows as a slot of LOOM_SLOT_BYTES holds - are
-// copied into shared memory by one bulk copy (the TMA engine) completing on
-// the slot's mbarrier. Two slots: the copy for the next task on the SM's
-// list is started when the current one is about to wait, so HBM streams a
-// task's weights through the wait and the run of the task before it
-// (weights depend on nothing). After its wait a task reads those rows from
-// shared memory and the rest from global memory. Elsewhere (sm_80) every row
-// comes from global memory.
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(LOOM_EMU) && LOOM_SLOT_BYTES >= 16
+// Weight staging (sm_90, not the host emulator): before a linear task waits
+// for its inputs, thread 0 starts one bulk copy (the TMA engine) of the
+// tile's first rows - as many whole rows as LOOM_STAGE_BYTES holds - into
+// shared memory, completing on one mbarrier. Weights depend on nothing, so
+// HBM streams the next tile while the SM would otherwise only wait; after
+// the wait the task reads those rows from shared memory and the rest from
+// global memory. Elsewhere (sm_80) every row comes from global memory.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(LOOM_EMU) && LOOM_STAGE_BYTES >= 16
 #define LOOM_STAGE 1
 #else
 #define LOOM_STAGE 0
 #endif
-#define LOOM_STAGE_BARS ((u64 *)((char *)loom_smem4 + 16))   // one per slot
-#define LOOM_STAGE_SLOT(s) ((char *)loom_smem4 + LOOM_STAGE_OFFSET + (u64)(s) * LOOM_SLOT_BYTES)
+#define LOOM_STAGE_BAR ((u64 *)((char *)loom_smem4 + 16))
+#define LOOM_STAGE_DATA ((char *)loom_smem4 + LOOM_STAGE_OFFSET)
 
-// Every thread keeps the same copy (uniform). Scalars and selects, not
-// arrays indexed by the slot: those would live in local memory.
+// Every thread keeps the same copy (uniform).
 struct stage_state {
-    int tag0, tag1;   // slot s holds the rows of task instance tag - 1 (0: none)
-    int rows0, rows1; // how many (0: none staged)
-    u32 parity;       // bit s: phase of slot s's mbarrier its next copy completes
-    u32 pending;      // bit s: a copy into slot s started and not yet waited for
-    int cur;          // the slot of the current task, -1: none
+    int rows;        // rows of the current linear task in the buffer (0: none)
+    u32 parity;      // phase of LOOM_STAGE_BAR the next copy completes
+    bool pending;    // a copy was started and not yet waited for
 };
-
-__device__ __forceinline__ int stage_cur_rows(const stage_state &sg)
-{
-    return sg.cur < 0 ? 0 : sg.cur ? sg.rows1 : sg.rows0;
-}
 
 // ------------------------------------------------------------ numbers
 
@@ -273,33 +263,31 @@ __device__ __forceinline__ bool mbar_wait_bounded(u64 *bar, u32 parity, u64 time
 __device__ __forceinline__ void stage_init()
 {
     if (threadIdx.x == 0) {
-        mbar_init(LOOM_STAGE_BARS, 1);
-        mbar_init(LOOM_STAGE_BARS + 1, 1);
+        mbar_init(LOOM_STAGE_BAR, 1);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();
 }
 
-// Thread 0: the bulk copy of `bytes` from src into slot s. Its writes (async
-// proxy) come after the slot's last reads by an earlier task (generic
-// proxy): the proxy fence orders them.
-__device__ __forceinline__ void stage_issue(int s, const void *src, u32 bytes)
+// Thread 0: the bulk copy of `bytes` from src into the staging buffer. Its
+// writes (async proxy) come after the buffer's last reads by the previous
+// task (generic proxy): the proxy fence orders them.
+__device__ __forceinline__ void stage_issue(const void *src, u32 bytes)
 {
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-    bulk_load(LOOM_STAGE_SLOT(s), src, bytes, LOOM_STAGE_BARS + s);
+    bulk_load(LOOM_STAGE_DATA, src, bytes, LOOM_STAGE_BAR);
 }
 
 // No bulk copy may still be writing into the shared memory of a CTA that is
-// gone (the run stopped or a wait gave up with copies in flight).
+// gone (a wait gave up after its task's copy started).
 __device__ __forceinline__ void stage_drain(const loom_kparams &p, const stage_state &sg)
 {
-    for (int s = 0; s < 2; s++)
-        if ((sg.pending >> s & 1u) && threadIdx.x == 0)
-            mbar_wait_bounded(LOOM_STAGE_BARS + s, sg.parity >> s & 1u, p.timeout_ns);
+    if (sg.pending && threadIdx.x == 0)
+        mbar_wait_bounded(LOOM_STAGE_BAR, sg.parity, p.timeout_ns);
 }
 #else
 __device__ __forceinline__ void stage_init() {}
-__device__ __forceinline__ void stage_issue(int, const void *, u32) {}
+__device__ __forceinline__ void stage_issue(const void *, u32) {}
 __device__ __forceinline__ void stage_drain(const loom_kparams &, const stage_state &) {}
 #endif // LOOM_STAGE
 
