@@ -211,12 +211,12 @@ __device__ __forceinline__ uint4 ld_shared16(const void *p)
         : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(smem_addr(p)));
     return v;
 }
-// The staging protocol (linear.cuh): stage_init at kernel start,
-// stage_issue by thread 0 before a task's wait, stage_wait by every thread
-// before the staged rows are read, stage_drain at kernel exit. Without
-// staging (sm_80) they do nothing, and stage_rows is 0.
-#if LOOM_STAGE
 
+// The staging protocol: stage_init at kernel start, stage_issue by thread 0
+// before a task's wait (linear_prefetch), stage_wait by every thread before
+// the staged rows are read (linear.cuh), stage_drain at kernel exit.
+// Without staging (sm_80) they do nothing, and stage_rows is 0.
+#if LOOM_STAGE
 __device__ __forceinline__ void mbar_init(u64 *bar, u32 count)
 {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count)
