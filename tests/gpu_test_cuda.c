@@ -97,40 +97,7 @@ static double nmse_f32(const float *a, const float *b, int64_t n)
     return den > 0.0 ? num / den : num;
 }
 
-/* First (position, kv head) row of a bf16 KV tensor [rows, cols] whose
- * relative L2 error against the reference exceeds KV_REL, or -1; NaN always
- * differs. Rows, not elements: the two backends accumulate in fp32 in
- * different orders, and a random-weight model amplifies that noise with
- * depth, so after rounding to bf16 a deep layer's row differs by about one
- * ulp in many elements (measured: rel L2 up to 0.0037 at layer 25 of
- * qwen3-0.6b; an element-wise 2-ulp bound failed 4 seeds in 10). A stale or
- * misplaced row is off by O(1); bit-exact races are the job of the
- * determinism test (d). */
-static int64_t first_bad_row(const uint16_t *a, const uint16_t *b, int64_t rows, int64_t cols,
-                             int32_t hd, double *err)
-{
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t h = 0; h < cols / hd; h++) {
-            const uint16_t *ra = a + r * cols + h * hd, *rb = b + r * cols + h * hd;
-            double num = 0, den = 0;
-            for (int32_t i = 0; i < hd; i++) {
-                float x = bf16f(ra[i]), y = bf16f(rb[i]);
-                if (x != x || y != y) {
-                    *err = INFINITY;
-                    return r * cols + h * hd + i;
-                }
-                num += ((double)x - y) * ((double)x - y);
-                den += (double)y * y;
-            }
-            double e = den > 0 ? sqrt(num / den) : sqrt(num);
-            if (e > KV_REL) {
-                *err = e;
-                return r * cols + h * hd;
-            }
-        }
-    return -1;
-}
-
+/* Relative L2 error of bf16 a against bf16 b (NaN when either holds one). */
 static double rel_l2_bf16(const uint16_t *a, const uint16_t *b, int32_t n)
 {
     double num = 0, den = 0;
@@ -140,6 +107,29 @@ static double rel_l2_bf16(const uint16_t *a, const uint16_t *b, int32_t n)
         den += (double)bf16f(b[i]) * bf16f(b[i]);
     }
     return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* First (position, kv head) row of a bf16 KV tensor [rows, cols] whose
+ * relative L2 error against the reference exceeds KV_REL, or -1; NaN always
+ * differs. Rows, not elements: the two backends accumulate in fp32 in
+ * different orders, and a random-weight model amplifies that noise with
+ * depth, so after rounding to bf16 a deep layer's row differs by about one
+ * ulp in many elements (measured: rel L2 up to 0.0037 at layer 25 of
+ * qwen3-0.6b; an element-wise 2-ulp bound failed 4 seeds in 10). A stale or
+ * misplaced row is off by O(1); bit-exact races are the job of the
+ * determinism test (f). */
+static int64_t first_bad_row(const uint16_t *a, const uint16_t *b, int64_t rows, int64_t cols,
+                             int32_t hd, double *err)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t h = 0; h < cols / hd; h++) {
+            double e = rel_l2_bf16(a + r * cols + h * hd, b + r * cols + h * hd, hd);
+            if (!(e <= KV_REL)) {   /* NaN fails too */
+                *err = e;
+                return r * cols + h * hd;
+            }
+        }
+    return -1;
 }
 
 /* LOOM_TEST_DIAG, a KV tensor [positions, n_kv * head_dim] that differs
