@@ -204,7 +204,8 @@ static loom_status run_traced(loom_engine *e, loom_run_request *req, loom_run_re
         rec.steps = req->n_steps;
     if (rec.first_step + rec.steps > req->n_steps)
         rec.first_step = req->n_steps - rec.steps;
-    rec.t = calloc((size_t)rec.steps * (size_t)p->n_tasks * 3 + 1, sizeof *rec.t);
+    rec.t = calloc((size_t)rec.steps * (size_t)p->n_tasks * LOOM_TRACE_STAMPS + 1,
+                   sizeof *rec.t);
     pf = malloc(strlen(e->trace_path) + sizeof ".perfetto.json");
     if (!rec.t || !pf) {
         st = loom_fail(LOOM_ERR_OUT_OF_MEMORY, "trace: %d steps x %d tasks", rec.steps,

@@ -3,14 +3,20 @@
  * A traced loom_generate writes the trace file and its Perfetto JSON; the
  * trace loads, matches the program (tasks, SMs, first step after the
  * prompt), and passes the checker: each task exactly once per traced step,
- * wait <= run <= end, each SM's list in order, every run after the ends of
- * the producers of the counters it waits on. Stress mode (random orders and
- * delays) and a run stopped early by on_token pass too. The checker is
- * checked with planted bugs (one producer's end shifted past its consumer's
- * run, a run before its wait, a missing task). The Perfetto JSON parses with
- * jansson (a slice per task, a track per SM, a marker per step); the SVG
- * starts with <svg and has one row per SM; the summary names every op type,
- * the critical path and the longest waits; malformed files are refused.
+ * wait <= run <= end <= signalled, each SM's list in order, every run after
+ * the ends of the producers of the counters it waits on. Stress mode
+ * (random orders and delays) and a run stopped early by on_token pass too.
+ * The checker is checked with planted bugs (one producer's end shifted past
+ * its consumer's run, a run before its wait, a signalled before its end, a
+ * missing task), and on a hand-made trace of three tasks where each rule is
+ * broken alone (and a producer signalled after its consumer ran, which is
+ * allowed). The file round-trips (version 2, 4 stamps a task) and a version
+ * 1 file (3 stamps) loads with signalled = end. The Perfetto JSON parses
+ * with jansson (a slice per task, a release slice after it, a track per SM,
+ * a marker per step); the SVG starts with <svg, has one row per SM and
+ * draws releases in their colour (both modes); the summary names every op
+ * type, the release columns with the right numbers, the critical path and
+ * the longest waits; malformed files are refused.
  * With the CUDA toolkit: the traced megakernel (LOOM_TRACE) of qwen3-tiny
  * and qwen3-0.6b on 132 SMs compiles with NVRTC for sm_90a without spills,
  * and differs from the untraced source (so its cubin is cached apart). */
@@ -187,7 +193,8 @@ static bool find_edge(const loom_trace *t, int32_t *consumer, int32_t *producer)
 
 static uint64_t *stamp(loom_trace *t, int32_t s, int32_t task, int k)
 {
-    return &t->t[((size_t)s * (size_t)t->n_tasks + (size_t)task) * 3 + (size_t)k];
+    return &t->t[((size_t)s * (size_t)t->n_tasks + (size_t)task) * LOOM_TRACE_STAMPS +
+                 (size_t)k];
 }
 
 static void test_planted_bugs(void)
@@ -203,16 +210,26 @@ static void test_planted_bugs(void)
     if (cons < 0)
         goto out;
 
-    /* 1. The producer's end shifted past its consumer's run begin. */
+    /* 1. The producer's end (and signalled, to stay after it) shifted past
+     * its consumer's run begin. */
     uint64_t *end = stamp(t, 1, prod, LOOM_TR_END), saved = *end;
+    uint64_t *sig = stamp(t, 1, prod, LOOM_TR_SIGNAL), saved_sig = *sig;
     *end = *stamp(t, 1, cons, LOOM_TR_RUN) + 1;
+    *sig = *sig > *end ? *sig : *end;
     loom_status st = loom_trace_check(t);
     CHECK(st == LOOM_ERR_VERIFY, "a producer ending after its consumer ran was not caught");
     CHECK(strstr(loom_last_error(), t->tasks[prod].name) ||
               strstr(loom_last_error(), t->tasks[cons].name),
           "the message does not name the task: %s", loom_last_error());
     *end = saved;
+    *sig = saved_sig;
     CHECK_OK(loom_trace_check(t));
+
+    /* 1b. Signalled before the end. */
+    *sig = saved - 1;
+    CHECK(loom_trace_check(t) == LOOM_ERR_VERIFY && strstr(loom_last_error(), "signalled"),
+          "signalled before the end was not caught: %s", loom_last_error());
+    *sig = saved_sig;
 
     /* 2. A run that begins before its wait. */
     uint64_t *w = stamp(t, 2, cons, LOOM_TR_WAIT), *r = stamp(t, 2, cons, LOOM_TR_RUN);
@@ -222,19 +239,81 @@ static void test_planted_bugs(void)
     *w = sw;
 
     /* 3. A task missing from a step the run completed. */
-    uint64_t se[3];
-    for (int k = 0; k < 3; k++) {
+    uint64_t se[LOOM_TRACE_STAMPS];
+    for (int k = 0; k < LOOM_TRACE_STAMPS; k++) {
         se[k] = *stamp(t, 0, prod, k);
         *stamp(t, 0, prod, k) = UINT64_MAX;
     }
     CHECK(loom_trace_check(t) == LOOM_ERR_VERIFY, "a task that did not run was not caught");
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < LOOM_TRACE_STAMPS; k++)
         *stamp(t, 0, prod, k) = se[k];
     CHECK_OK(loom_trace_check(t));
 out:
     loom_trace_free(t);
     loom_test_rmtree(dir);
     free(dir);
+}
+
+/* The trace file src as version 1 wrote it (3 stamps a task: the signalled
+ * ones dropped) to dst. */
+static bool write_v1(const char *src, const char *dst)
+{
+    json_error_t err;
+    json_t *root = json_load_file(src, 0, &err), *steps, *st, *x;
+    size_t s, k;
+    bool ok;
+
+    if (!root)
+        return false;
+    json_object_set_new(root, "version", json_integer(1));
+    steps = json_object_get(root, "t");
+    json_array_foreach(steps, s, st) {
+        json_t *v1 = json_array();
+        json_array_foreach(st, k, x)
+            if (k % LOOM_TRACE_STAMPS != LOOM_TR_SIGNAL)
+                json_array_append(v1, x);
+        json_array_set_new(steps, s, v1);
+    }
+    ok = json_dump_file(root, dst, JSON_COMPACT) == 0;
+    json_decref(root);
+    return ok;
+}
+
+/* The saved file: version 2, 4 stamps a task. */
+static void check_file_v2(const char *path, int32_t n_tasks)
+{
+    json_error_t err;
+    json_t *root = json_load_file(path, 0, &err);
+    json_t *t0 = json_array_get(json_object_get(root, "t"), 0);
+
+    CHECK(root && json_integer_value(json_object_get(root, "version")) == 2,
+          "%s: not version 2", path);
+    CHECK(json_array_size(t0) == (size_t)n_tasks * 4, "%s: %zu stamps in step 0, expected 4 x %d",
+          path, json_array_size(t0), n_tasks);
+    json_decref(root);
+}
+
+/* A version 1 file of t loads: the same wait, run and end, signalled = end,
+ * and passes the checker. */
+static void check_load_v1(const loom_trace *t, const char *path, const char *dir)
+{
+    char v1[1300];
+    loom_trace *u = NULL;
+    int32_t diff = 0;
+
+    snprintf(v1, sizeof v1, "%s/v1.trace", dir);
+    CHECK(write_v1(path, v1), "cannot write %s", v1);
+    CHECK_OK(loom_trace_load(v1, &u));
+    if (!u)
+        return;
+    for (int32_t s = 0; s < t->n_steps; s++)
+        for (int32_t i = 0; i < t->n_tasks; i++)
+            for (int k = 0; k < LOOM_TRACE_STAMPS; k++)
+                diff += loom_trace_at(u, s, i, k) !=
+                        loom_trace_at(t, s, i, k == LOOM_TR_SIGNAL ? LOOM_TR_END : k);
+    CHECK(diff == 0, "version 1: %d stamps differ from the trace's (signalled = end)", diff);
+    CHECK_OK(loom_trace_check(u));
+    loom_trace_free(u);
 }
 
 /* Saved and loaded again: the same trace. */
@@ -254,12 +333,23 @@ static void test_round_trip(void)
     CHECK(u->n_tasks == t->n_tasks && u->n_steps == t->n_steps && u->n_counters == t->n_counters &&
               u->n_ops == t->n_ops && u->steps_run == t->steps_run,
           "sizes differ after a round trip");
-    CHECK(memcmp(u->t, t->t, sizeof *t->t * 3 * (size_t)t->n_tasks * (size_t)t->n_steps) == 0,
+    CHECK(memcmp(u->t, t->t, sizeof *t->t * LOOM_TRACE_STAMPS * (size_t)t->n_tasks *
+                                 (size_t)t->n_steps) == 0,
           "stamps differ after a round trip");
     for (int32_t i = 0; i < t->n_tasks && u->n_tasks == t->n_tasks; i++)
         CHECK(!strcmp(u->tasks[i].name, t->tasks[i].name) && u->tasks[i].bytes == t->tasks[i].bytes &&
                   u->tasks[i].n_waits == t->tasks[i].n_waits && u->tasks[i].signal == t->tasks[i].signal,
               "task %d differs after a round trip", i);
+    check_file_v2(path, t->n_tasks);
+    check_load_v1(t, path, dir);
+
+    /* The releases were recorded: signalled after the end (the clock moves
+     * between two reads). */
+    int32_t released = 0;
+    for (int32_t s = 0; s < t->n_steps; s++)
+        for (int32_t i = 0; i < t->n_tasks; i++)
+            released += loom_trace_ran(t, s, i) && loom_trace_release_ns(t, s, i) > 0;
+    CHECK(released > 0, "no task has signalled > end");
 out:
     loom_trace_free(t);
     loom_trace_free(u);
@@ -301,7 +391,7 @@ static void check_perfetto(const loom_trace *t, const char *path)
 {
     json_error_t err;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err), *ev, *x;
-    int32_t slices = 0, waits = 0, tracks = 0, markers = 0, ran = 0;
+    int32_t slices = 0, waits = 0, releases = 0, tracks = 0, markers = 0, ran = 0;
     size_t k;
 
     CHECK(root != NULL, "%s:%d: %s", path, err.line, err.text);
@@ -320,6 +410,8 @@ static void check_perfetto(const loom_trace *t, const char *path)
                   "%s: slice %zu without ts / dur", path, k);
             if (cat && !strcmp(cat, "wait"))
                 waits++;
+            else if (cat && !strcmp(cat, "release"))
+                releases += !strcmp(name, "release");
             else
                 slices++;
         }
@@ -330,6 +422,7 @@ static void check_perfetto(const loom_trace *t, const char *path)
         ran += count_ran(t, s);
     CHECK(slices == ran, "%s: %d task slices, %d task instances ran", path, slices, ran);
     CHECK(waits > 0 && waits <= ran, "%s: %d wait slices", path, waits);
+    CHECK(releases > 0 && releases <= ran, "%s: %d release slices", path, releases);
     CHECK(tracks == t->n_sms, "%s: %d SM tracks of %d", path, tracks, t->n_sms);
     CHECK(markers == t->n_steps, "%s: %d step markers of %d", path, markers, t->n_steps);
     json_decref(root);
@@ -407,11 +500,216 @@ static void test_outputs(void)
         s = read_all(path);
     }
     const char *want[] = {"qkv", "o_proj", "gate_up", "down", "lm_head", "attn",
-                          "embed", "argmax", "critical path", "longest waits", "2.5e+12"};
+                          "embed", "argmax", "critical path", "longest waits", "2.5e+12",
+                          "rel max", "release", "of which releases"};
     for (size_t k = 0; s && k < sizeof want / sizeof want[0]; k++)
         CHECK(strstr(s, want[k]), "summary has no '%s'", want[k]);
     for (int32_t o = 0; s && o < t->n_ops; o++)
         CHECK(strstr(s, t->ops[o].name), "summary has no op type '%s'", t->ops[o].name);
+    free(s);
+out:
+    loom_trace_free(t);
+    loom_test_rmtree(dir);
+    free(dir);
+}
+
+/* ------------------------------------------------------------ a hand-made trace */
+
+/* Three tasks of one op, one step: A then B on SM 0, C on SM 1 waits for A's
+ * counter. Stamps (ns) [wait, run, end, signalled]; window 0 .. 1000:
+ *   A: 0, 100, 300, 400   B: 500, 500, 700, 750   C: 0, 350, 600, 1000 */
+enum { TA, TB, TC };
+static const uint64_t k_tiny[3][4] = {{0, 100, 300, 400}, {500, 500, 700, 750},
+                                      {0, 350, 600, 1000}};
+
+/* Writes the hand-made trace with stamps st (version 2, or version 1: the
+ * signalled stamps left out) to path. */
+static void write_tiny(const char *path, const uint64_t st[3][4], int version)
+{
+    FILE *f = fopen(path, "w");
+
+    CHECK(f != NULL, "cannot write %s", path);
+    if (!f)
+        return;
+    fprintf(f, "{\"format\": \"loom-trace\", \"version\": %d, \"backend\": \"cpu\", "
+            "\"clock\": \"CLOCK_MONOTONIC ns\", \"n_sms\": 2, \"first_step\": 0, "
+            "\"steps\": 1, \"steps_run\": 1, \"truncated\": false, \"bandwidth\": null, "
+            "\"ops\": [{\"name\": \"qkv\", \"kind\": \"%s\", \"layer\": 0}], "
+            "\"counters\": [{\"name\": \"c_a\", \"op\": 0, \"signals\": 1}], "
+            "\"tasks\": [{\"name\": \"A\", \"op\": 0, \"sm\": 0, \"bytes\": 1000, "
+            "\"signal\": 0, \"waits\": []}, {\"name\": \"B\", \"op\": 0, \"sm\": 0, "
+            "\"bytes\": 1000, \"signal\": -1, \"waits\": []}, {\"name\": \"C\", \"op\": 0, "
+            "\"sm\": 1, \"bytes\": 1000, \"signal\": -1, \"waits\": [[0, 1, 0]]}], "
+            "\"sm_tasks\": [[0, 1], [2]], \"t\": [[", version,
+            loom_op_kind_name(LOOM_OP_LINEAR));
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < (version == 1 ? 3 : 4); k++)
+            fprintf(f, "%s%llu", i + k ? ", " : "", (unsigned long long)st[i][k]);
+    fputs("]]}\n", f);
+    fclose(f);
+}
+
+/* The hand-made trace with stamp [task][k] set to v, checked: the status. */
+static loom_status check_tiny(const char *dir, int task, int k, uint64_t v)
+{
+    uint64_t st[3][4];
+    char path[1300];
+    loom_trace *t = NULL;
+    loom_status s;
+
+    memcpy(st, k_tiny, sizeof st);
+    if (task >= 0)
+        st[task][k] = v;
+    snprintf(path, sizeof path, "%s/tiny.trace", dir);
+    write_tiny(path, (const uint64_t(*)[4])st, 2);
+    CHECK_OK(loom_trace_load(path, &t));
+    if (!t)
+        return LOOM_ERR_FORMAT;
+    s = loom_trace_check(t);
+    loom_trace_free(t);
+    return s;
+}
+
+/* Each rule of the checker broken alone. */
+static void test_tiny_check(void)
+{
+    char *dir = loom_test_tmpdir();
+
+    CHECK_OK(check_tiny(dir, -1, 0, 0));
+    /* A's signalled before its end. */
+    CHECK(check_tiny(dir, TA, LOOM_TR_SIGNAL, 250) == LOOM_ERR_VERIFY &&
+              strstr(loom_last_error(), "signalled 250"),
+          "signalled before the end: %s", loom_last_error());
+    /* B began waiting after A's end but before A was signalled. */
+    CHECK(check_tiny(dir, TB, LOOM_TR_WAIT, 350) == LOOM_ERR_VERIFY &&
+              strstr(loom_last_error(), "was signalled"),
+          "a wait before the SM's previous task was signalled: %s", loom_last_error());
+    /* A ends (380, signalled 400) after C began running (350). */
+    CHECK(check_tiny(dir, TA, LOOM_TR_END, 380) == LOOM_ERR_VERIFY &&
+              strstr(loom_last_error(), "before its producer task 0 A"),
+          "a producer ending after its consumer ran: %s", loom_last_error());
+    /* A signalled (450) after C began running (350): allowed, the
+     * signalled stamp is read after the release is issued. */
+    CHECK_OK(check_tiny(dir, TA, LOOM_TR_SIGNAL, 450));
+    loom_test_rmtree(dir);
+    free(dir);
+}
+
+/* A version 1 file: signalled = end, no release drawn or counted. */
+static void test_tiny_v1(void)
+{
+    char *dir = loom_test_tmpdir();
+    char path[1300];
+    loom_trace *t = NULL;
+
+    snprintf(path, sizeof path, "%s/v1.trace", dir);
+    write_tiny(path, k_tiny, 1);
+    CHECK_OK(loom_trace_load(path, &t));
+    for (int i = 0; t && i < 3; i++)
+        for (int k = 0; k < 4; k++)
+            CHECK(loom_trace_at(t, 0, i, k) == k_tiny[i][k < 3 ? k : LOOM_TR_END],
+                  "version 1: task %d stamp %d = %llu", i, k,
+                  (unsigned long long)loom_trace_at(t, 0, i, k));
+    if (t)
+        CHECK_OK(loom_trace_check(t));
+    loom_trace_free(t);
+    t = NULL;
+    /* A version 1 file with 4 stamps a task, and a version 3: refused. */
+    write_tiny(path, k_tiny, 2);
+    char *s = read_all(path);
+    for (int bad = 0; s && bad < 2; bad++) {
+        char *v = strstr(s, "\"version\": 2");
+        if (v)
+            v[11] = bad ? '3' : '1';
+        FILE *f = fopen(path, "w");
+        if (f) {
+            fputs(s, f);
+            fclose(f);
+        }
+        CHECK(loom_trace_load(path, &t) == LOOM_ERR_FORMAT && !t,
+              "version %c with 4 stamps a task loaded", bad ? '3' : '1');
+        if (v)
+            v[11] = '2';
+    }
+    free(s);
+    loom_test_rmtree(dir);
+    free(dir);
+}
+
+static bool near(double a, double b)
+{
+    return a > b - 1e-3 && a < b + 1e-3;
+}
+
+/* The summary of the hand-made trace: qkv's mean release (100 + 50 + 400) / 3
+ * ns and max 400 ns; the SMs 32.5% busy, 22.5% waiting, 27.5% releasing,
+ * 17.5% idle; on the critical path (B after A), a gap of 200 ns of which
+ * A's release 100 ns. */
+static void check_tiny_summary(const char *s)
+{
+    const char *op = strstr(s, "\n  qkv "), *all = strstr(s, "\n  all ");
+    double rel = -1, rel_max = -1, f[4] = {-1, -1, -1, -1};
+
+    if (op)
+        sscanf(op + 7, "%*d %*f %*f %*f %*f %*f%% %lf %lf", &rel, &rel_max);
+    CHECK(near(rel, 0.183) && near(rel_max, 0.400), "qkv release mean %g, max %g us", rel,
+          rel_max);
+    if (all)
+        sscanf(all + 7, "%lf%% %lf%% %lf%% %lf%%", &f[0], &f[1], &f[2], &f[3]);
+    CHECK(near(f[0], 32.5) && near(f[1], 22.5) && near(f[2], 27.5) && near(f[3], 17.5),
+          "SMs busy %g%%, wait %g%%, release %g%%, idle %g%%", f[0], f[1], f[2], f[3]);
+    CHECK(strstr(s, "busy   wait release   idle"), "no release column per SM:\n%s", s);
+    CHECK(strstr(s, "0.20 us, of which releases (end to signalled) 0.10 us"),
+          "critical path gaps:\n%s", s);
+}
+
+/* The views of the hand-made trace: releases in their colour (svg, both
+ * modes; none drawn for a version 1 file), a release slice per task
+ * (Perfetto), the release numbers (summary). */
+static void test_tiny_views(void)
+{
+    char *dir = loom_test_tmpdir();
+    char path[1300], out[1300];
+    loom_trace *t = NULL;
+    char *s;
+
+    for (int version = 1; version <= 2; version++) {
+        snprintf(path, sizeof path, "%s/v%d.trace", dir, version);
+        write_tiny(path, k_tiny, version);
+        CHECK_OK(loom_trace_load(path, &t));
+        for (int mode = 0; t && mode < 2; mode++) {
+            snprintf(out, sizeof out, "%s/v%d-%d.svg", dir, version, mode);
+            CHECK_OK(loom_trace_write_svg_mode(t, out, 0, mode));
+            s = read_all(out);
+            /* The legend's swatch, then one segment per release (detail) or
+             * one path per SM row (binned); none without signalled stamps. */
+            int32_t want = version == 1 ? 1 : mode ? 1 + 3 : 1 + 2;
+            CHECK(s && count_str(s, "#262626") == want && strstr(s, ">release</text>"),
+                  "%s: the release colour %d times, expected %d", out,
+                  s ? count_str(s, "#262626") : -1, want);
+            free(s);
+        }
+        loom_trace_free(t);
+        t = NULL;
+    }
+    CHECK_OK(loom_trace_load(path, &t));
+    if (!t)
+        goto out;
+    snprintf(out, sizeof out, "%s/tiny.perfetto.json", dir);
+    CHECK_OK(loom_trace_write_perfetto(t, out));
+    s = read_all(out);
+    CHECK(s && count_str(s, "\"cat\":\"release\"") == 3, "%s: %d release slices, expected 3",
+          out, s ? count_str(s, "\"cat\":\"release\"") : -1);
+    free(s);
+
+    snprintf(out, sizeof out, "%s/tiny.txt", dir);
+    FILE *f = fopen(out, "w");
+    if (f) {
+        loom_trace_summary(t, 0, f);
+        fclose(f);
+    }
+    s = read_all(out);
+    check_tiny_summary(s ? s : "");
     free(s);
 out:
     loom_trace_free(t);
@@ -508,4 +806,5 @@ static void test_traced_kernel_compiles(void)
 #endif
 
 TEST_MAIN(TEST(test_record_and_check), TEST(test_stopped_early), TEST(test_planted_bugs),
-          TEST(test_round_trip), TEST(test_outputs), TEST(test_malformed) CUDA_TESTS)
+          TEST(test_round_trip), TEST(test_outputs), TEST(test_tiny_check), TEST(test_tiny_v1),
+          TEST(test_tiny_views), TEST(test_malformed) CUDA_TESTS)

@@ -10,13 +10,17 @@
 
 #include "compiler/program.h"
 
-/* Timeline recording (loom trace): per traced step and task, three 64-bit
- * timestamps in ns, [wait begin, run begin, end], of one clock (CUDA:
- * %globaltimer, CPU: CLOCK_MONOTONIC); 0 = not run. Steps first_step ..
- * first_step + steps - 1 are recorded, later ones are not (the buffer,
- * steps * n_tasks * 3 u64, cannot overflow). Caller-owned and zeroed. */
+/* Timeline recording (loom trace): per traced step and task,
+ * LOOM_TRACE_STAMPS 64-bit timestamps in ns, [wait begin, run begin, end,
+ * signalled] (end: before the release signal; signalled: right after it),
+ * of one clock (CUDA: %globaltimer, CPU: CLOCK_MONOTONIC); 0 = not run.
+ * Steps first_step .. first_step + steps - 1 are recorded, later ones are
+ * not (the buffer, steps * n_tasks * LOOM_TRACE_STAMPS u64, cannot
+ * overflow). Caller-owned and zeroed. */
+#define LOOM_TRACE_STAMPS 4
+
 typedef struct loom_trace_rec {
-    uint64_t *t;                    /* [steps][n_tasks][3]                      */
+    uint64_t *t;                    /* [steps][n_tasks][LOOM_TRACE_STAMPS]      */
     int32_t   first_step;
     int32_t   steps;
 } loom_trace_rec;

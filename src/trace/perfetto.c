@@ -3,7 +3,10 @@
  * ("SM 12"), and per task instance a complete ("X") slice named by the
  * task ("L3.o_proj[17]", category = op kind, args: op, layer, step, bytes,
  * GB/s), preceded by a "wait" slice (category "wait", args: the counters it
- * waited on) when it waited. A global instant marker opens each decode step.
+ * waited on) when it waited, and followed by a "release" slice (category
+ * "release": end to signalled, the release signal's barrier and fence; args:
+ * the counter it signals) when that took time. A global instant marker
+ * opens each decode step.
  * Times are microseconds (floating point, ns resolution).
  *
  * defines: loom_trace_write_perfetto */
@@ -54,7 +57,7 @@ static void task_events(const loom_trace *t, int32_t s, int32_t i, json_t *ev)
     const loom_trace_task *tt = &t->tasks[i];
     const loom_trace_op *op = &t->ops[tt->op];
     uint64_t w = loom_trace_at(t, s, i, LOOM_TR_WAIT), b = loom_trace_at(t, s, i, LOOM_TR_RUN);
-    uint64_t e = loom_trace_at(t, s, i, LOOM_TR_END);
+    uint64_t e = loom_trace_at(t, s, i, LOOM_TR_END), g = loom_trace_at(t, s, i, LOOM_TR_SIGNAL);
     int32_t step = t->first_step + s;
 
     if (b > w)
@@ -70,6 +73,14 @@ static void task_events(const loom_trace *t, int32_t s, int32_t i, json_t *ev)
                                         "op", op->name, "layer", op->layer, "step", step,
                                         "bytes", (json_int_t)tt->bytes, "GB/s",
                                         e > b ? (double)tt->bytes / (double)(e - b) : 0.0));
+    if (g > e)
+        json_array_append_new(ev, json_pack("{s:s, s:s, s:s, s:f, s:f, s:i, s:i, s:{s:s, s:i, "
+                                            "s:s}}", "name", "release", "cat", "release", "ph",
+                                            "X", "ts", us(e), "dur", dur_us(e, g), "pid", PID,
+                                            "tid", tt->sm, "args", "task", tt->name, "step", step,
+                                            "signals", tt->signal >= 0
+                                                           ? t->counters[tt->signal].name
+                                                           : "(none)"));
 }
 
 /* A global instant marker at the first stamp of each traced step. */

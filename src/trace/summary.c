@@ -2,9 +2,11 @@
  *
  *   per op type (op name: qkv, o_proj, attn, ...): tasks, SM time, the wall
  *     time some SM ran it (union of its slices), bytes, and GB/s = bytes /
- *     that wall time, against the GPU's bandwidth;
- *   per SM: busy (running), waiting (prefetch + counter waits) and idle
- *     (between tasks, after its list) fractions of the traced window;
+ *     that wall time, against the GPU's bandwidth; the mean and max release
+ *     (end to signalled: the signal's barrier and fence);
+ *   per SM: busy (running), waiting (prefetch + counter waits), release and
+ *     idle (from a task's signalled to the next one's wait, after its list)
+ *     fractions of the traced window;
  *   the critical path: from the task that ended last, back through what
  *     released each task: the producer that ended last among the counters
  *     it waited on, or its SM's previous task when that ended later;
@@ -28,6 +30,7 @@ typedef struct op_type {
     const char *name;
     int32_t     tasks;          /* task instances                             */
     uint64_t    sm_ns, bytes, wall_ns;
+    uint64_t    release_ns, release_max;   /* signalled - end: sum, max     */
     span       *spans;
     int32_t     n_spans;
 } op_type;
@@ -106,20 +109,25 @@ static void print_ops(const loom_trace *t, double bw, FILE *f)
                 ty[k].tasks++;
                 ty[k].sm_ns += sp.e - sp.b;
                 ty[k].bytes += t->tasks[i].bytes;
+                uint64_t rel = loom_trace_release_ns(t, s, i);
+                ty[k].release_ns += rel;
+                ty[k].release_max = rel > ty[k].release_max ? rel : ty[k].release_max;
             }
         used += ty[k].n_spans;
         ty[k].wall_ns = union_ns(ty[k].spans, ty[k].n_spans);
     }
     fprintf(f, "\nper op type (per step; GB/s = bytes / wall time some SM runs it, against "
-            "%.3g B/s):\n", bw);
-    fprintf(f, "  %-11s %6s %10s %10s %11s %9s %7s\n", "op", "tasks", "SM us", "wall us",
-            "MB", "GB/s", "% bw");
+            "%.3g B/s; rel: a task's release, end to signalled, mean and max in us):\n", bw);
+    fprintf(f, "  %-11s %6s %10s %10s %11s %9s %7s %9s %9s\n", "op", "tasks", "SM us",
+            "wall us", "MB", "GB/s", "% bw", "rel avg", "rel max");
     for (int32_t k = 0; k < n && steps > 0; k++) {
         double wall = (double)ty[k].wall_ns / steps, bytes = (double)ty[k].bytes / steps;
         double gbs = wall > 0 ? bytes / wall : 0;
-        fprintf(f, "  %-11s %6d %10.2f %10.2f %11.3f %9.1f %6.1f%%\n", ty[k].name,
+        double rel = ty[k].tasks ? (double)ty[k].release_ns / ty[k].tasks : 0;
+        fprintf(f, "  %-11s %6d %10.2f %10.2f %11.3f %9.1f %6.1f%% %9.3f %9.3f\n", ty[k].name,
                 ty[k].tasks / steps, (double)ty[k].sm_ns / steps / 1e3, wall / 1e3,
-                bytes / 1e6, gbs, gbs * 1e9 / bw * 100);
+                bytes / 1e6, gbs, gbs * 1e9 / bw * 100, rel / 1e3,
+                (double)ty[k].release_max / 1e3);
     }
     free(type);
     free(all);
@@ -127,41 +135,58 @@ static void print_ops(const loom_trace *t, double bw, FILE *f)
 
 /* ------------------------------------------------------------ per SM */
 
+/* SM sm's time in the traced steps: busy (run begin to end), wait (wait
+ * begin to run begin) and release (end to signalled), ns. */
+static void sm_times(const loom_trace *t, int32_t sm, uint64_t ns[3])
+{
+    ns[0] = ns[1] = ns[2] = 0;
+    for (int32_t s = 0; s < t->n_steps; s++)
+        for (int32_t k = t->sm_offset[sm]; k < t->sm_offset[sm + 1]; k++) {
+            inst x = {s, t->sm_tasks[k]};
+            if (!loom_trace_ran(t, s, x.i))
+                continue;
+            ns[0] += at(t, x, LOOM_TR_END) - at(t, x, LOOM_TR_RUN);
+            ns[1] += at(t, x, LOOM_TR_RUN) - at(t, x, LOOM_TR_WAIT);
+            ns[2] += at(t, x, LOOM_TR_SIGNAL) - at(t, x, LOOM_TR_END);
+        }
+}
+
+/* Busy, wait, release and the rest (idle) as percentages of win ns. */
+static void print_fractions(FILE *f, const char *label, const double ns[3], double win)
+{
+    fprintf(f, "  %-6s %5.1f%% %5.1f%% %6.1f%% %5.1f%%\n", label, ns[0] / win * 100,
+            ns[1] / win * 100, ns[2] / win * 100, (win - ns[0] - ns[1] - ns[2]) / win * 100);
+}
+
 static void print_sms(const loom_trace *t, FILE *f)
 {
     uint64_t t0 = UINT64_MAX, t1 = 0;
-    double sum_busy = 0, sum_wait = 0;
+    double sum[3] = {0, 0, 0};
+    char label[16];
 
     for (int32_t s = 0; s < t->n_steps; s++)
         for (int32_t i = 0; i < t->n_tasks; i++)
             if (loom_trace_ran(t, s, i)) {
                 inst x = {s, i};
                 t0 = at(t, x, LOOM_TR_WAIT) < t0 ? at(t, x, LOOM_TR_WAIT) : t0;
-                t1 = at(t, x, LOOM_TR_END) > t1 ? at(t, x, LOOM_TR_END) : t1;
+                t1 = at(t, x, LOOM_TR_SIGNAL) > t1 ? at(t, x, LOOM_TR_SIGNAL) : t1;
             }
     if (t1 <= t0)
         return;
     double win = (double)(t1 - t0);
-    fprintf(f, "\nper SM (fractions of the traced window, %.2f us):\n", win / 1e3);
-    fprintf(f, "  %-6s %6s %6s %6s\n", "SM", "busy", "wait", "idle");
+    fprintf(f, "\nper SM (fractions of the traced window, %.2f us; release: end to signalled, "
+            "idle: the rest):\n", win / 1e3);
+    fprintf(f, "  %-6s %6s %6s %7s %6s\n", "SM", "busy", "wait", "release", "idle");
     for (int32_t sm = 0; sm < t->n_sms; sm++) {
-        uint64_t busy = 0, wait = 0;
-        for (int32_t s = 0; s < t->n_steps; s++)
-            for (int32_t k = t->sm_offset[sm]; k < t->sm_offset[sm + 1]; k++) {
-                inst x = {s, t->sm_tasks[k]};
-                if (!loom_trace_ran(t, s, x.i))
-                    continue;
-                busy += at(t, x, LOOM_TR_END) - at(t, x, LOOM_TR_RUN);
-                wait += at(t, x, LOOM_TR_RUN) - at(t, x, LOOM_TR_WAIT);
-            }
-        sum_busy += (double)busy;
-        sum_wait += (double)wait;
-        fprintf(f, "  %-6d %5.1f%% %5.1f%% %5.1f%%\n", sm, busy / win * 100, wait / win * 100,
-                (win - (double)busy - (double)wait) / win * 100);
+        uint64_t ns[3];
+        sm_times(t, sm, ns);
+        double d[3] = {(double)ns[0], (double)ns[1], (double)ns[2]};
+        for (int j = 0; j < 3; j++)
+            sum[j] += d[j];
+        snprintf(label, sizeof label, "%d", sm);
+        print_fractions(f, label, d, win);
     }
-    fprintf(f, "  %-6s %5.1f%% %5.1f%% %5.1f%%\n", "all", sum_busy / win / t->n_sms * 100,
-            sum_wait / win / t->n_sms * 100,
-            (win * t->n_sms - sum_busy - sum_wait) / win / t->n_sms * 100);
+    print_fractions(f, "all", sum, win * t->n_sms);
 }
 
 /* ------------------------------------------------------------ waits */
@@ -250,7 +275,7 @@ static void print_critical(const loom_trace *t, const int32_t *last, FILE *f)
     inst x = {-1, -1};
     int32_t hops = 0, max_hops = t->n_steps * t->n_tasks;
     inst *path = malloc(sizeof *path * ((size_t)max_hops + 1));
-    uint64_t run_ns[MAX_TYPES] = {0}, wait_ns = 0;
+    uint64_t run_ns[MAX_TYPES] = {0}, wait_ns = 0, release_ns = 0;
     const char *names[MAX_TYPES];
     int32_t n_names = 0;
 
@@ -283,8 +308,12 @@ static void print_critical(const loom_trace *t, const int32_t *last, FILE *f)
         }
         if (ty >= 0)
             run_ns[ty] += at(t, y, LOOM_TR_END) - at(t, y, LOOM_TR_RUN);
-        if (k + 1 < hops && at(t, y, LOOM_TR_RUN) > at(t, path[k + 1], LOOM_TR_END))
-            wait_ns += at(t, y, LOOM_TR_RUN) - at(t, path[k + 1], LOOM_TR_END);
+        if (k + 1 < hops && at(t, y, LOOM_TR_RUN) > at(t, path[k + 1], LOOM_TR_END)) {
+            uint64_t end = at(t, path[k + 1], LOOM_TR_END), run = at(t, y, LOOM_TR_RUN);
+            uint64_t sig = at(t, path[k + 1], LOOM_TR_SIGNAL);
+            wait_ns += run - end;
+            release_ns += (sig < run ? sig : run) - end;   /* the part its release took */
+        }
     }
     if (hops == 0) {
         free(path);
@@ -295,8 +324,10 @@ static void print_critical(const loom_trace *t, const int32_t *last, FILE *f)
             "end\n  running:", hops, (double)span_ns / 1e3);
     for (int32_t j = 0; j < n_names; j++)
         fprintf(f, " %s %.2f us;", names[j], (double)run_ns[j] / 1e3);
-    fprintf(f, "\n  gaps between a task's release and its run (signal, wake-up, dispatch): "
-            "%.2f us\n  its last %d tasks (latest first):\n", (double)wait_ns / 1e3, PATH_SHOWN);
+    fprintf(f, "\n  gaps between a task's end and the next one's run (release, wake-up, "
+            "dispatch): %.2f us, of which releases (end to signalled) %.2f us\n"
+            "  its last %d tasks (latest first):\n", (double)wait_ns / 1e3,
+            (double)release_ns / 1e3, PATH_SHOWN);
     for (int32_t k = 0; k < hops && k < PATH_SHOWN; k++) {
         inst y = path[k];
         fprintf(f, "    step %-4d SM %-4d %-22s run %8.2f us (%.2f .. %.2f)\n",

@@ -1,15 +1,16 @@
 /* svg.c - a trace drawn as an SVG timeline, by loom itself (no viewer
  * needed): one row per SM (a <g class="sm-row">), each task a rectangle in
  * its op's colour (hover: name, step, us), its wait before it hatched grey,
- * idle time left white; a dashed marker per decode step; a time axis in us
- * and a legend of the ops. Readable at 132 SMs: 1600 px wide, rows of 4-16
- * px.
+ * its release after it (end to signalled: the signal's barrier and fence)
+ * dark grey, idle time left white; a dashed marker per decode step; a time
+ * axis in us and a legend of the ops. Readable at 132 SMs: 1600 px wide,
+ * rows of 4-16 px.
  *
  * Small traces draw every task (with a tooltip). Large ones (a real model:
  * ~20000 tasks a step) are drawn at the picture's resolution, so that the
  * file stays a few MB: each row is cut into bins of half a pixel, each bin
- * takes the colour of the op that runs most of it (else wait, or idle;
- * short tasks are not hidden by long waits: see draw_row_binned), and the
+ * takes the colour of the op that runs most of it (else release, wait, or
+ * idle; short tasks are not hidden by long waits: see bin_winner), and the
  * runs of one colour become one <path> per row.
  *
  * A window (from, to in us after the trace's first stamp) zooms in: tasks are
@@ -35,6 +36,7 @@
 #define MAX_TYPES 16
 #define BIN_PX 0.5
 #define DETAIL_MAX 4000    /* task instances drawn one by one at most        */
+#define RELEASE_COLOR "#262626"   /* no op colour is this dark              */
 
 /* Colours of the op types, by op name; anything else: grey. */
 static const struct {
@@ -59,10 +61,11 @@ typedef struct view {
     uint64_t t0, t1;        /* time range drawn (ns)                         */
     double   width, plot_w, row_h;
     bool     detail;        /* every task a rectangle (else binned)          */
-    int32_t  n_types;       /* op types (by name); category n_types = wait   */
+    int32_t  n_types;       /* op types (by name); category n_types = wait,
+                               n_types + 1 = release                         */
     const char *types[MAX_TYPES];
     int32_t *op_type;       /* [n_ops]                                       */
-    float   *cov;           /* binned: [n_bins][n_types + 1] coverage        */
+    float   *cov;           /* binned: [n_bins][n_types + 2] coverage        */
     int8_t  *win;           /* binned: [n_bins] category shown, -1 idle      */
     int32_t  n_bins;
 } view;
@@ -81,8 +84,8 @@ static void time_range(const loom_trace *t, uint64_t *t0, uint64_t *t1)
             if (loom_trace_ran(t, s, i)) {
                 if (loom_trace_at(t, s, i, LOOM_TR_WAIT) < *t0)
                     *t0 = loom_trace_at(t, s, i, LOOM_TR_WAIT);
-                if (loom_trace_at(t, s, i, LOOM_TR_END) > *t1)
-                    *t1 = loom_trace_at(t, s, i, LOOM_TR_END);
+                if (loom_trace_at(t, s, i, LOOM_TR_SIGNAL) > *t1)
+                    *t1 = loom_trace_at(t, s, i, LOOM_TR_SIGNAL);
             }
     if (*t0 == UINT64_MAX)
         *t0 = 0;
@@ -94,22 +97,30 @@ static void draw_task(const view *v, const loom_trace *t, int32_t s, int32_t i, 
 {
     const loom_trace_task *tt = &t->tasks[i];
     uint64_t w = loom_trace_at(t, s, i, LOOM_TR_WAIT), b = loom_trace_at(t, s, i, LOOM_TR_RUN);
-    uint64_t e = loom_trace_at(t, s, i, LOOM_TR_END);
+    uint64_t e = loom_trace_at(t, s, i, LOOM_TR_END), g = loom_trace_at(t, s, i, LOOM_TR_SIGNAL);
+    double run_us = (double)(e - b) / 1e3, wait_us = (double)(b - w) / 1e3;
+    double release_us = (double)(g - e) / 1e3;
 
-    if (e <= v->t0 || w >= v->t1)   /* outside the window */
+    if (g <= v->t0 || w >= v->t1)   /* outside the window */
         return;
     w = w < v->t0 ? v->t0 : w > v->t1 ? v->t1 : w;
     b = b < v->t0 ? v->t0 : b > v->t1 ? v->t1 : b;
-    e = e > v->t1 ? v->t1 : e;
-    double xw = xpos(v, w), xb = xpos(v, b), xe = xpos(v, e);
+    e = e < v->t0 ? v->t0 : e > v->t1 ? v->t1 : e;
+    g = g > v->t1 ? v->t1 : g;
+    double xw = xpos(v, w), xb = xpos(v, b), xe = xpos(v, e), xg = xpos(v, g);
 
     if (xb - xw >= 0.05)
         fprintf(v->f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" "
                 "fill=\"url(#wait)\"/>\n", xw, y, xb - xw, v->row_h - 1);
-    fprintf(v->f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\">"
-            "<title>%s step %d: run %.2f us, waited %.2f us</title></rect>\n", xb, y,
-            xe - xb > 0.1 ? xe - xb : 0.1, v->row_h - 1, op_color(v->types[v->op_type[tt->op]]),
-            tt->name, t->first_step + s, (double)(e - b) / 1e3, (double)(b - w) / 1e3);
+    if (e > v->t0)   /* the run, unless the window begins during the release */
+        fprintf(v->f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" "
+                "fill=\"%s\"><title>%s step %d: run %.2f us, waited %.2f us, release %.2f us"
+                "</title></rect>\n", xb, y, xe - xb > 0.1 ? xe - xb : 0.1, v->row_h - 1,
+                op_color(v->types[v->op_type[tt->op]]), tt->name, t->first_step + s, run_us,
+                wait_us, release_us);
+    if (xg - xe >= 0.05)
+        fprintf(v->f, "<rect class=\"release\" x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" "
+                "height=\"%.2f\" fill=\"" RELEASE_COLOR "\"/>\n", xe, y, xg - xe, v->row_h - 1);
 }
 
 /* Adds the part of [b, e) (ns) that falls in each bin to category c. */
@@ -121,7 +132,7 @@ static void cover(view *v, int32_t c, uint64_t b, uint64_t e)
     e = e > v->t1 ? v->t1 : e;
     double scale = (double)v->n_bins / (double)(v->t1 - v->t0);
     double p0 = (double)(b - v->t0) * scale, p1 = (double)(e - v->t0) * scale;
-    int32_t nc = v->n_types + 1;
+    int32_t nc = v->n_types + 2;
 
     for (int32_t k = (int32_t)p0; k < v->n_bins && k < p1; k++) {
         double lo = p0 > k ? p0 : k, hi = p1 < k + 1 ? p1 : k + 1;
@@ -130,10 +141,42 @@ static void cover(view *v, int32_t c, uint64_t b, uint64_t e)
     }
 }
 
+/* The colour of category c of a binned row: an op, wait or release. */
+static const char *category_fill(const view *v, int32_t c)
+{
+    return c < v->n_types ? op_color(v->types[c]) : c == v->n_types ? "url(#wait)"
+                                                                    : RELEASE_COLOR;
+}
+
+/* The category a bin of coverage c shows (-1 idle). Work first: the op
+ * running most of the bin if it covers a tenth of it (short tasks between
+ * long waits stay visible); then the release the same way, if it covers no
+ * less than the wait (a long release is what the picture is for; a short
+ * one is not drawn over a longer wait); else wait if the bin is mostly
+ * covered, else idle. */
+static int8_t bin_winner(const view *v, const float *c)
+{
+    float wait = c[v->n_types], rel = c[v->n_types + 1], sum = wait + rel, best = 0;
+    int8_t win = -1;
+
+    for (int32_t j = 0; j < v->n_types; j++) {
+        sum += c[j];
+        if (c[j] > best) {
+            best = c[j];
+            win = (int8_t)j;
+        }
+    }
+    if (best >= 0.1f)
+        return win;
+    if (rel >= 0.1f && rel >= wait)
+        return (int8_t)(v->n_types + 1);
+    return sum >= 0.5f ? (int8_t)v->n_types : -1;
+}
+
 /* One row at the picture's resolution: a <path> per colour. */
 static void draw_row_binned(view *v, const loom_trace *t, int32_t sm, double y)
 {
-    int32_t nc = v->n_types + 1;
+    int32_t nc = v->n_types + 2;
 
     memset(v->cov, 0, sizeof *v->cov * (size_t)v->n_bins * (size_t)nc);
     for (int32_t s = 0; s < t->n_steps; s++)
@@ -145,24 +188,11 @@ static void draw_row_binned(view *v, const loom_trace *t, int32_t sm, double y)
                   loom_trace_at(t, s, i, LOOM_TR_RUN));
             cover(v, v->op_type[t->tasks[i].op], loom_trace_at(t, s, i, LOOM_TR_RUN),
                   loom_trace_at(t, s, i, LOOM_TR_END));
+            cover(v, v->n_types + 1, loom_trace_at(t, s, i, LOOM_TR_END),
+                  loom_trace_at(t, s, i, LOOM_TR_SIGNAL));
         }
-    /* Work first: the op running most of the bin if it covers a tenth of
-     * it (short tasks between long waits stay visible), else wait if the
-     * bin is mostly covered, else idle. */
-    for (int32_t k = 0; k < v->n_bins; k++) {
-        const float *c = v->cov + (size_t)k * (size_t)nc;
-        float sum = c[v->n_types], best = 0;
-        v->win[k] = -1;
-        for (int32_t j = 0; j < v->n_types; j++) {
-            sum += c[j];
-            if (c[j] > best) {
-                best = c[j];
-                v->win[k] = (int8_t)j;
-            }
-        }
-        if (best < 0.1f)
-            v->win[k] = sum >= 0.5f ? (int8_t)v->n_types : -1;
-    }
+    for (int32_t k = 0; k < v->n_bins; k++)
+        v->win[k] = bin_winner(v, v->cov + (size_t)k * (size_t)nc);
     for (int32_t j = 0; j < nc; j++) {
         bool open = false;
         for (int32_t k = 0; k < v->n_bins; k++) {
@@ -172,8 +202,7 @@ static void draw_row_binned(view *v, const loom_trace *t, int32_t sm, double y)
             while (e < v->n_bins && v->win[e] == j)
                 e++;
             if (!open)
-                fprintf(v->f, "<path fill=\"%s\" d=\"", j < v->n_types ? op_color(v->types[j])
-                                                                     : "url(#wait)");
+                fprintf(v->f, "<path fill=\"%s\" d=\"", category_fill(v, j));
             open = true;
             fprintf(v->f, "M%.1f %.2fh%.1fv%.2fh-%.1fz", LEFT + k * BIN_PX, y,
                     (e - k) * BIN_PX, v->row_h - 1, (e - k) * BIN_PX);
@@ -244,15 +273,15 @@ static void draw_axis(const view *v, double y)
             "</text>\n", LEFT + v->plot_w, y + 31);
 }
 
-/* The op types present, in op order, then wait and idle. */
+/* The op types present, in op order, then wait, release and idle. */
 static void draw_legend(const view *v, double y)
 {
+    static const char *const extra[] = {"wait", "release", "idle"};
     double x = LEFT;
 
-    for (int32_t k = 0; k <= v->n_types + 1; k++) {
-        const char *name = k < v->n_types ? v->types[k] : k == v->n_types ? "wait" : "idle";
-        const char *fill = k < v->n_types ? op_color(name) : k == v->n_types ? "url(#wait)"
-                                                                            : "#fff";
+    for (int32_t k = 0; k <= v->n_types + 2; k++) {
+        const char *name = k < v->n_types ? v->types[k] : extra[k - v->n_types];
+        const char *fill = k <= v->n_types + 1 ? category_fill(v, k) : "#fff";
         fprintf(v->f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"12\" fill=\"%s\" "
                 "stroke=\"#444\" stroke-width=\"0.5\"/><text x=\"%.1f\" y=\"%.1f\" "
                 "font-size=\"12\">%s</text>\n", x, y, fill, x + 16, y + 10, name);
@@ -339,12 +368,12 @@ loom_status loom_trace_write_svg_window(const loom_trace *t, const char *path, i
     for (int32_t s = 0; s < t->n_steps; s++)   /* task instances in the window */
         for (int32_t i = 0; i < t->n_tasks; i++)
             instances += loom_trace_ran(t, s, i) &&
-                         loom_trace_at(t, s, i, LOOM_TR_END) > v.t0 &&
+                         loom_trace_at(t, s, i, LOOM_TR_SIGNAL) > v.t0 &&
                          loom_trace_at(t, s, i, LOOM_TR_WAIT) < v.t1;
     v.detail = detail >= 0 ? detail != 0 : instances <= DETAIL_MAX;
     v.n_bins = (int32_t)(v.plot_w / BIN_PX);
     v.op_type = calloc((size_t)t->n_ops + 1, sizeof *v.op_type);
-    v.cov = calloc((size_t)v.n_bins * (MAX_TYPES + 1), sizeof *v.cov);
+    v.cov = calloc((size_t)v.n_bins * (MAX_TYPES + 2), sizeof *v.cov);
     v.win = calloc((size_t)v.n_bins, sizeof *v.win);
     if (!v.op_type || !v.cov || !v.win) {
         st = loom_fail(LOOM_ERR_OUT_OF_MEMORY, "svg: %d bins", v.n_bins);

@@ -16,6 +16,7 @@
 #include "trace/trace.h"
 
 #define TRACE_NONE UINT64_MAX   /* stamp of a task that did not run */
+#define TRACE_VERSION 2         /* 1: 3 stamps per task (no signalled) */
 
 void loom_trace_free(loom_trace *t)
 {
@@ -40,7 +41,7 @@ static loom_trace *trace_alloc(int32_t n_ops, int32_t n_counters, int32_t n_task
                                int32_t n_steps)
 {
     loom_trace *t = calloc(1, sizeof *t);
-    size_t n_t = (size_t)n_steps * (size_t)n_tasks * 3;
+    size_t n_t = (size_t)n_steps * (size_t)n_tasks * LOOM_TRACE_STAMPS;
 
     if (!t)
         return NULL;
@@ -93,10 +94,13 @@ static void copy_program(loom_trace *t, const loom_program *p)
             t->tasks[p->sm_tasks[k]].sm = sm;
 }
 
-/* A task ran when all three stamps are set. */
+/* A task ran when all its stamps are set. */
 static bool rec_ran(const uint64_t *s)
 {
-    return s[0] && s[1] && s[2];
+    for (int k = 0; k < LOOM_TRACE_STAMPS; k++)
+        if (!s[k])
+            return false;
+    return true;
 }
 
 loom_status loom_trace_from_run(const loom_program *p, const loom_trace_rec *rec,
@@ -125,16 +129,16 @@ loom_status loom_trace_from_run(const loom_program *p, const loom_trace_rec *rec
     t->bandwidth = bandwidth > 0 ? bandwidth : 0;
     copy_program(t, p);
 
-    n = (size_t)rec->steps * (size_t)p->n_tasks;
-    for (size_t i = 0; i < n; i++)
-        if (rec_ran(rec->t + 3 * i))
-            for (int k = 0; k < 3; k++)
-                if (rec->t[3 * i + k] < origin)
-                    origin = rec->t[3 * i + k];
-    for (size_t i = 0; i < n; i++)
-        if (rec_ran(rec->t + 3 * i))
-            for (int k = 0; k < 3; k++)
-                t->t[3 * i + k] = rec->t[3 * i + k] - origin;
+    n = (size_t)rec->steps * (size_t)p->n_tasks * LOOM_TRACE_STAMPS;
+    for (size_t i = 0; i < n; i += LOOM_TRACE_STAMPS)
+        if (rec_ran(rec->t + i))
+            for (int k = 0; k < LOOM_TRACE_STAMPS; k++)
+                if (rec->t[i + k] < origin)
+                    origin = rec->t[i + k];
+    for (size_t i = 0; i < n; i += LOOM_TRACE_STAMPS)
+        if (rec_ran(rec->t + i))
+            for (int k = 0; k < LOOM_TRACE_STAMPS; k++)
+                t->t[i + k] = rec->t[i + k] - origin;
     *out = t;
     return LOOM_OK;
 }
@@ -177,7 +181,7 @@ static json_t *trace_json(const loom_trace *t)
     for (int32_t s = 0; s < t->n_steps; s++) {
         json_t *a = json_array();
         for (int32_t i = 0; i < t->n_tasks; i++)
-            for (int k = 0; k < 3; k++) {
+            for (int k = 0; k < LOOM_TRACE_STAMPS; k++) {
                 uint64_t v = loom_trace_at(t, s, i, k);
                 json_array_append_new(a, json_integer(v == TRACE_NONE ? -1 : (json_int_t)v));
             }
@@ -185,8 +189,8 @@ static json_t *trace_json(const loom_trace *t)
     }
     return json_pack("{s:s, s:i, s:s, s:s, s:i, s:i, s:i, s:i, s:b, s:o, s:o, s:o, s:o, s:o, "
                      "s:o}",
-                     "format", "loom-trace", "version", 1, "backend", t->backend, "clock",
-                     t->clock, "n_sms", t->n_sms, "first_step", t->first_step, "steps",
+                     "format", "loom-trace", "version", TRACE_VERSION, "backend", t->backend,
+                     "clock", t->clock, "n_sms", t->n_sms, "first_step", t->first_step, "steps",
                      t->n_steps, "steps_run", t->steps_run, "truncated", t->truncated,
                      "bandwidth", t->bandwidth > 0 ? json_real(t->bandwidth) : json_null(),
                      "ops", ops, "counters", ctrs, "tasks", tasks, "sm_tasks", lists, "t", steps);
@@ -415,21 +419,26 @@ static bool load_lists(reader *r, json_t *root, loom_trace *t)
     return ok;
 }
 
-static bool load_stamps(reader *r, json_t *root, loom_trace *t)
+/* The stamps: per task 4 (version 2), or 3 (version 1, before the
+ * signalled stamp: signalled = end, i.e. no release time). */
+static bool load_stamps(reader *r, json_t *root, loom_trace *t, json_int_t version)
 {
     json_t *a = get_array(r, root, "t", (size_t)t->n_steps), *st, *x;
-    size_t s, k;
+    size_t s, k, per = version == 1 ? 3 : LOOM_TRACE_STAMPS;
 
     if (!a)
         return false;
     json_array_foreach(a, s, st) {
-        if (!json_is_array(st) || json_array_size(st) != (size_t)t->n_tasks * 3)
-            return bad(r, "t[%zu] is not an array of 3 x %d stamps", s, t->n_tasks);
+        if (!json_is_array(st) || json_array_size(st) != (size_t)t->n_tasks * per)
+            return bad(r, "t[%zu] is not an array of %zu x %d stamps", s, per, t->n_tasks);
         json_array_foreach(st, k, x) {
             json_int_t v = json_is_integer(x) ? json_integer_value(x) : -2;
             if (v < -1)
                 return bad(r, "t[%zu][%zu] is not a stamp (ns >= 0, or -1)", s, k);
-            t->t[s * (size_t)t->n_tasks * 3 + k] = v < 0 ? TRACE_NONE : (uint64_t)v;
+            uint64_t *slot = t->t + (s * (size_t)t->n_tasks + k / per) * LOOM_TRACE_STAMPS;
+            slot[k % per] = v < 0 ? TRACE_NONE : (uint64_t)v;
+            if (per == 3 && k % per == LOOM_TR_END)
+                slot[LOOM_TR_SIGNAL] = slot[LOOM_TR_END];
         }
     }
     return true;
@@ -442,7 +451,7 @@ static bool load_header(reader *r, json_t *root, json_int_t *n[5])
     if (!json_is_object(root) || !json_is_string(fmt) ||
         strcmp(json_string_value(fmt), "loom-trace") != 0)
         return bad(r, "not a loom trace (no \"format\": \"loom-trace\")");
-    if (!get_int(r, root, "version", 1, 1, n[4]) ||
+    if (!get_int(r, root, "version", 1, TRACE_VERSION, n[4]) ||
         !get_int(r, root, "n_sms", 1, 1 << 20, n[0]) ||
         !get_int(r, root, "steps", 1, 1 << 20, n[1]))
         return false;
@@ -508,7 +517,7 @@ loom_status loom_trace_load(const char *path, loom_trace **out)
         goto out;
     }
     if (load_meta(&r, root, t) && load_ops(&r, root, t) && load_counters(&r, root, t) &&
-        load_tasks(&r, root, t) && load_lists(&r, root, t) && load_stamps(&r, root, t)) {
+        load_tasks(&r, root, t) && load_lists(&r, root, t) && load_stamps(&r, root, t, ver)) {
         *out = t;
         t = NULL;
     }
@@ -533,7 +542,7 @@ static int32_t complete_steps(const loom_trace *t)
 static loom_status check_task(const loom_trace *t, int32_t s, int32_t i)
 {
     uint64_t w = loom_trace_at(t, s, i, LOOM_TR_WAIT), b = loom_trace_at(t, s, i, LOOM_TR_RUN);
-    uint64_t e = loom_trace_at(t, s, i, LOOM_TR_END);
+    uint64_t e = loom_trace_at(t, s, i, LOOM_TR_END), g = loom_trace_at(t, s, i, LOOM_TR_SIGNAL);
     int32_t step = t->first_step + s;
 
     if (s < complete_steps(t) && e == TRACE_NONE)
@@ -544,14 +553,17 @@ static loom_status check_task(const loom_trace *t, int32_t s, int32_t i)
                          "stopped after %d steps", step, i, t->tasks[i].name, t->steps_run);
     if (e == TRACE_NONE)
         return LOOM_OK;
-    if (w == TRACE_NONE || b == TRACE_NONE || w > b || b > e)
+    if (w == TRACE_NONE || b == TRACE_NONE || g == TRACE_NONE || w > b || b > e || e > g)
         return loom_fail(LOOM_ERR_VERIFY, "trace: step %d: task %d %s: wait %llu, run %llu, "
-                         "end %llu ns are not in order", step, i, t->tasks[i].name,
-                         (unsigned long long)w, (unsigned long long)b, (unsigned long long)e);
+                         "end %llu, signalled %llu ns are not in order", step, i,
+                         t->tasks[i].name, (unsigned long long)w, (unsigned long long)b,
+                         (unsigned long long)e, (unsigned long long)g);
     return LOOM_OK;
 }
 
-/* Each SM ran its list in order, one task after the other, step by step. */
+/* Each SM ran its list in order, one task after the other, step by step:
+ * a task's wait begins after the previous task was signalled (both stamps
+ * are taken by the same thread, in program order, on one clock). */
 static loom_status check_sm_order(const loom_trace *t)
 {
     for (int32_t sm = 0; sm < t->n_sms; sm++) {
@@ -560,11 +572,11 @@ static loom_status check_sm_order(const loom_trace *t)
             for (int32_t k = t->sm_offset[sm]; k < t->sm_offset[sm + 1]; k++) {
                 int32_t i = t->sm_tasks[k];
                 if (prev >= 0 && loom_trace_at(t, s, i, LOOM_TR_WAIT) <
-                                     loom_trace_at(t, prev_s, prev, LOOM_TR_END))
+                                     loom_trace_at(t, prev_s, prev, LOOM_TR_SIGNAL))
                     return loom_fail(LOOM_ERR_VERIFY, "trace: SM %d: task %d %s of step %d "
-                                     "began waiting before task %d %s of step %d ended", sm, i,
-                                     t->tasks[i].name, t->first_step + s, prev,
-                                     t->tasks[prev].name, t->first_step + prev_s);
+                                     "began waiting before task %d %s of step %d was "
+                                     "signalled", sm, i, t->tasks[i].name, t->first_step + s,
+                                     prev, t->tasks[prev].name, t->first_step + prev_s);
                 prev = i;
                 prev_s = s;
             }
@@ -594,7 +606,17 @@ void loom_trace_last_producers(const loom_trace *t, int32_t *last)
 }
 
 /* Task i of traced step s began running after the ends of the producers
- * of each counter it waits on, at the step the wait requires. */
+ * of each counter it waits on, at the step the wait requires.
+ *
+ * The end, not the signalled stamp: the end is taken before the release
+ * and the consumer's run begin after the acquire that saw it, so on one
+ * clock (%globaltimer is one for all SMs; CLOCK_MONOTONIC one for all
+ * CPUs) end <= run begin always holds. The signalled stamp is read after
+ * the release was issued: on the GPU the RED is fire-and-forget, and a
+ * consumer can see it and stamp its run begin before the producer's
+ * thread 0 reads its clock; on the CPU the producer's thread can be
+ * preempted between its fetch_add and clock_gettime. Comparing with it
+ * would fail on correct runs. */
 static loom_status check_producers(const loom_trace *t, const int32_t *last, int32_t s,
                                    int32_t i)
 {

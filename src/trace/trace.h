@@ -2,21 +2,25 @@
  * loom trace file, its checker, and the views of it (Perfetto JSON, SVG,
  * summary).
  *
- * A trace holds, per traced decode step and task, three timestamps (ns from
+ * A trace holds, per traced decode step and task, four timestamps (ns from
  * the trace's origin): when its SM began waiting for it (the prefetch and
- * the counter waits), when it began to run, and when it ended (before its
- * signal). Beside them it carries what is needed to read them without the
- * model: each task's name, op, SM, bytes and waits, the counters, and the
- * bandwidth of the GPU if it was given at record time.
+ * the counter waits), when it began to run, when it ended (before its
+ * release signal) and when it was signalled (right after the release:
+ * [end, signalled) is the time the release took). Beside them it carries
+ * what is needed to read them without the model: each task's name, op, SM,
+ * bytes and waits, the counters, and the bandwidth of the GPU if it was
+ * given at record time.
  *
  * The file (loom trace FILE) is a JSON object:
- *   {"format": "loom-trace", "version": 1, "backend": "cuda", "clock": ...,
+ *   {"format": "loom-trace", "version": 2, "backend": "cuda", "clock": ...,
  *    "n_sms": N, "first_step": k, "steps": S, "steps_run": R,
  *    "truncated": bool, "bandwidth": B | null,
  *    "ops": [{"name", "kind", "layer"}], "counters": [{"name", "op", "signals"}],
  *    "tasks": [{"name", "op", "sm", "bytes", "signal", "waits": [[c, n, o]]}],
  *    "sm_tasks": [[task ids in order] per SM],
- *    "t": [[3 x n_tasks ns] per step]}
+ *    "t": [[4 x n_tasks ns] per step]}
+ * (-1: the task did not run). Version 1 had 3 stamps per task (no
+ * signalled); it still loads, with signalled = end.
  *
  * defines: loom_trace, loom_trace_from_run, loom_trace_save, loom_trace_load,
  *          loom_trace_free, loom_trace_check, loom_trace_write_perfetto,
@@ -32,7 +36,7 @@
 #define LOOM_TRACE_DEFAULT_STEPS 4
 #define LOOM_TRACE_DEFAULT_BW 3.0e12
 
-enum { LOOM_TR_WAIT = 0, LOOM_TR_RUN = 1, LOOM_TR_END = 2 };
+enum { LOOM_TR_WAIT = 0, LOOM_TR_RUN = 1, LOOM_TR_END = 2, LOOM_TR_SIGNAL = 3 };
 
 typedef struct loom_trace_op {
     char    name[24];          /* "qkv", "attn", ...                          */
@@ -61,7 +65,8 @@ typedef struct loom_trace {
     loom_trace_task   *tasks;
     int32_t           *sm_offset;   /* [n_sms + 1]                           */
     int32_t           *sm_tasks;
-    uint64_t          *t;           /* [n_steps][n_tasks][3] ns from origin;
+    uint64_t          *t;           /* [n_steps][n_tasks][LOOM_TRACE_STAMPS]
+                                       ns from origin (LOOM_TR_*);
                                        the origin (0) is the earliest stamp */
 } loom_trace;
 
@@ -76,11 +81,18 @@ void loom_trace_free(loom_trace *t);
 /* Timestamp k (LOOM_TR_*) of task at traced step s. */
 static inline uint64_t loom_trace_at(const loom_trace *t, int32_t s, int32_t task, int k)
 {
-    return t->t[((size_t)s * (size_t)t->n_tasks + (size_t)task) * 3 + (size_t)k];
+    return t->t[((size_t)s * (size_t)t->n_tasks + (size_t)task) * LOOM_TRACE_STAMPS +
+                (size_t)k];
 }
 
 /* True when the task ran at traced step s (its stamps are meaningful). */
 bool loom_trace_ran(const loom_trace *t, int32_t s, int32_t task);
+
+/* The time the release of task at traced step s took (signalled - end). */
+static inline uint64_t loom_trace_release_ns(const loom_trace *t, int32_t s, int32_t task)
+{
+    return loom_trace_at(t, s, task, LOOM_TR_SIGNAL) - loom_trace_at(t, s, task, LOOM_TR_END);
+}
 
 /* Per traced step s and counter c, the producer (task signalling c) that
  * ended last, or one that did not run; -1 when c has none. last holds
@@ -94,19 +106,23 @@ loom_status loom_trace_load(const char *path, loom_trace **out);
 
 /* Consistency with the schedule (LOOM_ERR_VERIFY naming step, task and
  * stamp): every task of each traced step ran exactly once (all of them, up
- * to the last step the run completed), wait begin <= run begin <= end, each
- * SM's tasks in its list order without overlap, and every task's run begin
- * is at or after the ends of the producers of the counters it waits on (the
- * signals of the step its wait requires, when that step was traced). */
+ * to the last step the run completed), wait begin <= run begin <= end <=
+ * signalled, each SM's tasks in its list order without overlap (a task's
+ * wait begins at or after the previous one's signalled), and every task's
+ * run begin is at or after the ends of the producers of the counters it
+ * waits on (the signals of the step its wait requires, when that step was
+ * traced). */
 loom_status loom_trace_check(const loom_trace *t);
 
 /* Chrome / Perfetto trace JSON (ui.perfetto.dev): one track per SM, a
  * "wait" slice (category wait) before each task's slice (category = op
- * kind), a marker per decode step. */
+ * kind), a "release" slice (category release) after it, a marker per
+ * decode step. */
 loom_status loom_trace_write_perfetto(const loom_trace *t, const char *path);
 
 /* An SVG timeline: SMs as rows, ops coloured with a legend, waits lighter,
- * a marker per decode step, time axis in us. width 0 = 1600 px. */
+ * releases dark grey, a marker per decode step, time axis in us. width 0 =
+ * 1600 px. */
 loom_status loom_trace_write_svg(const loom_trace *t, const char *path, int32_t width);
 /* The same, choosing how: detail 1 every task a rectangle (with a tooltip),
  * 0 binned at the picture's resolution, -1 by size (large traces binned). */
@@ -117,8 +133,9 @@ loom_status loom_trace_write_svg_mode(const loom_trace *t, const char *path, int
 loom_status loom_trace_write_svg_window(const loom_trace *t, const char *path, int32_t width,
                                         int detail, double from_us, double to_us);
 
-/* Per op type: time, bytes, GB/s against bandwidth (bytes/s); per SM busy /
- * waiting / idle; the critical path; the 10 longest waits. */
+/* Per op type: time, bytes, GB/s against bandwidth (bytes/s), mean and max
+ * release; per SM busy / waiting / release / idle; the critical path; the
+ * 10 longest waits. */
 void loom_trace_summary(const loom_trace *t, double bandwidth, FILE *f);
 
 /* Writes root (consumed) to path through a temporary file and a rename, so

@@ -123,8 +123,9 @@ static uint64_t now_ns(void)
     return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
-/* The trace slot [wait begin, run begin, end] of task at step, or NULL when
- * the run is not traced or the step is outside the traced window. */
+/* The trace slot [wait begin, run begin, end, signalled] of task at step,
+ * or NULL when the run is not traced or the step is outside the traced
+ * window. */
 static uint64_t *trace_slot(const run_ctx *ctx, int32_t task, int32_t step)
 {
     const loom_trace_rec *tr = ctx->req->trace;
@@ -135,7 +136,8 @@ static uint64_t *trace_slot(const run_ctx *ctx, int32_t task, int32_t step)
     k = step - tr->first_step;
     if (k < 0 || k >= tr->steps)
         return NULL;
-    return tr->t + ((size_t)k * (size_t)ctx->s->prog->n_tasks + (size_t)task) * 3;
+    return tr->t + ((size_t)k * (size_t)ctx->s->prog->n_tasks + (size_t)task) *
+                       LOOM_TRACE_STAMPS;
 }
 
 static uint64_t splitmix64(uint64_t *x)
@@ -546,6 +548,9 @@ static bool try_sm(worker *wk, vsm *v)
         slot[2] = now_ns();
     if (t->signal >= 0)
         atomic_fetch_add_explicit(&s->counters[t->signal], 1u, memory_order_release);
+    /* Signalled: after the release (no signal: right after the end). */
+    if (slot)
+        slot[3] = now_ns();
     advance(s, v);
     return true;
 }

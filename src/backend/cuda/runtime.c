@@ -685,7 +685,8 @@ static loom_status trace_arm(cuda_state *s, const loom_run_request *req)
     if (!s->trace)
         return LOOM_OK;
     if (req->trace && req->trace->t && req->trace->steps > 0) {
-        size_t n = sizeof(uint64_t) * 3 * (size_t)s->prog->n_tasks * (size_t)req->trace->steps;
+        size_t n = sizeof(uint64_t) * LOOM_TRACE_STAMPS * (size_t)s->prog->n_tasks *
+                   (size_t)req->trace->steps;
         if (n > s->trace_bytes) {
             if (s->d_trace_buf)
                 cu->MemFree(s->d_trace_buf);
@@ -709,7 +710,8 @@ static loom_status trace_arm(cuda_state *s, const loom_run_request *req)
 
 static loom_status trace_collect(cuda_state *s, const loom_run_request *req)
 {
-    size_t n = sizeof(uint64_t) * 3 * (size_t)s->prog->n_tasks * (size_t)req->trace->steps;
+    size_t n = sizeof(uint64_t) * LOOM_TRACE_STAMPS * (size_t)s->prog->n_tasks *
+               (size_t)req->trace->steps;
 
     if (!req->trace->t || req->trace->steps <= 0 || !s->d_trace_buf)
         return LOOM_OK;

@@ -54,6 +54,9 @@ loom_megakernel(const loom_kparams p)
 #endif
             xc_end(xc);
             loom_signal(p, t);
+#if LOOM_TRACE
+            loom_trace_stamp(tr, 3);   // signalled: the release issued
+#endif
         }
     }
 out:

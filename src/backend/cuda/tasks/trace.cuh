@@ -5,17 +5,21 @@
 //
 // The host fills the module global loom_trace before each launch
 // (cuModuleGetGlobal): per task of steps first .. first + steps - 1, thread
-// 0 of its CTA stores three %globaltimer stamps into buf[(k * n_tasks +
-// task) * 3 ..]: wait begin (before the prefetch and the waits), run begin
-// (waits met) and end (every thread done, before the release signal, so
-// that a consumer never runs before its producers' ends). The buffer is
-// sized for exactly those steps: it cannot overflow.
+// 0 of its CTA stores four %globaltimer stamps into buf[(k * n_tasks +
+// task) * 4 ..]: 0 wait begin (before the prefetch and the waits), 1 run
+// begin (waits met), 2 end (every thread done, before the release signal,
+// so that a consumer never runs before its producers' ends) and 3
+// signalled (after loom_signal: its barrier, then thread 0's red.release,
+// i.e. MEMBAR.ALL.GPU + RED; the RED itself is fire-and-forget, so this is
+// when the release was issued, not when a consumer can see it; no signal:
+// after the barrier). The buffer is sized for exactly those steps: it
+// cannot overflow.
 //
 // defines: loom_trace, loom_trace_slot, loom_trace_stamp, loom_trace_end
 #pragma once
 
 struct loom_trace_dev {
-    u64 buf;                    // u64 [steps][n_tasks][3], 0 = not traced
+    u64 buf;                    // u64 [steps][n_tasks][4], 0 = not traced
     int first, steps, n_tasks, pad;
 };
 
@@ -27,7 +31,7 @@ __device__ __forceinline__ u64 *loom_trace_slot(int step, int id)
     const int k = step - loom_trace.first;
     if (loom_trace.buf == 0 || k < 0 || k >= loom_trace.steps)
         return nullptr;
-    return (u64 *)loom_trace.buf + ((u64)k * (u64)loom_trace.n_tasks + (u64)id) * 3;
+    return (u64 *)loom_trace.buf + ((u64)k * (u64)loom_trace.n_tasks + (u64)id) * 4;
 }
 
 __device__ __forceinline__ void loom_trace_stamp(u64 *slot, int which)
