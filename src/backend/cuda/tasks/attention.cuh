@@ -18,6 +18,16 @@
 // defines: attention_task, attn_merge_task
 #pragma once
 
+// Positions [p0, p1) of split s of `split` at step (graph.h ATTENTION (3)).
+__device__ __forceinline__ void attn_range(int step, int s, int split, int &p0, int &p1)
+{
+    const int n = step + 1, chunk = (n + split - 1) / split;
+    p1 = n - s * chunk;
+    p0 = p1 - chunk;
+    p1 = p1 > 0 ? p1 : 0;
+    p0 = p0 > 0 ? p0 : 0;
+}
+
 // Query heads of group g into qs (G * HD); with kv, k and v into the caches
 // at position step. One warp a head.
 template <int HD, int G, bool QNORM, bool KNORM>
@@ -93,19 +103,23 @@ __device__ __forceinline__ void kv_row_load(const bf16raw *p, int n, float (&out
     }
 }
 
+// The smallest power of two >= n (n <= 32; more is never asked).
+__host__ __device__ constexpr int pow2_at_least(int n)
+{
+    return n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : n <= 8 ? 8 : n <= 16 ? 16 : 32;
+}
+
 template <int HD, int G, bool QNORM, bool KNORM>
 __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom_dop &d,
                                                const loom_dtask *t, int step)
 {
     constexpr int EPL = (HD + 31) / 32;             // elements per lane
     constexpr int ST = HD + 2;                      // {o[HD], m, l}
+    constexpr bool VEC = HD == 32 * EPL;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = t->group, s = t->split, split = d.split;
-    // split s: [max(0, n - (s+1) chunk), n - s chunk), empty when <= 0
-    const int n = step + 1, chunk = (n + split - 1) / split;
-    int p1 = n - s * chunk, p0 = p1 - chunk;
-    p1 = p1 > 0 ? p1 : 0;
-    p0 = p0 > 0 ? p0 : 0;
+    int p0, p1;
+    attn_range(step, s, split, p0, p1);
     const float scale = 1.0f / sqrtf((float)HD);   // folded into q
     float *qs = LOOM_SMEM;                          // G * HD
     float *st = LOOM_SMEM + G * HD;                 // LOOM_WARPS * G * ST
@@ -131,38 +145,58 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
     }
     const bf16raw *kc = (const bf16raw *)d.kcache, *vc = (const bf16raw *)d.vcache;
     // PB positions per warp at a time: their K and V rows are all loaded
-    // before any is used, so one L2 round trip serves PB positions.
-    constexpr int PB = 4;
+    // before any is used (one L2 round trip for PB positions), their PB * G
+    // scores reduced together (warp_sum_n), and the
+    // online softmax corrected once per batch, so the chain of dependent
+    // shuffles and exponentials is per batch, not per position and head.
+    constexpr int PB = G <= 8 ? 4 : 32 / G > 0 ? 32 / G : 1;   // NS <= 32: G <= 32
+    constexpr int NS = pow2_at_least(PB * G);
     for (int pos0 = p0 + warp; pos0 < p1; pos0 += LOOM_WARPS * PB) {
         float kv[PB][EPL], vv[PB][EPL];
 #pragma unroll
         for (int b = 0; b < PB; b++) {
             const int pos = pos0 + b * LOOM_WARPS;
+            const int nv = pos < p1 ? HD - lane * EPL : 0;
             const u64 base =
                 (kv_slot(p, pos < p1 ? pos : p0) * LOOM_N_KV + g) * HD + (u64)lane * EPL;
-            const int nv = pos < p1 ? HD - lane * EPL : 0;
-            kv_row_load<EPL, HD == 32 * EPL>(kc + base, nv, kv[b]);
-            kv_row_load<EPL, HD == 32 * EPL>(vc + base, nv, vv[b]);
+            kv_row_load<EPL, VEC>(kc + base, nv, kv[b]);
+            kv_row_load<EPL, VEC>(vc + base, nv, vv[b]);
         }
+        float sc[NS];
 #pragma unroll
-        for (int b = 0; b < PB; b++) {
-            if (pos0 + b * LOOM_WARPS >= p1)
-                break;
-#pragma unroll
-            for (int h = 0; h < G; h++) {
-                float dot = 0.0f;
-#pragma unroll
-                for (int e = 0; e < EPL; e++)
-                    dot = fmaf(q[h][e], kv[b][e], dot);
-                float sc = warp_sum(dot);
-                float mn = fmaxf(m[h], sc);
-                float corr = expf(m[h] - mn), pe = expf(sc - mn);
-                l[h] = l[h] * corr + pe;
+        for (int i = 0; i < NS; i++) {
+            const int b = i / G, h = i % G;
+            float dot = 0.0f;
+            if (i < PB * G) {
 #pragma unroll
                 for (int e = 0; e < EPL; e++)
-                    o[h][e] = o[h][e] * corr + pe * vv[b][e];
-                m[h] = mn;
+                    dot = fmaf(q[h][e], kv[b < PB ? b : 0][e], dot);
             }
+            sc[i] = dot;
+        }
+        warp_sum_n<NS>(sc);
+#pragma unroll
+        for (int h = 0; h < G; h++) {
+            float mn = m[h];
+#pragma unroll
+            for (int b = 0; b < PB; b++)
+                if (pos0 + b * LOOM_WARPS < p1)
+                    mn = fmaxf(mn, sc[b * G + h]);
+            const float corr = expf(m[h] - mn);   // m = -inf (first batch): 0
+            l[h] *= corr;
+#pragma unroll
+            for (int e = 0; e < EPL; e++)
+                o[h][e] *= corr;
+#pragma unroll
+            for (int b = 0; b < PB; b++) {
+                // past p1: pe = 0 (its v reads as zeros)
+                const float pe = pos0 + b * LOOM_WARPS < p1 ? expf(sc[b * G + h] - mn) : 0.0f;
+                l[h] += pe;
+#pragma unroll
+                for (int e = 0; e < EPL; e++)
+                    o[h][e] = fmaf(pe, vv[b][e], o[h][e]);
+            }
+            m[h] = mn;
         }
     }
     // This warp's states into shared memory.

@@ -1,13 +1,13 @@
 // common.cuh - the small vocabulary every megakernel task uses: the tables
 // the host hands over (same layout as src/backend/cuda/cuda.h), bf16
-// conversions by bit operations, 16-byte streaming loads of weights, warp and
-// block reductions, %globaltimer, and the counter wait / signal protocol.
+// conversions by bit operations, 16-byte streaming loads of weights, warp
+// reductions, %globaltimer, and the counter wait / signal protocol.
 //
 // Self-contained device code: no CUDA toolkit header, so NVRTC needs no
 // include path. The generated source defines LOOM_THREADS before this file.
 //
 // defines: loom_dtask, loom_dop, loom_kparams, loom_kerror, bf16 helpers,
-//          ld_weight16, warp_sum, block_sum, loom_wait_all, loom_signal
+//          ld_weight16, warp_sum, loom_wait_all, loom_signal
 #pragma once
 
 typedef unsigned int u32;
@@ -95,12 +95,24 @@ __device__ __forceinline__ int loom_task_id(const loom_dtask *t)
 #define LOOM_STAGE_BAR ((u64 *)((char *)loom_smem4 + 16))
 #define LOOM_STAGE_DATA ((char *)loom_smem4 + LOOM_STAGE_OFFSET)
 
-// Every thread keeps the same copy (uniform).
+// Every thread keeps the same copy of rows, parity and pending (uniform);
+// src, bytes and issued are thread 0's, which issues the copies.
 struct stage_state {
     int rows;        // rows of the current linear task in the buffer (0: none)
     u32 parity;      // phase of LOOM_STAGE_BAR the next copy completes
     bool pending;    // a copy was started and not yet waited for
+    const char *src; // the copy: bytes from src, of which issued so far
+    u32 bytes, issued;
 };
+
+// The copy goes out in pieces of LOOM_STAGE_CHUNK bytes, one more before
+// each poll of the task's wait (and the rest once the wait is over): a
+// poll's answer and the task's first reads queue behind the SM's copy data
+// still in flight, so a whole tile requested at once delayed the wake-up by
+// up to the copy's duration (docs/perf-notes.md v10). 0: one piece.
+#ifndef LOOM_STAGE_CHUNK
+#define LOOM_STAGE_CHUNK 32768
+#endif
 
 // ------------------------------------------------------------ numbers
 
@@ -223,12 +235,18 @@ __device__ __forceinline__ void mbar_init(u64 *bar, u32 count)
                  : "memory");
 }
 
-// Thread 0: expect `bytes` on bar, then copy them global -> shared with the
-// bulk copy engine, completing on bar.
-__device__ __forceinline__ void bulk_load(void *dst, const void *src, u32 bytes, u64 *bar)
+// One thread: the arrival on bar (its count is 1) that expects `bytes` of
+// bulk copies before the phase completes.
+__device__ __forceinline__ void mbar_expect(u64 *bar, u32 bytes)
 {
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;"
                  ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+}
+
+// Copy `bytes` (a multiple of 16, both addresses 16-byte aligned) global ->
+// shared with the bulk copy engine, completing on bar.
+__device__ __forceinline__ void bulk_copy(void *dst, const void *src, u32 bytes, u64 *bar)
+{
     asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes "
                  "[%0], [%1], %2, [%3];"
                  ::"r"(smem_addr(dst)), "l"(src), "r"(bytes), "r"(smem_addr(bar)) : "memory");
@@ -269,13 +287,38 @@ __device__ __forceinline__ void stage_init()
     __syncthreads();
 }
 
-// Thread 0: the bulk copy of `bytes` from src into the staging buffer. Its
-// writes (async proxy) come after the buffer's last reads by the previous
-// task (generic proxy): the proxy fence orders them.
-__device__ __forceinline__ void stage_issue(const void *src, u32 bytes)
+// Thread 0: the next piece of the copy, if any is left.
+__device__ __forceinline__ void stage_pump(stage_state &sg)
+{
+    if (sg.issued >= sg.bytes)
+        return;
+    u32 n = sg.bytes - sg.issued;
+    if (LOOM_STAGE_CHUNK > 0 && n > (u32)LOOM_STAGE_CHUNK)
+        n = LOOM_STAGE_CHUNK;
+    bulk_copy(LOOM_STAGE_DATA + sg.issued, sg.src + sg.issued, n, LOOM_STAGE_BAR);
+    sg.issued += n;
+}
+
+// Thread 0: every piece not yet issued.
+__device__ __forceinline__ void stage_pump_all(stage_state &sg)
+{
+    while (sg.issued < sg.bytes)
+        stage_pump(sg);
+}
+
+// Thread 0: the bulk copy of `bytes` (a multiple of 16) from src into the
+// staging buffer: the whole phase is expected on the barrier at once, the
+// first piece issued now, the rest by stage_pump. Its writes (async proxy)
+// come after the buffer's last reads by the previous task (generic proxy):
+// the proxy fence orders them.
+__device__ __forceinline__ void stage_issue(stage_state &sg, const void *src, u32 bytes)
 {
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-    bulk_load(LOOM_STAGE_DATA, src, bytes, LOOM_STAGE_BAR);
+    mbar_expect(LOOM_STAGE_BAR, bytes);
+    sg.src = (const char *)src;
+    sg.bytes = bytes;
+    sg.issued = 0;
+    stage_pump(sg);
 }
 
 // No bulk copy may still be writing into the shared memory of a CTA that is
@@ -287,7 +330,9 @@ __device__ __forceinline__ void stage_drain(const loom_kparams &p, const stage_s
 }
 #else
 __device__ __forceinline__ void stage_init() {}
-__device__ __forceinline__ void stage_issue(const void *, u32) {}
+__device__ __forceinline__ void stage_pump(stage_state &) {}
+__device__ __forceinline__ void stage_pump_all(stage_state &) {}
+__device__ __forceinline__ void stage_issue(stage_state &, const void *, u32) {}
 __device__ __forceinline__ void stage_drain(const loom_kparams &, const stage_state &) {}
 #endif // LOOM_STAGE
 
@@ -439,27 +484,70 @@ __device__ __forceinline__ float warp_sum(float v)
     return v;
 }
 
+// p ? a : b as a register select: written as `?:` on array elements, the
+// compiler may turn it into a computed index, which puts the array in local
+// memory.
+__device__ __forceinline__ float select_f32(bool p, float a, float b)
+{
+    float r;
+    asm("{\n\t.reg .pred q;\n\tsetp.ne.u32 q, %3, 0;\n\tselp.f32 %0, %1, %2, q;\n\t}"
+        : "=f"(r) : "f"(a), "f"(b), "r"((u32)p));
+    return r;
+}
+
+// Warp sums of N values at once (N a power of two, <= 32): every lane ends
+// with all N sums in v. Halving: at offset 16 a lane keeps half the values
+// (the upper half in lanes with bit 4 set) and adds its partner's; after
+// log2 N such steps each lane holds one value's partial (value index = the
+// lane's top log2 N bits), the remaining offsets finish it, and N shuffles
+// broadcast. N - 1 + (5 - log2 N) + N shuffles instead of 5 N; the additions
+// pair lanes in warp_sum's order, so each sum is bitwise warp_sum's.
+__host__ __device__ constexpr int loom_log2(int n)
+{
+    return n <= 1 ? 0 : 1 + loom_log2(n / 2);
+}
+
+// Halving level K of warp_sum_n (templates: each level's trip count is a
+// constant, so v stays in registers; a loop over levels made the compiler
+// index v in local memory).
+template <int N, int K>
+__device__ __forceinline__ void warp_sum_n_level(float (&v)[N], int lane)
+{
+    if constexpr (K < loom_log2(N)) {
+        constexpr int half = N >> (K + 1), o = 16 >> K;
+        const bool upper = (lane & o) != 0;
+#pragma unroll
+        for (int i = 0; i < half; i++) {
+            const float send = select_f32(upper, v[i], v[i + half]);
+            const float keep = select_f32(upper, v[i + half], v[i]);
+            v[i] = keep + __shfl_xor_sync(0xffffffffu, send, o);
+        }
+        warp_sum_n_level<N, K + 1>(v, lane);
+    }
+}
+
+template <int N>
+__device__ __forceinline__ void warp_sum_n(float (&v)[N])
+{
+    static_assert(N >= 1 && N <= 32 && (N & (N - 1)) == 0, "warp_sum_n: N a power of 2 <= 32");
+    constexpr int L = loom_log2(N);
+    const int lane = threadIdx.x & 31;
+    warp_sum_n_level<N, 0>(v, lane);
+#pragma unroll
+    for (int k = L; k < 5; k++)
+        v[0] += __shfl_xor_sync(0xffffffffu, v[0], 16 >> k);
+    const float mine = v[0];
+#pragma unroll
+    for (int i = 0; i < N; i++)
+        v[i] = __shfl_sync(0xffffffffu, mine, i << (5 - L));
+}
+
 __device__ __forceinline__ float warp_max(float v)
 {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1)
         v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
-}
-
-// Sum over the block; every thread gets the result. red: LOOM_WARPS floats
-// of shared memory that no one else uses during the call.
-__device__ __forceinline__ float block_sum(float v, float *red)
-{
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_sum(v);
-    if (lane == 0)
-        red[warp] = v;
-    __syncthreads();
-    float s = lane < LOOM_WARPS ? red[lane] : 0.0f;
-    s = warp_sum(s);
-    __syncthreads();
-    return s;
 }
 
 // (value, row) pair order of ARGMAX: larger value wins, ties and NaN: the
@@ -489,6 +577,11 @@ struct loom_wait_state {
 #ifndef LOOM_POLL_NS
 #define LOOM_POLL_NS 0
 #endif
+// A spin looks at the abort flag and the stop step once it has lasted this
+// long (ns).
+#ifndef LOOM_POLL_LOOK_NS
+#define LOOM_POLL_LOOK_NS 20000
+#endif
 
 // Thread 0 spins until every wait of t is satisfied for `step`, with an
 // acquire load and __nanosleep backoff. Gives up (LOOM_WAIT_EXIT) when the
@@ -496,15 +589,17 @@ struct loom_wait_state {
 // ended generation), or on timeout, which it records in the error record
 // (first timeout wins) before raising the abort flag every CTA polls.
 //
-// The fast path - every counter already there at the first poll - costs
-// one acquire load per wait and nothing else: the abort flag and the stop
-// step (each a round trip to L2) are looked at only while spinning, and by
-// the tasks that wait on the previous step (embed). That is enough: every
-// task of step s + 1 depends, through embed, on ARGMAX of step s, which
-// stores the stop step before its release; embed's tasks see it and exit,
-// so nothing of a stopped step runs.
+// The wake-up path - a counter reached - costs nothing beyond the acquire
+// load that saw it: the abort flag and the stop step (each a round trip to
+// L2) are looked at only by a spin that has lasted LOOM_POLL_LOOK_NS, and
+// after the waits only by the tasks that wait on the previous step (embed).
+// That is enough: every task of step s + 1 depends, through embed, on
+// ARGMAX of step s, which stores the stop step before its release; embed's
+// tasks see it and exit, so nothing of a stopped step runs. An aborted run
+// (another CTA timed out) lets the tasks whose inputs are there finish; the
+// first that has to spin sees the flag.
 __device__ __forceinline__ int loom_wait_thread0(const loom_kparams &p, const loom_dtask *t, int task_id,
-                                 int step)
+                                 int step, stage_state &sg)
 {
     u32 *counters = (u32 *)p.counters;
     loom_kerror *err = (loom_kerror *)p.error;
@@ -520,7 +615,6 @@ __device__ __forceinline__ int loom_wait_thread0(const loom_kparams &p, const lo
         u32 v = ld_acquire(c);
         if ((long long)v >= thr)
             continue;
-        look = true;
         u64 t0 = globaltimer();
         u32 ns = LOOM_POLL_NS;
         for (int spin = 0;; spin++) {
@@ -529,15 +623,17 @@ __device__ __forceinline__ int loom_wait_thread0(const loom_kparams &p, const lo
                 if (ns < 128)
                     ns <<= 1;
             }
+            stage_pump(sg);   // the next piece of the task's weights
             v = ld_acquire(c);
             if ((long long)v >= thr)
                 break;
-            // The abort flag and the stop step are looked at every 16th
-            // poll only: each is a round trip to L2 on the wake-up path.
-            if ((spin & 15) == 15 &&
+            // The abort flag and the stop step: each a round trip to L2 that
+            // would delay the wake-up, so only in long spins (a hop takes a
+            // few us; a stopped or aborted run spins until it looks).
+            u64 now = globaltimer();
+            if ((spin & 15) == 15 && now - t0 > LOOM_POLL_LOOK_NS &&
                 (ld_volatile(&err->flag) != 0 || step >= ld_volatile(stop)))
                 return LOOM_WAIT_EXIT;
-            u64 now = globaltimer();
             if (now - t0 > p.timeout_ns) {
                 if (atomicCAS(&err->flag, 0, -1) == 0) {
                     err->sm = blockIdx.x;
@@ -565,15 +661,56 @@ __device__ __forceinline__ int loom_wait_thread0(const loom_kparams &p, const lo
 }
 
 __device__ __forceinline__ int loom_wait_all(const loom_kparams &p, const loom_dtask *t,
-                                             int task_id, int step, loom_wait_state *ws)
+                                             int task_id, int step, loom_wait_state *ws,
+                                             stage_state &sg)
 {
-    if (threadIdx.x == 0)
-        ws->verdict = loom_wait_thread0(p, t, task_id, step);
+    if (threadIdx.x == 0) {
+        ws->verdict = loom_wait_thread0(p, t, task_id, step, sg);
+        stage_pump_all(sg);   // also on exit: stage_drain waits for the whole phase
+    }
     __syncthreads();
     int v = ws->verdict;
     __syncthreads();
     return v;
 }
+
+#if LOOM_STAGE
+// Every thread: wait until the staged rows have landed; a CTA barrier. Bounded; the verdict
+// is the CTA's (a vote), so no thread is left behind at a barrier. On
+// timeout the error record names the task and counter -2 (staging), and the
+// CTA's wait verdict says exit.
+__device__ __forceinline__ bool stage_wait(const loom_kparams &p, stage_state &sg, int task_id,
+                                           int step)
+{
+    bool ok = mbar_wait_bounded(LOOM_STAGE_BAR, sg.parity, p.timeout_ns);
+    sg.parity ^= 1u;
+    sg.pending = false;
+    if (!__syncthreads_or(!ok))
+        return true;
+    if (threadIdx.x == 0) {
+        loom_kerror *err = (loom_kerror *)p.error;
+        if (atomicCAS(&err->flag, 0, -1) == 0) {
+            err->sm = blockIdx.x;
+            err->task = task_id;
+            err->counter = -2;
+            err->value = 0;
+            err->threshold = 0;
+            err->step = step;
+            __threadfence();
+            atomicExch(&err->flag, 1);
+        }
+        ((loom_wait_state *)loom_smem4)->verdict = LOOM_WAIT_EXIT;
+    }
+    __syncthreads();
+    return false;
+}
+#else
+__device__ __forceinline__ bool stage_wait(const loom_kparams &, stage_state &, int, int)
+{
+    __syncthreads();
+    return true;
+}
+#endif
 
 // All threads' writes of the task, the CTA barrier, then one release add by
 // thread 0. In the PTX memory model the barrier orders every thread's writes

@@ -63,7 +63,7 @@ __device__ __forceinline__ void linear_prefetch(const loom_dop &d, const loom_dt
     sg.rows = h;
     if (h > 0) {
         if (threadIdx.x == 0)
-            stage_issue(W + (u64)rb * COLS, (u32)h * COLS * 2);
+            stage_issue(sg, W + (u64)rb * COLS, (u32)h * COLS * 2);
         sg.pending = true;
     }
     const int r0 = rb + 2 * warp;   // with staging the tile's head is staged already
@@ -158,36 +158,51 @@ __device__ __forceinline__ void dot_rows2(const bf16raw *w0, const bf16raw *w1,
     }
 }
 
-// x (and its RMSNorm) into shared memory: xs[c] = w[c] * (inv * x[c]) as the
-// CPU reference computes it.
+// x into shared memory, times the RMSNorm weight when PRO: xs[c] = w[c] *
+// x[c]; each warp's partial sum of squares into red[warp]. No barrier: the
+// caller's next CTA barrier (the staging wait's, or its own) publishes both,
+// and linear_norm_scale then gives the norm's scale 1 / rms(x), which the
+// caller applies to the dot products (sum_c W[r,c] w[c] x[c] * inv equals
+// the reference's sum_c W[r,c] (w[c] (inv x[c])) up to rounding). So the
+// reduction costs no barrier of its own and x one L2 round trip.
 // xc: the task's LOOM_XCHECK slot (nullptr: not recorded).
 template <int COLS, int PRO>
 __device__ __forceinline__ void linear_stage_x(const loom_dop &d, float *xs, float *red,
                                                u32 *xc = nullptr)
 {
-    const float4 *x4 = (const float4 *)d.x;
+    const float4 *x4 = (const float4 *)d.x, *n4 = (const float4 *)d.norm;
     float ss = 0.0f;
 
     for (int c = threadIdx.x; c < COLS / 4; c += LOOM_THREADS) {
         float4 v = ldcg4(x4 + c);
-        ((float4 *)xs)[c] = v;
-        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
         xc_add(xc, (c * 8) / (COLS / 4), xc_bits4(v));
+        if (PRO == LOOM_PRO_RMSNORM) {
+            const float4 w = n4[c];
+            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+            v.x *= w.x;
+            v.y *= w.y;
+            v.z *= w.z;
+            v.w *= w.w;
+        }
+        ((float4 *)xs)[c] = v;
     }
     if (PRO == LOOM_PRO_RMSNORM) {
-        const float4 *n4 = (const float4 *)d.norm;
-        ss = block_sum(ss, red);
-        float inv = 1.0f / sqrtf(ss / (float)COLS + LOOM_EPS);
-        for (int c = threadIdx.x; c < COLS / 4; c += LOOM_THREADS) {
-            float4 v = ((float4 *)xs)[c], w = n4[c];
-            v.x = w.x * (inv * v.x);
-            v.y = w.y * (inv * v.y);
-            v.z = w.z * (inv * v.z);
-            v.w = w.w * (inv * v.w);
-            ((float4 *)xs)[c] = v;
-        }
+        ss = warp_sum(ss);
+        if ((threadIdx.x & 31) == 0)
+            red[threadIdx.x >> 5] = ss;
     }
-    __syncthreads();
+}
+
+// After the barrier that follows linear_stage_x: the RMSNorm scale
+// 1 / sqrt(mean(x^2) + eps) (every thread sums the warps' partials), or 1.
+template <int COLS, int PRO>
+__device__ __forceinline__ float linear_norm_scale(const float *red)
+{
+    if (PRO != LOOM_PRO_RMSNORM)
+        return 1.0f;
+    const int lane = threadIdx.x & 31;
+    float s = warp_sum(lane < LOOM_WARPS ? red[lane] : 0.0f);
+    return 1.0f / sqrtf(s / (float)COLS + LOOM_EPS);
 }
 
 __device__ __forceinline__ float silu(float g)
@@ -218,43 +233,6 @@ __device__ __forceinline__ void linear_argmax_reduce(const loom_dop &d, const lo
     }
 }
 
-#if LOOM_STAGE
-// Every thread: wait until the staged rows have landed. Bounded; the verdict
-// is the CTA's (a vote), so no thread is left behind at a barrier. On
-// timeout the error record names the task and counter -2 (staging), and the
-// CTA's wait verdict says exit.
-__device__ __forceinline__ bool stage_wait(const loom_kparams &p, stage_state &sg, int task_id,
-                                           int step)
-{
-    bool ok = mbar_wait_bounded(LOOM_STAGE_BAR, sg.parity, p.timeout_ns);
-    sg.parity ^= 1u;
-    sg.pending = false;
-    if (!__syncthreads_or(!ok))
-        return true;
-    if (threadIdx.x == 0) {
-        loom_kerror *err = (loom_kerror *)p.error;
-        if (atomicCAS(&err->flag, 0, -1) == 0) {
-            err->sm = blockIdx.x;
-            err->task = task_id;
-            err->counter = -2;
-            err->value = 0;
-            err->threshold = 0;
-            err->step = step;
-            __threadfence();
-            atomicExch(&err->flag, 1);
-        }
-        ((loom_wait_state *)loom_smem4)->verdict = LOOM_WAIT_EXIT;
-    }
-    __syncthreads();
-    return false;
-}
-#else
-__device__ __forceinline__ bool stage_wait(const loom_kparams &, stage_state &, int, int)
-{
-    return true;
-}
-#endif
-
 template <int COLS, int PRO, int EPI, bool BIAS>
 __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_dop &d,
                                             const loom_dtask *t, int step,
@@ -274,9 +252,16 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     linear_stage_x<COLS, PRO>(d, xs, red, xc);
     if (EPI == LOOM_EPI_ARGMAX)
         y += (LOOM_LOGITS_BY_STEP ? (u64)step : 0ull) * (u64)d.rows;
-    const int h = sg.rows;   // rows rb .. rb + h - 1 are staged (0 on sm_80)
-    if (h > 0 && !stage_wait(p, sg, loom_task_id(t), step))
-        return;
+    // One CTA barrier publishes xs and red: the staging wait's when rows
+    // rb .. rb + h - 1 are staged (h is 0 on sm_80), else a plain one.
+    const int h = sg.rows;
+    if (h > 0) {
+        if (!stage_wait(p, sg, loom_task_id(t), step))
+            return;
+    } else {
+        __syncthreads();
+    }
+    const float inv = linear_norm_scale<COLS, PRO>(red);
     const bf16raw *S = (const bf16raw *)LOOM_STAGE_DATA;   // row rb
 
     // RESIDUAL: the warp's first pair's residuals are loaded now (lane 0),
@@ -298,8 +283,8 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
         else
             dot_rows2<COLS, false>(W + (u64)r0 * COLS, W + (u64)r1 * COLS, xs, a0, a1, pre,
                                    !LOOM_STAGE && r0 == rb + 2 * warp);
-        a0 = warp_sum(a0);
-        a1 = warp_sum(a1);
+        a0 = warp_sum(a0) * inv;
+        a1 = warp_sum(a1) * inv;
         if (lane != 0)
             continue;
         if (EPI == LOOM_EPI_SILU_MUL) {

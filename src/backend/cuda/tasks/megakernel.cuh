@@ -26,7 +26,7 @@ loom_megakernel(const loom_kparams p)
         ((int *)LOOM_SIDS)[i] = list[begin + i];
     __syncthreads();
 
-    stage_state sg = {0, 0u, false};
+    stage_state sg = {0, 0u, false, nullptr, 0u, 0u};
     uint4 pre[LOOM_PRELOAD];   // a linear task's first weights, loaded before its wait
     stage_init();
     for (int step = 0; step < p.n_steps; step++) {
@@ -39,7 +39,7 @@ loom_megakernel(const loom_kparams p)
             loom_trace_stamp(tr, 0);
 #endif
             loom_prefetch(d, t, pre, sg);   // weights do not wait
-            if (loom_wait_all(p, t, id, step, ws) != LOOM_WAIT_OK)
+            if (loom_wait_all(p, t, id, step, ws, sg) != LOOM_WAIT_OK)
                 goto out;
 #if LOOM_TRACE
             loom_trace_stamp(tr, 1);
