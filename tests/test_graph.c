@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compiler/internal.h"
 #include "graph/graph.h"
 #include "harness.h"
 
@@ -265,6 +266,25 @@ static void check_packing(const loom_graph *g, int32_t l)
     free(nv);
 }
 
+/* The compiler's KV split choice: one split per 256 positions, capped by
+ * the SMs per KV head and 16, and none (1) below 4 - a merge costs a hop. */
+static void test_attn_split_choice(void)
+{
+    struct { int32_t sms, ctx, forced, want; } c[] = {
+        {132, 320, 0, 1},   {132, 700, 0, 1},    {132, 1024, 0, 4}, {132, 2048, 0, 8},
+        {132, 4096, 0, 16}, {132, 40960, 0, 16}, {16, 4096, 0, 1},  {64, 4096, 0, 8},
+        {132, 320, 3, 3},   {132, 2, 5, 2},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        loom_graph_params p = params(c[i].sms);
+        p.max_context = c[i].ctx;
+        p.attn_split = c[i].forced;
+        int32_t s = loom_attn_split_choice(&p, 8);
+        CHECK(s == c[i].want, "split for %d SMs, context %d, asked %d: %d, want %d", c[i].sms,
+              c[i].ctx, c[i].forced, s, c[i].want);
+    }
+}
+
 static void test_fill_weight_packing(void)
 {
     for (int n = 0; n < 3; n++) {
@@ -342,5 +362,6 @@ static void test_rope_inv_freq(void)
     }
 }
 
-TEST_MAIN(TEST(test_ops_and_tensors), TEST(test_bad_params), TEST(test_fill_weight_packing),
+TEST_MAIN(TEST(test_ops_and_tensors), TEST(test_bad_params), TEST(test_attn_split_choice),
+          TEST(test_fill_weight_packing),
           TEST(test_rope_inv_freq))

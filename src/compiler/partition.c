@@ -29,11 +29,16 @@ int32_t loom_attn_split_choice(const loom_graph_params *p, int32_t n_kv_heads)
         s = (int32_t)(p->n_sms / d);
         if (s > 16)
             s = 16;
-        /* Each split is worth its merge only over >= 512 positions: a short
-         * context gets one split and no merge op (one hop less per layer). */
-        int64_t by_len = ((int64_t)p->max_context + 511) / 512;
+        /* A split per 256 positions of context, and at least 4 or none: the
+         * merge op costs a hop, worth it for 4+ splits only (H100, perf-notes
+         * v12: at 4096 positions 16 splits beat 8 by 5%; at 320, 2 splits
+         * lost 3% and 4 gained 0.5%) - a short context gets one split and
+         * no merge op. */
+        int64_t by_len = ((int64_t)p->max_context + 255) / 256;
         if (s > by_len)
             s = (int32_t)by_len;
+        if (s < 4)
+            s = 1;
     }
     if (s > p->max_context)
         s = p->max_context;

@@ -107,17 +107,55 @@ void loom_cuda_op_variants(const loom_program *p, int32_t *variant, int32_t *n_v
 }
 
 /* Shared memory layout (tasks/common.cuh): a 128-byte head (wait verdict,
- * the staging barrier), the tables (the op table, this SM's task records in
+ * the staging barriers), the tables (the op table, this SM's task records in
  * list order and their ids), the task scratch, then the weight staging
- * buffer (Hopper): the first rows of a linear task's tile, copied in by the
- * bulk copy engine while the task waits for its inputs. */
+ * slots (Hopper): the first rows of linear tasks' tiles, copied in by the
+ * bulk copy engine while the task (and, with two slots, the one before it)
+ * waits for its inputs. */
 #define SMEM_HEAD 128
-/* The staging buffer's size unless LOOM_CUDA_STAGE_KB says (0: off). */
-#define STAGE_MAX_KB 96   /* H100: 96 KB beat 192 and 0 (perf-notes v6) */
+/* A staging slot's size unless LOOM_CUDA_STAGE_KB says (0: off). */
+#define STAGE_MAX_KB 96
 
 static int64_t round_up(int64_t n, int64_t to)
 {
     return (n + to - 1) / to * to;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int64_t tables_bytes(const loom_program *p);
+static int64_t scratch_bytes(const loom_program *p);
+
+/* Staging slots, unless LOOM_CUDA_STAGE_SLOTS says (1 or 2): two (the next
+ * task's rows stream through this task's wait) when the median linear tile
+ * fits in half the room - small models, whose layers are bound by the hops'
+ * latency, not by bandwidth; one otherwise, where a copy a task ahead only
+ * competes with the current task's stream (H100, perf-notes v11: two slots
+ * 6% faster at 0.6B, 2-3.5% slower at 1.7B and 8B). */
+static int stage_slots(const loom_program *p)
+{
+    const char *e = getenv("LOOM_CUDA_STAGE_SLOTS");
+    int64_t room = SMEM_LIMIT - SMEM_HEAD - tables_bytes(p) - scratch_bytes(p), *b, med;
+    int32_t n = 0;
+
+    if (e && *e && (atoi(e) == 1 || atoi(e) == 2))
+        return atoi(e);
+    b = malloc(sizeof *b * (size_t)(p->n_tasks > 0 ? p->n_tasks : 1));
+    if (!b)
+        return 1;
+    for (int32_t i = 0; i < p->n_tasks; i++) {
+        const loom_op *op = &p->graph->ops[p->tasks[i].op];
+        if (op->kind == LOOM_OP_LINEAR)
+            b[n++] = (int64_t)(p->tasks[i].row_end - p->tasks[i].row_begin) * op->cols * 2;
+    }
+    qsort(b, (size_t)n, sizeof *b, cmp_i64);
+    med = n > 0 ? b[n / 2] : 0;
+    free(b);
+    return n > 0 && med <= room / 2 ? 2 : 1;
 }
 
 /* The longest SM task list. */
@@ -166,8 +204,8 @@ static int64_t scratch_bytes(const loom_program *p)
     return (need + 127) / 128 * 128;
 }
 
-/* The staging buffer: STAGE_MAX_KB (or LOOM_CUDA_STAGE_KB), no more than the
- * largest linear tile nor than the room the limit leaves. */
+/* A staging slot: STAGE_MAX_KB (or LOOM_CUDA_STAGE_KB), no more than the
+ * largest linear tile nor than its share of the room the limit leaves. */
 static int64_t stage_bytes(const loom_program *p)
 {
     const char *e = getenv("LOOM_CUDA_STAGE_KB");
@@ -183,14 +221,15 @@ static int64_t stage_bytes(const loom_program *p)
     }
     if (n > tile)
         n = tile;
-    if (n > room)
-        n = room;
+    if (n > room / stage_slots(p))
+        n = room / stage_slots(p);
     return n > 0 ? n / 16 * 16 : 0;
 }
 
 int64_t loom_cuda_smem_bytes(const loom_program *p, int cc_major)
 {
-    return SMEM_HEAD + tables_bytes(p) + scratch_bytes(p) + (cc_major >= 9 ? stage_bytes(p) : 0);
+    return SMEM_HEAD + tables_bytes(p) + scratch_bytes(p) +
+           (cc_major >= 9 ? stage_slots(p) * stage_bytes(p) : 0);
 }
 
 /* ------------------------------------------------------------ checks */
@@ -267,6 +306,7 @@ static void emit_header(sbuf *b, const loom_program *p)
     put(b, "#define LOOM_STAGE_OFFSET %lld\n",
         (long long)(SMEM_HEAD + tables_bytes(p) + scratch_bytes(p)));
     put(b, "#define LOOM_STAGE_BYTES %lld\n", (long long)stage_bytes(p));
+    put(b, "#define LOOM_STAGE_SLOTS %d\n", stage_slots(p));
     if (loom_cuda_xcheck_enabled())   /* debug mode: xcheck.h */
         put(b, "#define LOOM_XCHECK 1\n");
     put(b, "#include \"loom/common.cuh\"\n#include \"loom/embed.cuh\"\n"

@@ -66,8 +66,8 @@ __device__ __forceinline__ void attention_qkv(const loom_kparams &p, const loom_
         for (int k = 0; k < PPL; k++) {
             int i = lane + 32 * k;
             if (i < HALF) {
-                cache[i] = f32_to_bf16(a[k]);
-                cache[i + HALF] = f32_to_bf16(b[k]);
+                st_kv(cache + i, f32_to_bf16(a[k]));
+                st_kv(cache + i + HALF, f32_to_bf16(b[k]));
                 // LOOM_XCHECK: the cache row's bits, XC_KV (K), XC_KV + 1 (V)
                 xc_add(xc, XC_KV + (j - G), (u32)f32_to_bf16(a[k]) + (u32)f32_to_bf16(b[k]));
             }
@@ -85,7 +85,7 @@ __device__ __forceinline__ void kv_row_load(const bf16raw *p, int n, float (&out
     if (VEC && EPL == 4) {
         uint2 v = make_uint2(0u, 0u);
         if (n > 0)
-            asm volatile("ld.global.cg.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
+            v = ld_kv8(p);
         out[0] = bf16_lo(v.x);
         out[1 % EPL] = bf16_hi(v.x);
         out[2 % EPL] = bf16_lo(v.y);
@@ -93,7 +93,7 @@ __device__ __forceinline__ void kv_row_load(const bf16raw *p, int n, float (&out
     } else if (VEC && EPL == 2) {
         u32 v = 0u;
         if (n > 0)
-            asm volatile("ld.global.cg.u32 %0, [%1];" : "=r"(v) : "l"(p));
+            v = ld_kv4(p);
         out[0] = bf16_lo(v);
         out[1 % EPL] = bf16_hi(v);
     } else {
@@ -101,6 +101,21 @@ __device__ __forceinline__ void kv_row_load(const bf16raw *p, int n, float (&out
         for (int e = 0; e < EPL; e++)
             out[e] = e < n ? bf16_to_f32(ldcg_bf16(p + e)) : 0.0f;
     }
+}
+
+// Positions a warp loads at once (PB; its PB * G scores are reduced
+// together, so PB * G <= 32): 8 for groups of up to 2 heads (1% faster than
+// 4 at 0.6B on the H100, perf-notes v12), else 4 (8 spills at G = 4), fewer
+// for groups above 8. -DLOOM_ATTN_PB=n overrides (experiments).
+#ifndef LOOM_ATTN_PB
+#define LOOM_ATTN_PB 0
+#endif
+__host__ __device__ constexpr int attn_positions_per_batch(int G)
+{
+    return LOOM_ATTN_PB > 0 && G * LOOM_ATTN_PB <= 32 ? LOOM_ATTN_PB
+           : G <= 2                                  ? 8
+           : G <= 8                                  ? 4
+                                                     : (32 / G > 0 ? 32 / G : 1);
 }
 
 // The smallest power of two >= n (n <= 32; more is never asked).
@@ -149,7 +164,7 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
     // scores reduced together (warp_sum_n), and the
     // online softmax corrected once per batch, so the chain of dependent
     // shuffles and exponentials is per batch, not per position and head.
-    constexpr int PB = G <= 8 ? 4 : 32 / G > 0 ? 32 / G : 1;   // NS <= 32: G <= 32
+    constexpr int PB = attn_positions_per_batch(G);
     constexpr int NS = pow2_at_least(PB * G);
     for (int pos0 = p0 + warp; pos0 < p1; pos0 += LOOM_WARPS * PB) {
         float kv[PB][EPL], vv[PB][EPL];

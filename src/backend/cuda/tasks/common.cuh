@@ -59,7 +59,7 @@ extern __shared__ float4 loom_smem4[];
 #endif
 // Layout of the dynamic shared memory (offsets from the generated source):
 //   [0, 16)                 loom_wait_state (the CTA's wait verdict)
-//   [16, 24)                the staging mbarrier (LOOM_STAGE_BAR)
+//   [16, 32)                the staging slots' mbarriers (LOOM_STAGE_BAR(s))
 //   [LOOM_TABLES_OFFSET, LOOM_SCRATCH_OFFSET) the tables, copied at kernel
 //                           start: the op table (LOOM_OPS_BYTES), this SM's
 //                           task records in list order (LOOM_TASKS_BYTES),
@@ -67,7 +67,8 @@ extern __shared__ float4 loom_smem4[];
 //                           shared-memory reads, not a chain of three
 //                           dependent global loads (list -> task -> op).
 //   [LOOM_SCRATCH_OFFSET, LOOM_STAGE_OFFSET) task scratch, LOOM_SMEM on
-//   [LOOM_STAGE_OFFSET, +LOOM_STAGE_BYTES) the weight staging buffer
+//   [LOOM_STAGE_OFFSET, +LOOM_STAGE_SLOTS * LOOM_STAGE_BYTES) the weight
+//                           staging slots
 #define LOOM_SMEM ((float *)((char *)loom_smem4 + LOOM_SCRATCH_OFFSET))
 #define LOOM_TABLES ((char *)loom_smem4 + LOOM_TABLES_OFFSET)
 #define LOOM_SOPS ((const loom_dop *)LOOM_TABLES)
@@ -80,36 +81,54 @@ __device__ __forceinline__ int loom_task_id(const loom_dtask *t)
     return LOOM_SIDS[t - LOOM_STASKS];
 }
 
-// Weight staging (sm_90, not the host emulator): before a linear task waits
-// for its inputs, thread 0 starts one bulk copy (the TMA engine) of the
-// tile's first rows - as many whole rows as LOOM_STAGE_BYTES holds - into
-// shared memory, completing on one mbarrier. Weights depend on nothing, so
-// HBM streams the next tile while the SM would otherwise only wait; after
-// the wait the task reads those rows from shared memory and the rest from
-// global memory. Elsewhere (sm_80) every row comes from global memory.
+// Weight staging (sm_90, not the host emulator): the first rows of a linear
+// task's tile - as many whole rows as a slot of LOOM_STAGE_BYTES holds - are
+// copied into shared memory by the bulk copy engine (TMA), completing on the
+// slot's mbarrier. Weights depend on nothing, so they stream while the SM
+// would otherwise only wait; after its wait the task reads those rows from
+// shared memory and the rest from global memory. With two slots
+// (LOOM_STAGE_SLOTS) the copy for the next task on the SM's list is started
+// before the current task waits, into the slot no task reads any more, so
+// it streams through this task's wait and run. Elsewhere (sm_80) every row
+// comes from global memory.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(LOOM_EMU) && LOOM_STAGE_BYTES >= 16
 #define LOOM_STAGE 1
 #else
 #define LOOM_STAGE 0
 #endif
-#define LOOM_STAGE_BAR ((u64 *)((char *)loom_smem4 + 16))
-#define LOOM_STAGE_DATA ((char *)loom_smem4 + LOOM_STAGE_OFFSET)
+#ifndef LOOM_STAGE_SLOTS
+#define LOOM_STAGE_SLOTS 1
+#endif
+#define LOOM_STAGE_BAR(s) ((u64 *)((char *)loom_smem4 + 16) + (s))
+#define LOOM_STAGE_DATA(s) ((char *)loom_smem4 + LOOM_STAGE_OFFSET + (u64)(s) * LOOM_STAGE_BYTES)
 
-// Every thread keeps the same copy of rows, parity and pending (uniform);
-// src, bytes and issued are thread 0's, which issues the copies.
-struct stage_state {
-    int rows;        // rows of the current linear task in the buffer (0: none)
-    u32 parity;      // phase of LOOM_STAGE_BAR the next copy completes
-    bool pending;    // a copy was started and not yet waited for
-    const char *src; // the copy: bytes from src, of which issued so far
+// One copy into a slot: `rows` rows of task instance `tag` (step * n + k + 1;
+// 0: none). src, bytes and issued are thread 0's (it issues the pieces);
+// the rest every thread keeps alike.
+struct stage_copy {
+    const char *src;
     u32 bytes, issued;
+    int tag, rows, slot;
 };
 
-// The copy goes out in pieces of LOOM_STAGE_CHUNK bytes, one more before
-// each poll of the task's wait (and the rest once the wait is over): a
-// poll's answer and the task's first reads queue behind the SM's copy data
-// still in flight, so a whole tile requested at once delayed the wake-up by
-// up to the copy's duration (docs/perf-notes.md v10). 0: one piece.
+// cur: the current task's copy; nxt: the next task's, started a task ahead
+// (two slots). Scalars in structs that are swapped, never indexed by the
+// slot: an indexed array would live in local memory.
+struct stage_state {
+    stage_copy cur, nxt;
+    u32 parity;      // bit s: phase of slot s's mbarrier its next copy completes
+    u32 pending;     // bit s: a copy into slot s started and not yet waited for
+    bool lead;       // nxt's pieces may go out during the current task's wait
+};
+
+// The copies go out in pieces of LOOM_STAGE_CHUNK bytes, one more before
+// each poll of a wait (the current task's first, then the next task's; the
+// current task's rest once its wait is over, the next task's once the
+// current one has released its output: the release waits for thread 0's
+// copies in flight): a poll's answer and a task's first reads queue behind
+// the SM's copy data still in flight, so a whole tile requested at once
+// delayed the wake-up by up to the copy's duration (docs/perf-notes.md
+// v10, v11). 0: one piece.
 #ifndef LOOM_STAGE_CHUNK
 #define LOOM_STAGE_CHUNK 32768
 #endif
@@ -140,22 +159,80 @@ __device__ __forceinline__ float loom_neg_inf() { return __uint_as_float(0xff800
 // ------------------------------------------------------------ memory
 
 #ifndef LOOM_EMU
+// L2 policies (LOOM_L2_HINTS, default on): weights are read once per step
+// and would evict what is read again soon - the KV cache, which attention
+// reads every step, and the activations - so their loads and bulk copies
+// say evict_first, and the K/V rows evict_last (docs/perf-notes.md v12).
+#ifndef LOOM_L2_HINTS
+#define LOOM_L2_HINTS 1
+#endif
+__device__ __forceinline__ u64 l2_evict_first()
+{
+    u64 pol;
+    asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
+    return pol;
+}
+
+__device__ __forceinline__ u64 l2_evict_last()
+{
+    u64 pol;
+    asm("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(pol));
+    return pol;
+}
+
+#if LOOM_L2_HINTS
+#define LOOM_L2_HINT ".L2::cache_hint"
+#define LOOM_POL_ARG(n) ", %" #n
+#define LOOM_POL_FIRST , "l"(l2_evict_first())
+#define LOOM_POL_LAST , "l"(l2_evict_last())
+#else
+#define LOOM_L2_HINT ""
+#define LOOM_POL_ARG(n) ""
+#define LOOM_POL_FIRST
+#define LOOM_POL_LAST
+#endif
+
 // 16 bytes of weights: read-only for the whole kernel, streamed once, so
 // through the non-coherent path without allocating in L1.
 // LOOM_WEIGHTS_CG (experiment for the open step 0-1 race, docs/perf-notes.md):
 // weights through L2 only, never the L1/texture path.
 #if defined(LOOM_WEIGHTS_CG)
-#define LOOM_LD_WEIGHT "ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];"
+#define LOOM_LD_WEIGHT "ld.global.cg" LOOM_L2_HINT ".v4.u32 {%0, %1, %2, %3}, [%4]" LOOM_POL_ARG(5) ";"
 #else
-#define LOOM_LD_WEIGHT "ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+#define LOOM_LD_WEIGHT \
+    "ld.global.nc.L1::no_allocate" LOOM_L2_HINT ".v4.u32 {%0, %1, %2, %3}, [%4]" LOOM_POL_ARG(5) ";"
 #endif
 __device__ __forceinline__ uint4 ld_weight16(const void *p)
 {
     uint4 v;
     asm volatile(LOOM_LD_WEIGHT
                  : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                 : "l"(p));
+                 : "l"(p) LOOM_POL_FIRST);
     return v;
+}
+
+// A K or V row's 4 or 8 bytes (through L2: written this launch by other
+// SMs), and a bf16 into the caches, kept in L2 (evict_last).
+__device__ __forceinline__ u32 ld_kv4(const void *p)
+{
+    u32 v;
+    asm volatile("ld.global.cg" LOOM_L2_HINT ".u32 %0, [%1]" LOOM_POL_ARG(2) ";"
+                 : "=r"(v) : "l"(p) LOOM_POL_LAST);
+    return v;
+}
+
+__device__ __forceinline__ uint2 ld_kv8(const void *p)
+{
+    uint2 v;
+    asm volatile("ld.global.cg" LOOM_L2_HINT ".v2.u32 {%0, %1}, [%2]" LOOM_POL_ARG(3) ";"
+                 : "=r"(v.x), "=r"(v.y) : "l"(p) LOOM_POL_LAST);
+    return v;
+}
+
+__device__ __forceinline__ void st_kv(bf16raw *p, bf16raw v)
+{
+    asm volatile("st.global" LOOM_L2_HINT ".b16 [%0], %1" LOOM_POL_ARG(2) ";"
+                 ::"l"(p), "h"(v) LOOM_POL_LAST : "memory");
 }
 
 // The same without `volatile`: the compiler may schedule it (hoist the next
@@ -169,7 +246,7 @@ __device__ __forceinline__ uint4 ld_weight16_sched(const void *p)
     uint4 v;
     asm(LOOM_LD_WEIGHT
         : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-        : "l"(p));
+        : "l"(p) LOOM_POL_FIRST);
     return v;
 #endif
 }
@@ -247,9 +324,10 @@ __device__ __forceinline__ void mbar_expect(u64 *bar, u32 bytes)
 // shared with the bulk copy engine, completing on bar.
 __device__ __forceinline__ void bulk_copy(void *dst, const void *src, u32 bytes, u64 *bar)
 {
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes "
-                 "[%0], [%1], %2, [%3];"
-                 ::"r"(smem_addr(dst)), "l"(src), "r"(bytes), "r"(smem_addr(bar)) : "memory");
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes" LOOM_L2_HINT
+                 " [%0], [%1], %2, [%3]" LOOM_POL_ARG(4) ";"
+                 ::"r"(smem_addr(dst)), "l"(src), "r"(bytes), "r"(smem_addr(bar)) LOOM_POL_FIRST
+                 : "memory");
 }
 
 __device__ __forceinline__ bool mbar_test(u64 *bar, u32 parity)
@@ -281,59 +359,88 @@ __device__ __forceinline__ bool mbar_wait_bounded(u64 *bar, u32 parity, u64 time
 __device__ __forceinline__ void stage_init()
 {
     if (threadIdx.x == 0) {
-        mbar_init(LOOM_STAGE_BAR, 1);
+        for (int s = 0; s < LOOM_STAGE_SLOTS; s++)
+            mbar_init(LOOM_STAGE_BAR(s), 1);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();
 }
 
-// Thread 0: the next piece of the copy, if any is left.
-__device__ __forceinline__ void stage_pump(stage_state &sg)
+// Thread 0: the next piece of copy c, if any is left; false when none was.
+__device__ __forceinline__ bool stage_pump_one(stage_copy &c)
 {
-    if (sg.issued >= sg.bytes)
-        return;
-    u32 n = sg.bytes - sg.issued;
+    if (c.issued >= c.bytes)
+        return false;
+    u32 n = c.bytes - c.issued;
     if (LOOM_STAGE_CHUNK > 0 && n > (u32)LOOM_STAGE_CHUNK)
         n = LOOM_STAGE_CHUNK;
-    bulk_copy(LOOM_STAGE_DATA + sg.issued, sg.src + sg.issued, n, LOOM_STAGE_BAR);
-    sg.issued += n;
+    bulk_copy(LOOM_STAGE_DATA(c.slot) + c.issued, c.src + c.issued, n, LOOM_STAGE_BAR(c.slot));
+    c.issued += n;
+    return true;
 }
 
-// Thread 0: every piece not yet issued.
-__device__ __forceinline__ void stage_pump_all(stage_state &sg)
+// Thread 0, before a poll: one piece, the current task's before the next's.
+__device__ __forceinline__ void stage_pump(stage_state &sg)
 {
-    while (sg.issued < sg.bytes)
-        stage_pump(sg);
+    if (!stage_pump_one(sg.cur) && sg.lead)
+        stage_pump_one(sg.nxt);
 }
 
-// Thread 0: the bulk copy of `bytes` (a multiple of 16) from src into the
-// staging buffer: the whole phase is expected on the barrier at once, the
-// first piece issued now, the rest by stage_pump. Its writes (async proxy)
-// come after the buffer's last reads by the previous task (generic proxy):
-// the proxy fence orders them.
-__device__ __forceinline__ void stage_issue(stage_state &sg, const void *src, u32 bytes)
+// Thread 0: every piece of copy c not yet issued.
+__device__ __forceinline__ void stage_pump_all(stage_copy &c)
 {
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-    mbar_expect(LOOM_STAGE_BAR, bytes);
-    sg.src = (const char *)src;
-    sg.bytes = bytes;
-    sg.issued = 0;
-    stage_pump(sg);
+    while (stage_pump_one(c)) {
+    }
+}
+
+// Starts copy c: `rows` rows of `cols` columns from src into slot `slot` for
+// task instance `tag`. The whole phase is expected on the slot's barrier at
+// once (thread 0), the pieces follow (stage_pump). The copy's writes (async
+// proxy) come after the slot's last reads by an earlier task (generic
+// proxy): the proxy fence orders them.
+__device__ __forceinline__ void stage_start(stage_state &sg, stage_copy &c, int slot, int tag,
+                                            const void *src, int rows, int cols)
+{
+    c.src = (const char *)src;
+    c.bytes = (u32)rows * (u32)cols * 2u;
+    c.issued = 0;
+    c.tag = tag;
+    c.rows = rows;
+    c.slot = slot;
+    if (rows <= 0)
+        return;
+    if (threadIdx.x == 0) {
+        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+        mbar_expect(LOOM_STAGE_BAR(slot), c.bytes);
+    }
+    sg.pending |= 1u << slot;
 }
 
 // No bulk copy may still be writing into the shared memory of a CTA that is
-// gone (a wait gave up after its task's copy started).
-__device__ __forceinline__ void stage_drain(const loom_kparams &p, const stage_state &sg)
+// gone (the run stopped or a wait gave up with copies in flight): every
+// piece issued, every started phase waited for.
+__device__ __forceinline__ void stage_drain(const loom_kparams &p, stage_state &sg)
 {
-    if (sg.pending && threadIdx.x == 0)
-        mbar_wait_bounded(LOOM_STAGE_BAR, sg.parity, p.timeout_ns);
+    if (threadIdx.x != 0)
+        return;
+    stage_pump_all(sg.cur);
+    stage_pump_all(sg.nxt);
+    for (int s = 0; s < LOOM_STAGE_SLOTS; s++)
+        if (sg.pending >> s & 1u)
+            mbar_wait_bounded(LOOM_STAGE_BAR(s), sg.parity >> s & 1u, p.timeout_ns);
 }
 #else
 __device__ __forceinline__ void stage_init() {}
 __device__ __forceinline__ void stage_pump(stage_state &) {}
-__device__ __forceinline__ void stage_pump_all(stage_state &) {}
-__device__ __forceinline__ void stage_issue(stage_state &, const void *, u32) {}
-__device__ __forceinline__ void stage_drain(const loom_kparams &, const stage_state &) {}
+__device__ __forceinline__ void stage_pump_all(stage_copy &) {}
+__device__ __forceinline__ void stage_start(stage_state &, stage_copy &c, int slot, int tag,
+                                            const void *, int, int)
+{
+    c.tag = tag;
+    c.rows = 0;
+    c.slot = slot;
+}
+__device__ __forceinline__ void stage_drain(const loom_kparams &, stage_state &) {}
 #endif // LOOM_STAGE
 
 // Activations written by other SMs in this launch are read through L2 only
@@ -666,7 +773,7 @@ __device__ __forceinline__ int loom_wait_all(const loom_kparams &p, const loom_d
 {
     if (threadIdx.x == 0) {
         ws->verdict = loom_wait_thread0(p, t, task_id, step, sg);
-        stage_pump_all(sg);   // also on exit: stage_drain waits for the whole phase
+        stage_pump_all(sg.cur);   // the rest of this task's rows
     }
     __syncthreads();
     int v = ws->verdict;
@@ -682,9 +789,10 @@ __device__ __forceinline__ int loom_wait_all(const loom_kparams &p, const loom_d
 __device__ __forceinline__ bool stage_wait(const loom_kparams &p, stage_state &sg, int task_id,
                                            int step)
 {
-    bool ok = mbar_wait_bounded(LOOM_STAGE_BAR, sg.parity, p.timeout_ns);
-    sg.parity ^= 1u;
-    sg.pending = false;
+    const int s = sg.cur.slot;
+    bool ok = mbar_wait_bounded(LOOM_STAGE_BAR(s), sg.parity >> s & 1u, p.timeout_ns);
+    sg.parity ^= 1u << s;
+    sg.pending &= ~(1u << s);
     if (!__syncthreads_or(!ok))
         return true;
     if (threadIdx.x == 0) {

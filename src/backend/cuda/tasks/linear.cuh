@@ -38,34 +38,28 @@ enum { LOOM_EPI_STORE = 0, LOOM_EPI_RESIDUAL = 1, LOOM_EPI_SILU_MUL = 2, LOOM_EP
 // chunk group (LOOM_LIN_UNROLL 16-byte vectors) of its first two rows.
 #define LOOM_PRELOAD (2 * LOOM_LIN_UNROLL)
 
-// Rows of a tile of `rows` rows of COLS columns the staging buffer takes:
-// all, or as many as fit rounded down to an even count (row pairs are
-// either both staged or both not).
-template <int COLS>
-__device__ __forceinline__ int stage_rows(int rows)
+// Rows of linear task t's tile a staging slot takes: all, or as many as fit
+// rounded down to an even count (row pairs are both staged or both not).
+__device__ __forceinline__ int stage_rows(const loom_dtask *t, const loom_dop &d)
 {
-    constexpr int FIT = LOOM_STAGE ? LOOM_STAGE_BYTES / (COLS * 2) : 0;
-    return rows <= FIT ? rows : (FIT & ~1);
+    const int rows = t->row_end - t->row_begin;
+    const int fit = LOOM_STAGE ? LOOM_STAGE_BYTES / (d.cols * 2) : 0;
+    return rows <= fit ? rows : (fit & ~1);
 }
 
-// Before the wait (weights depend on nothing): thread 0 starts the bulk copy
-// of the staged rows (Hopper); without staging, each warp loads the first
-// chunk group of its first row pair into registers (linear_task starts from
-// them); the LOOM_PREFETCH_BYTES after the staged rows go toward L2.
+// Before the wait (weights depend on nothing; the staged rows are on their
+// way, megakernel.cuh stage_ahead): without staging, each warp loads the
+// first chunk group of its first row pair into registers (linear_task
+// starts from them); the LOOM_PREFETCH_BYTES after the staged rows go
+// toward L2.
 template <int COLS>
 __device__ __forceinline__ void linear_prefetch(const loom_dop &d, const loom_dtask *t,
                                                 uint4 (&pre)[LOOM_PRELOAD], stage_state &sg)
 {
     constexpr int CH = COLS / 8, U = LOOM_LIN_UNROLL;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int rb = t->row_begin, h = stage_rows<COLS>(t->row_end - rb);
+    const int rb = t->row_begin, h = sg.cur.rows;
     const bf16raw *W = (const bf16raw *)d.w;
-    sg.rows = h;
-    if (h > 0) {
-        if (threadIdx.x == 0)
-            stage_issue(sg, W + (u64)rb * COLS, (u32)h * COLS * 2);
-        sg.pending = true;
-    }
     const int r0 = rb + 2 * warp;   // with staging the tile's head is staged already
     if (!LOOM_STAGE && r0 < t->row_end) {
         const int r1 = r0 + 1 < t->row_end ? r0 + 1 : r0;
@@ -253,8 +247,9 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     if (EPI == LOOM_EPI_ARGMAX)
         y += (LOOM_LOGITS_BY_STEP ? (u64)step : 0ull) * (u64)d.rows;
     // One CTA barrier publishes xs and red: the staging wait's when rows
-    // rb .. rb + h - 1 are staged (h is 0 on sm_80), else a plain one.
-    const int h = sg.rows;
+    // rb .. rb + h - 1 are staged in slot sg.cur.slot (h is 0 on sm_80),
+    // else a plain one.
+    const int h = sg.cur.rows;
     if (h > 0) {
         if (!stage_wait(p, sg, loom_task_id(t), step))
             return;
@@ -262,7 +257,7 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
         __syncthreads();
     }
     const float inv = linear_norm_scale<COLS, PRO>(red);
-    const bf16raw *S = (const bf16raw *)LOOM_STAGE_DATA;   // row rb
+    const bf16raw *S = (const bf16raw *)LOOM_STAGE_DATA(sg.cur.slot);   // row rb
 
     // RESIDUAL: the warp's first pair's residuals are loaded now (lane 0),
     // their L2 round trip hidden behind the dot products.
