@@ -118,17 +118,15 @@ struct stage_state {
     stage_copy cur, nxt;
     u32 parity;      // bit s: phase of slot s's mbarrier its next copy completes
     u32 pending;     // bit s: a copy into slot s started and not yet waited for
-    bool lead;       // nxt's pieces may go out during the current task's wait
 };
 
 // The copies go out in pieces of LOOM_STAGE_CHUNK bytes, one more before
 // each poll of a wait (the current task's first, then the next task's; the
-// current task's rest once its wait is over, the next task's once the
-// current one has released its output: the release waits for thread 0's
-// copies in flight): a poll's answer and a task's first reads queue behind
-// the SM's copy data still in flight, so a whole tile requested at once
-// delayed the wake-up by up to the copy's duration (docs/perf-notes.md
-// v10, v11). 0: one piece.
+// current task's rest once its wait is over, the next task's once a linear
+// task has its x, or after a release): a poll's answer and a task's first
+// reads queue behind the SM's copy data still in flight, so a whole tile
+// requested at once delayed the wake-up by up to the copy's duration
+// (docs/perf-notes.md v10, v11). 0: one piece.
 #ifndef LOOM_STAGE_CHUNK
 #define LOOM_STAGE_CHUNK 32768
 #endif
@@ -382,7 +380,7 @@ __device__ __forceinline__ bool stage_pump_one(stage_copy &c)
 // Thread 0, before a poll: one piece, the current task's before the next's.
 __device__ __forceinline__ void stage_pump(stage_state &sg)
 {
-    if (!stage_pump_one(sg.cur) && sg.lead)
+    if (!stage_pump_one(sg.cur))
         stage_pump_one(sg.nxt);
 }
 

@@ -256,6 +256,10 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     } else {
         __syncthreads();
     }
+    // x is in: the next task's rows (two slots) may stream behind this
+    // task's own now.
+    if (threadIdx.x == 0)
+        stage_pump_all(sg.nxt);
     const float inv = linear_norm_scale<COLS, PRO>(red);
     const bf16raw *S = (const bf16raw *)LOOM_STAGE_DATA(sg.cur.slot);   // row rb
 

@@ -29,9 +29,6 @@ __device__ __forceinline__ void stage_ahead(stage_state &sg, int step, int k, in
     const loom_dtask *tn = LOOM_STASKS + kn;
     const loom_dop &dn = LOOM_SOPS[tn->op];
     const bool ahead = LOOM_STAGE_SLOTS > 1 && sn < n_steps && loom_variant_linear(dn.variant);
-    // The next task's pieces go out during this task's wait only when this
-    // task is linear: attention's K/V reads would queue behind them.
-    sg.lead = loom_variant_linear(d.variant);
     stage_start(sg, sg.nxt, 1 - sg.cur.slot, ahead ? sn * n + kn + 1 : 0,
                 (const bf16raw *)dn.w + (u64)tn->row_begin * dn.cols, ahead ? stage_rows(tn, dn) : 0,
                 dn.cols);
@@ -55,7 +52,7 @@ loom_megakernel(const loom_kparams p)
         ((int *)LOOM_SIDS)[i] = list[begin + i];
     __syncthreads();
 
-    stage_state sg = {{nullptr, 0u, 0u, 0, 0, 0}, {nullptr, 0u, 0u, 0, 0, 1}, 0u, 0u, false};
+    stage_state sg = {{nullptr, 0u, 0u, 0, 0, 0}, {nullptr, 0u, 0u, 0, 0, 1}, 0u, 0u};
     uint4 pre[LOOM_PRELOAD];   // a linear task's first weights, loaded before its wait
     stage_init();
     for (int step = 0; step < p.n_steps; step++) {
@@ -85,7 +82,7 @@ loom_megakernel(const loom_kparams p)
             xc_end(xc);
             loom_signal(p, t);
             if (threadIdx.x == 0)
-                stage_pump_all(sg.nxt);   // after the release: it would wait for them
+                stage_pump_all(sg.nxt);   // not linear: after the release, which would wait for them
 #if LOOM_TRACE
             loom_trace_stamp(tr, 3);   // signalled: the release issued
 #endif
