@@ -81,11 +81,11 @@ loom_megakernel(const loom_kparams p)
 #endif
             xc_end(xc);
             loom_signal(p, t);
-            if (threadIdx.x == 0)
-                stage_pump_all(sg.nxt);   // not linear: after the release, which would wait for them
 #if LOOM_TRACE
             loom_trace_stamp(tr, 3);   // signalled: the release issued
 #endif
+            if (threadIdx.x == 0)
+                stage_pump_all(sg.nxt);   // not linear: after the release, which would wait for them
         }
     }
 out:
