@@ -4,8 +4,12 @@
 // versions of the PTX helpers of tasks/common.cuh (compiled with LOOM_EMU).
 // Force-included (g++ -include emu.h) before the generated source.
 //
-// defines: threadIdx, blockIdx, uint4, float4, __syncthreads, __shfl_xor_sync,
-//          atomics, the PTX helpers, loom_smem4, emu_launch
+// The kernels compile with LOOM_STAGE 0 here (common.cuh): no weight
+// staging, its functions are the stubs; LOOM_TRACE is off.
+//
+// defines: threadIdx, blockIdx, uint2, uint4, float4, __syncthreads,
+//          __shfl_xor_sync, __shfl_sync, atomics, the PTX helpers of
+//          common.cuh's `#ifndef LOOM_EMU` parts, loom_smem4, emu_launch
 #pragma once
 #define LOOM_EMU 1
 
@@ -19,6 +23,7 @@
 #include <vector>
 
 #define __global__
+#define __host__
 #define __device__
 #define __forceinline__ inline
 #define __launch_bounds__(a, b)
@@ -28,16 +33,23 @@ struct emu_dim { unsigned x, y, z; };
 extern thread_local emu_dim threadIdx;
 extern thread_local emu_dim blockIdx;
 
+struct uint2 { unsigned x, y; };
 struct uint4 { unsigned x, y, z, w; };
+inline uint2 make_uint2(unsigned x, unsigned y) { return uint2{x, y}; }
 struct float4 { float x, y, z, w; };
 
 inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
 inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
 
 void emu_syncthreads();
-float emu_shfl_xor(float v, int o);
+// Lane `src` of the calling thread's warp (all 32 lanes take part).
+float emu_shfl(float v, int src);
 inline void __syncthreads() { emu_syncthreads(); }
-inline float __shfl_xor_sync(unsigned, float v, int o) { return emu_shfl_xor(v, o); }
+inline float __shfl_sync(unsigned, float v, int src) { return emu_shfl(v, src & 31); }
+inline float __shfl_xor_sync(unsigned, float v, int o)
+{
+    return emu_shfl(v, (int)((threadIdx.x & 31u) ^ (unsigned)o));
+}
 inline void __nanosleep(unsigned) { std::this_thread::yield(); }
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 inline void __threadfence_system() { std::atomic_thread_fence(std::memory_order_seq_cst); }
@@ -47,6 +59,7 @@ inline int atomicCAS(int *p, int cmp, int v)
     return cmp;
 }
 inline int atomicExch(int *p, int v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
+inline unsigned atomicAdd(unsigned *p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 
 inline void sincospif(float x, float *s, float *c)
 {
@@ -54,7 +67,17 @@ inline void sincospif(float x, float *s, float *c)
     *c = (float)std::cos(M_PI * (double)x);
 }
 
+// Loads and stores: plain memory (L1 / L2 and their cache policies do not
+// exist here); K/V rows and activations written by other CTAs are read
+// after the counter's acquire, as on the GPU.
 inline uint4 ld_weight16(const void *p) { uint4 v; memcpy(&v, p, 16); return v; }
+inline uint4 ld_weight16_sched(const void *p) { return ld_weight16(p); }
+inline uint4 ld_shared16(const void *p) { uint4 v; memcpy(&v, p, 16); return v; }
+inline unsigned ld_kv4(const void *p) { unsigned v; memcpy(&v, p, 4); return v; }
+inline uint2 ld_kv8(const void *p) { uint2 v; memcpy(&v, p, 8); return v; }
+inline void st_kv(unsigned short *p, unsigned short v) { *p = v; }
+// selp
+inline float select_f32(bool p, float a, float b) { return p ? a : b; }
 inline void prefetch_l2(const void *) {}
 inline unsigned long long globaltimer()
 {

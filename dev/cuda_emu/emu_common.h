@@ -1,5 +1,9 @@
 /* emu_common.h - the program both emulator stages build: a preset compiled
- * for EMU_SMS workers (several tiles per op, attention splits > 1). */
+ * for EMU_SMS workers (several tiles per op) with EMU_SPLIT KV splits per
+ * attention group, by default EMU_SMS / 2 (the tiny presets have 2 KV
+ * heads): 4 at the default 8 workers, so ATTENTION writes partials and
+ * ATTN_MERGE runs, which the compiler's own choice leaves out at a context
+ * this short; 1 at EMU_SMS=2, the normalised-output path. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +18,9 @@
 static loom_program *emu_program(const char *preset, uint64_t seed, loom_model **model)
 {
     loom_model_params mp = loom_model_default_params();
-    const char *sms = getenv("EMU_SMS");   /* workers: tiles per op, attention splits */
-    loom_compile_params cp = loom_compile_default_params(sms ? atoi(sms) : EMU_SMS);
+    const char *sms = getenv("EMU_SMS"), *split = getenv("EMU_SPLIT");
+    int n_sms = sms ? atoi(sms) : EMU_SMS;
+    loom_compile_params cp = loom_compile_default_params(n_sms);
     loom_program *p = NULL;
 
     mp.seed = seed;
@@ -24,6 +29,9 @@ static loom_program *emu_program(const char *preset, uint64_t seed, loom_model *
     cp.graph.max_context = EMU_CTX;
     cp.graph.page_size = 16;
     cp.graph.record_logits = true;
+    cp.graph.attn_split = split ? atoi(split) : (n_sms / 2 > 16 ? 16 : n_sms / 2);
+    if (cp.graph.attn_split < 1)
+        cp.graph.attn_split = 1;
     if (loom_compile(*model, cp, &p) != LOOM_OK)
         return NULL;
     return p;

@@ -8,12 +8,13 @@
 thread_local emu_dim threadIdx;
 thread_local emu_dim blockIdx;
 
-// One CTA: its barriers, shuffle slots and shared memory.
+// One CTA: its barriers, shuffle slots and shared memory: the head, the
+// tables, the task scratch (common.cuh); no staging slots (LOOM_STAGE is 0).
 struct emu_cta {
     std::barrier<> block{LOOM_THREADS};
     std::barrier<> *warp[LOOM_WARPS];
     float slot[LOOM_THREADS];
-    alignas(16) float4 smem[(LOOM_SMEM_BYTES + 15) / 16];
+    alignas(128) float4 smem[(LOOM_STAGE_OFFSET + 15) / 16];
     emu_cta()
     {
         for (int w = 0; w < LOOM_WARPS; w++)
@@ -31,12 +32,12 @@ static thread_local emu_cta *t_cta;
 float4 *emu_smem() { return t_cta->smem; }
 void emu_syncthreads() { t_cta->block.arrive_and_wait(); }
 
-float emu_shfl_xor(float v, int o)
+float emu_shfl(float v, int src)
 {
     unsigned t = threadIdx.x, w = t / 32;
     t_cta->slot[t] = v;
     t_cta->warp[w]->arrive_and_wait();
-    float r = t_cta->slot[(t & ~31u) | ((t & 31u) ^ (unsigned)o)];
+    float r = t_cta->slot[(t & ~31u) | (unsigned)src];
     t_cta->warp[w]->arrive_and_wait();
     return r;
 }

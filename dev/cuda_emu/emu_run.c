@@ -1,6 +1,7 @@
 /* emu_run.c - runs a preset's generated megakernel in the host emulator
- * (one CTA, every task in program order) and compares every activation and
- * KV tensor, the logits and the tokens with the CPU backend:
+ * (one CTA running every task in program order, or with EMU_GRID=1 the
+ * compiler's per-SM lists on n_sms concurrent CTAs) and compares every
+ * activation and KV tensor, the logits and the tokens with the CPU backend:
  *     emu_run PRESET N_PROMPT N_STEPS [SEED]
  * Exit 0 when everything agrees. */
 #include <math.h>
@@ -8,6 +9,13 @@
 #include "emu_common.h"
 
 void emu_launch(const void *params, int grid);
+
+/* fp32 tolerance (normalised MSE). The kernels' fp32 arithmetic differs
+ * from the CPU backend's only by rounding (~1e-14), but a last-bit
+ * difference can flip the bf16 rounding of one KV element (1 ulp, 2^-8),
+ * which every later attention output then carries: ~1e-9 at the tiny
+ * presets. A wrong index or sign is O(1e-3 .. 1). */
+#define EMU_NMSE 1e-6
 
 static void **g_buf;
 
@@ -38,6 +46,7 @@ int main(int argc, char **argv)
     loom_model *m = NULL;
     loom_program *p = emu_program(preset, seed, &m);
     int fails = 0;
+    double worst = 0;   /* largest fp32 nmse seen */
 
     if (!p) {
         fprintf(stderr, "emu_run: %s\n", loom_last_error());
@@ -184,7 +193,8 @@ int main(int argc, char **argv)
         loom_cpu_backend.read_tensor(cpu, i, ref);
         if (t->dtype == LOOM_DTYPE_F32) {
             double e = nmse(g_buf[i], ref, n);
-            if (!(e <= 1e-10)) {
+            worst = e > worst ? e : worst;
+            if (!(e <= EMU_NMSE)) {
                 printf("FAIL: tensor '%s': nmse %.3g\n", t->name, e);
                 fails++;
             }
@@ -214,7 +224,8 @@ int main(int argc, char **argv)
             fails++;
             break;
         }
-    printf("%s: %s (%d tensors, %d tasks, %d variants, %d generated)\n", preset,
-           fails ? "FAIL" : "ok", g->n_tensors, p->n_tasks, nv, n_gen);
+    printf("%s: %s (%d tensors, %d tasks, %d variants, %d generated, %s; max nmse %.2g)\n",
+           preset, fails ? "FAIL" : "ok", g->n_tensors, p->n_tasks, nv, n_gen,
+           grid ? "grid" : "1 CTA", worst);
     return fails ? 1 : 0;
 }

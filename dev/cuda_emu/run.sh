@@ -2,22 +2,41 @@
 # run.sh - the megakernel's device code in the host emulator against the CPU
 # backend, for each tiny preset (see dev/README.md). Usage:
 #     dev/cuda_emu/run.sh BUILD_DIR [N_PROMPT N_STEPS]
+# Exit 0: every run ok; 1: a mismatch (or a build error); 77: skipped, a
+# prerequisite is missing (a libloom.a with the CUDA backend, a C++20 g++
+# with <barrier>, NVRTC), with the reason on stdout.
 set -e
 B=${1:?build dir with libloom.a}; NP=${2:-6}; NS=${3:-6}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd); D=$ROOT/dev/cuda_emu; O=$(mktemp -d)
 trap 'rm -rf "$O"' EXIT
 CUDA_INC=${CUDA_INC:-/usr/local/cuda/include}
+CUDA_LIB=${CUDA_LIB:-/usr/local/cuda/lib64}
 INC="-I$ROOT/include -I$ROOT/src -I$CUDA_INC"
-LIBS="$B/libloom.a -L${CUDA_LIB:-/usr/local/cuda/lib64} -lnvrtc -ljansson -lm -lpthread -ldl"
+LIBS="$B/libloom.a -L$CUDA_LIB -lnvrtc -ljansson -lm -lpthread -ldl"
+skip() { echo "cuda_emu: skipped: $*"; exit 77; }
+[ -f "$B/libloom.a" ] || skip "no $B/libloom.a"
+command -v cc >/dev/null && command -v g++ >/dev/null || skip "no cc or g++"
+nm "$B/libloom.a" 2>/dev/null | grep -q ' T loom_cuda_codegen$' ||
+    skip "$B/libloom.a has no CUDA backend (LOOM_HAVE_CUDA off)"
+ls "$CUDA_LIB"/libnvrtc.so* >/dev/null 2>&1 || skip "no NVRTC in $CUDA_LIB (CUDA_LIB)"
+printf '#include <barrier>\nstd::barrier<> b{1};\n' > "$O/b.cpp"
+g++ -std=c++20 -c "$O/b.cpp" -o "$O/b.o" 2>/dev/null || skip "g++ has no C++20 <barrier>"
+
 mkdir -p "$O/inc" && ln -s "$ROOT/src/backend/cuda/tasks" "$O/inc/loom"
 cc -O1 -std=c11 -D_GNU_SOURCE $INC "$D/emu_gen.c" $LIBS -o "$O/gen"
 cc -O1 -std=c11 -D_GNU_SOURCE $INC -c "$D/emu_run.c" -o "$O/run.o"
+fails=0
 for p in ${PRESETS:-qwen3-tiny qwen2-tiny llama-tiny}; do
     "$O/gen" "$p" "$O/$p.cu"
     # EMU_THREADS: CTA size for the emulation (the kernels are generic in it).
     [ -n "$EMU_THREADS" ] && sed -i "s/^#define LOOM_THREADS .*/#define LOOM_THREADS $EMU_THREADS/" "$O/$p.cu"
-    g++ -O1 -std=c++20 -w -include "$D/emu.h" -I"$O/inc" -DLOOM_EMU_SOURCE="\"$O/$p.cu\"" \
-        -c "$D/emu_kernel.cpp" -o "$O/k.o"
+    # LOOM_POLL_NS: a spinning wait yields its core (__nanosleep, emu.h).
+    g++ -O1 -std=c++20 -w -include "$D/emu.h" -I"$O/inc" -DLOOM_POLL_NS=64 \
+        -DLOOM_EMU_SOURCE="\"$O/$p.cu\"" -c "$D/emu_kernel.cpp" -o "$O/k.o"
     g++ "$O/run.o" "$O/k.o" $LIBS -o "$O/run_$p"
-    "$O/run_$p" "$p" "$NP" "$NS" ${SEED:-1}
+    # EMU_GRID: 0 one CTA, 1 the per-SM lists; "0 1" both, one build.
+    for g in ${EMU_GRID:-0}; do
+        EMU_GRID=$g "$O/run_$p" "$p" "$NP" "$NS" ${SEED:-1} || fails=$((fails + 1))
+    done
 done
+[ "$fails" -eq 0 ] || { echo "cuda_emu: $fails run(s) failed"; exit 1; }

@@ -282,6 +282,7 @@ __device__ __forceinline__ int ld_volatile(const int *p)
     return *(const volatile int *)p;
 }
 
+#ifndef LOOM_EMU   // (LOOM_EMU: emu.h has ld_shared16; smem_addr is staging's only)
 __device__ __forceinline__ u32 smem_addr(const void *p)
 {
     u64 a;
@@ -298,6 +299,7 @@ __device__ __forceinline__ uint4 ld_shared16(const void *p)
         : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(smem_addr(p)));
     return v;
 }
+#endif
 
 // The staging protocol: stage_init at kernel start, stage_issue by thread 0
 // before a task's wait (linear_prefetch), stage_wait by every thread before
@@ -592,6 +594,7 @@ __device__ __forceinline__ float warp_sum(float v)
 // p ? a : b as a register select: written as `?:` on array elements, the
 // compiler may turn it into a computed index, which puts the array in local
 // memory.
+#ifndef LOOM_EMU   // (LOOM_EMU: emu.h)
 __device__ __forceinline__ float select_f32(bool p, float a, float b)
 {
     float r;
@@ -599,6 +602,7 @@ __device__ __forceinline__ float select_f32(bool p, float a, float b)
         : "=f"(r) : "f"(a), "f"(b), "r"((u32)p));
     return r;
 }
+#endif
 
 // Warp sums of N values at once (N a power of two, <= 32): every lane ends
 // with all N sums in v. Halving: at offset 16 a lane keeps half the values
