@@ -301,10 +301,12 @@ __device__ __forceinline__ uint4 ld_shared16(const void *p)
 }
 #endif
 
-// The staging protocol: stage_init at kernel start, stage_issue by thread 0
-// before a task's wait (linear_prefetch), stage_wait by every thread before
-// the staged rows are read (linear.cuh), stage_drain at kernel exit.
-// Without staging (sm_80) they do nothing, and stage_rows is 0.
+// The staging protocol: stage_init at kernel start; stage_start for the
+// current and the next task before the current one waits (megakernel.cuh
+// stage_ahead); stage_pump / stage_pump_all by thread 0 to issue the pieces
+// (during and after the wait); stage_wait by every thread before the staged
+// rows are read (linear.cuh); stage_drain at kernel exit. Without staging
+// (sm_80) they do nothing, and stage_rows is 0.
 #if LOOM_STAGE
 __device__ __forceinline__ void mbar_init(u64 *bar, u32 count)
 {
