@@ -161,9 +161,9 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
     const bf16raw *kc = (const bf16raw *)d.kcache, *vc = (const bf16raw *)d.vcache;
     // PB positions per warp at a time: their K and V rows are all loaded
     // before any is used (one L2 round trip for PB positions), their PB * G
-    // scores reduced together (warp_sum_n), and the
-    // online softmax corrected once per batch, so the chain of dependent
-    // shuffles and exponentials is per batch, not per position and head.
+    // scores reduced together (warp_sum_n), and the online softmax corrected
+    // once per batch, so the chain of dependent shuffles and exponentials is
+    // per batch, not per position and head.
     constexpr int PB = attn_positions_per_batch(G);
     constexpr int NS = pow2_at_least(PB * G);
     for (int pos0 = p0 + warp; pos0 < p1; pos0 += LOOM_WARPS * PB) {
