@@ -26,6 +26,7 @@
 #define __host__
 #define __device__
 #define __forceinline__ inline
+#define __noinline__ __attribute__((noinline))
 #define __launch_bounds__(a, b)
 #define __shared__ static
 
@@ -36,6 +37,7 @@ extern thread_local emu_dim blockIdx;
 struct uint2 { unsigned x, y; };
 struct uint4 { unsigned x, y, z, w; };
 inline uint2 make_uint2(unsigned x, unsigned y) { return uint2{x, y}; }
+struct float2 { float x, y; };
 struct float4 { float x, y, z, w; };
 
 inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
@@ -68,8 +70,8 @@ inline void sincospif(float x, float *s, float *c)
 }
 
 // Loads and stores: plain memory (L1 / L2 and their cache policies do not
-// exist here); K/V rows and activations written by other CTAs are read
-// after the counter's acquire, as on the GPU.
+// exist here); K/V rows written by other CTAs are read after an acquire
+// (a counter's, or embed's of the step), activations as LL words.
 inline uint4 ld_weight16(const void *p) { uint4 v; memcpy(&v, p, 16); return v; }
 inline uint4 ld_weight16_sched(const void *p) { return ld_weight16(p); }
 inline uint4 ld_shared16(const void *p) { uint4 v; memcpy(&v, p, 16); return v; }
@@ -84,6 +86,23 @@ inline unsigned long long globaltimer()
     return (unsigned long long)std::chrono::duration_cast<std::chrono::nanoseconds>(
                std::chrono::steady_clock::now().time_since_epoch()).count();
 }
+// LL words (common.cuh "activations"): relaxed 64-bit atomics.
+inline void st_ll(void *p, float v, unsigned tag)
+{
+    __atomic_store_n((unsigned long long *)p,
+                     ((unsigned long long)tag << 32) | __float_as_uint(v), __ATOMIC_RELAXED);
+}
+inline unsigned long long ld_ll8(const void *p)
+{
+    return __atomic_load_n((const unsigned long long *)p, __ATOMIC_RELAXED);
+}
+inline void ld_ll16(const void *p, unsigned long long &a, unsigned long long &b)
+{
+    a = ld_ll8(p);
+    b = ld_ll8((const unsigned long long *)p + 1);
+}
+inline int __ffs(unsigned x) { return __builtin_ffs((int)x); }
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
 inline unsigned ld_acquire(const unsigned *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 inline void red_release_add(unsigned *p, unsigned v) { __atomic_fetch_add(p, v, __ATOMIC_RELEASE); }
 

@@ -80,7 +80,8 @@ int main(int argc, char **argv)
     g_buf = calloc((size_t)g->n_tensors, sizeof *g_buf);
     for (int32_t i = 0; i < g->n_tensors; i++) {
         const loom_gtensor *t = &g->tensors[i];
-        size_t n = ((size_t)loom_gtensor_numel(t) * loom_dtype_size(t->dtype) + 15) / 16 * 16;
+        size_t es = loom_cuda_tensor_ll(g, i) ? 8 : loom_dtype_size(t->dtype);
+        size_t n = ((size_t)loom_gtensor_numel(t) * es + 15) / 16 * 16;
         g_buf[i] = aligned_alloc(64, n + 64);
         memset(g_buf[i], 0, n + 64);
         if (t->role == LOOM_ROLE_WEIGHT && loom_graph_fill_weight(g, i, 0, t->rows, g_buf[i]))
@@ -99,17 +100,9 @@ int main(int argc, char **argv)
      * else one CTA runs every task in program order. */
     bool grid = getenv("EMU_GRID") && atoi(getenv("EMU_GRID")) == 1;
     int32_t *list = calloc((size_t)p->n_tasks, sizeof *list), off[2] = {0, p->n_tasks};
-    for (int32_t i = 0; i < p->n_tasks; i++) {
-        const loom_task *t = &p->tasks[i];
-        dt[i] = (loom_dtask){t->op, t->tile, t->row_begin, t->row_end, t->group, t->split,
-                             t->n_waits, t->signal, {0}, {0}, {0}};
-        for (int w = 0; w < t->n_waits; w++) {
-            dt[i].wait_counter[w] = t->waits[w].counter;
-            dt[i].wait_needed[w] = t->waits[w].needed;
-            dt[i].wait_offset[w] = t->waits[w].step_offset;
-        }
+    loom_cuda_task_table(p, dt);
+    for (int32_t i = 0; i < p->n_tasks; i++)
         list[i] = i;     /* one CTA runs everything in program order */
-    }
     for (int32_t i = 0; i < g->n_ops; i++) {
         const loom_op *o = &g->ops[i];
         dop[i] = (loom_dop){addr(o->x), addr(o->y), addr(o->w), addr(o->norm), addr(o->norm2),
@@ -140,17 +133,25 @@ int main(int argc, char **argv)
     kp.timeout_ns = 60000000000ull;
     kp.n_steps = n_steps;
     kp.n_prompt = n_prompt;
-    /* EMU_PLANT=1: a threshold that can never be met must end in the error
-     * record (the timeout path), not a hang. */
-    bool plant = getenv("EMU_PLANT") && atoi(getenv("EMU_PLANT")) == 1;
-    if (plant) {
+    kp.ll_epoch = 1;
+    /* EMU_PLANT=1: a counter threshold that can never be met (ARGMAX's wait
+     * on the lm_head tiles), =2: an LL input that is never written (the
+     * lm_head's x) must end in the error record (the timeout path), not a
+     * hang. */
+    int plant = getenv("EMU_PLANT") ? atoi(getenv("EMU_PLANT")) : 0;
+    void *never = NULL;
+    if (plant == 1) {
         for (int32_t i = 0; i < p->n_tasks; i++)
-            if (p->tasks[i].op == g->op_lm_head && dt[i].n_waits > 0) {
+            if (p->tasks[i].op == g->op_argmax && dt[i].n_waits > 0) {
                 dt[i].wait_needed[0] += 1000;
                 break;
             }
-        kp.timeout_ns = 2000000000ull;
+    } else if (plant == 2) {
+        never = calloc((size_t)g->cfg.hidden_size, 8);
+        dop[g->op_lm_head].x = (uintptr_t)never;
     }
+    if (plant)
+        kp.timeout_ns = 2000000000ull;
     /* EMU_EOS=k: the CPU's k-th generated token as the EOS id. */
     int eos_at = getenv("EMU_EOS") ? atoi(getenv("EMU_EOS")) : -1;
     if (eos_at >= 0 && eos_at < n_steps - n_prompt + 1) {
@@ -166,10 +167,13 @@ int main(int argc, char **argv)
     if (plant) {
         char name[96];
         loom_task_name(p, err.task, name, sizeof name);
-        printf("%s: planted wait %s: flag %d, SM %d, task %s, counter %d '%s' = %u < %u\n",
-               preset, err.flag == 1 ? "caught" : "MISSED", err.flag, err.sm, name, err.counter,
-               err.counter >= 0 ? p->counters[err.counter].name : "?", err.value, err.threshold);
-        return err.flag == 1 ? 0 : 1;
+        bool caught = err.flag == 1 && (plant == 1 ? err.counter >= 0 : err.counter == -3);
+        printf("%s: planted %s %s: flag %d, SM %d, task %s, counter %d '%s' = %u < %u\n",
+               preset, plant == 1 ? "wait" : "LL input", caught ? "caught" : "MISSED", err.flag,
+               err.sm, name, err.counter, err.counter >= 0 ? p->counters[err.counter].name : "?",
+               err.value, err.threshold);
+        free(never);
+        return caught ? 0 : 1;
     }
     if (err.flag) {
         printf("FAIL: emulated wait timed out: task %d counter %d\n", err.task, err.counter);
@@ -191,6 +195,13 @@ int main(int argc, char **argv)
             continue;
         void *ref = calloc((size_t)n, loom_dtype_size(t->dtype));
         loom_cpu_backend.read_tensor(cpu, i, ref);
+        if (loom_cuda_tensor_ll(g, i)) {   /* LL words: their values */
+            float *v = malloc(sizeof *v * (size_t)n);
+            for (int64_t k = 0; k < n; k++)
+                v[k] = ((const float *)g_buf[i])[2 * k];
+            memcpy(g_buf[i], v, sizeof *v * (size_t)n);
+            free(v);
+        }
         if (t->dtype == LOOM_DTYPE_F32) {
             double e = nmse(g_buf[i], ref, n);
             worst = e > worst ? e : worst;

@@ -25,7 +25,7 @@ g++ -std=c++20 -c "$O/b.cpp" -o "$O/b.o" 2>/dev/null || skip "g++ has no C++20 <
 mkdir -p "$O/inc" && ln -s "$ROOT/src/backend/cuda/tasks" "$O/inc/loom"
 cc -O1 -std=c11 -D_GNU_SOURCE $INC "$D/emu_gen.c" $LIBS -o "$O/gen"
 cc -O1 -std=c11 -D_GNU_SOURCE $INC -c "$D/emu_run.c" -o "$O/run.o"
-fails=0
+fails=0; once=
 for p in ${PRESETS:-qwen3-tiny qwen2-tiny llama-tiny}; do
     "$O/gen" "$p" "$O/$p.cu"
     # EMU_THREADS: CTA size for the emulation (the kernels are generic in it).
@@ -38,5 +38,15 @@ for p in ${PRESETS:-qwen3-tiny qwen2-tiny llama-tiny}; do
     for g in ${EMU_GRID:-0}; do
         EMU_GRID=$g "$O/run_$p" "$p" "$NP" "$NS" ${SEED:-1} || fails=$((fails + 1))
     done
+    # The first preset also: a counter wait and an LL input that are never
+    # met end in the error record (2 s timeout each), and an EOS token stops
+    # the run on the per-SM lists.
+    if [ -z "$once" ]; then
+        once=1
+        for pl in 1 $([ "${LOOM_CUDA_LL:-1}" = 0 ] || echo 2); do
+            EMU_PLANT=$pl "$O/run_$p" "$p" "$NP" "$NS" || fails=$((fails + 1))
+        done
+        EMU_GRID=1 EMU_EOS=2 "$O/run_$p" "$p" "$NP" "$NS" || fails=$((fails + 1))
+    fi
 done
 [ "$fails" -eq 0 ] || { echo "cuda_emu: $fails run(s) failed"; exit 1; }

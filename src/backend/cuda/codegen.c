@@ -10,7 +10,8 @@
  * Same program -> same bytes: only integers and printf'd constants of the
  * program go into the text.
  *
- * defines: loom_cuda_codegen, loom_cuda_op_variants, loom_cuda_smem_bytes */
+ * defines: loom_cuda_codegen, loom_cuda_op_variants, loom_cuda_smem_bytes,
+ *          loom_cuda_ll_enabled, loom_cuda_tensor_ll, loom_cuda_task_table */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,6 +199,8 @@ static int64_t scratch_bytes(const loom_program *p)
             b = ((int64_t)op->cols + 2 * WARPS) * 4;
         else if (op->kind == LOOM_OP_ATTENTION)
             b = (G * hd + WARPS * G * (hd + 2)) * 4;
+        else if (op->kind == LOOM_OP_ATTN_MERGE)   /* the group's partials */
+            b = G * op->split * (hd + 2) * 4;
         if (b > need)
             need = b;
     }
@@ -230,6 +233,109 @@ int64_t loom_cuda_smem_bytes(const loom_program *p, int cc_major)
 {
     return SMEM_HEAD + tables_bytes(p) + scratch_bytes(p) +
            (cc_major >= 9 ? stage_slots(p) * stage_bytes(p) : 0);
+}
+
+/* ------------------------------------------------------------ LL activations */
+
+/* tasks/common.cuh "activations": the kernel passes activations as 8-byte
+ * {value, tag} words, on unless LOOM_CUDA_LL=0 (experiments: the counter
+ * protocol for every hop, docs/perf-notes.md v13). */
+bool loom_cuda_ll_enabled(void)
+{
+    const char *e = getenv("LOOM_CUDA_LL");
+    return !(e && *e && atoi(e) == 0);
+}
+
+/* Ops whose output (y, and attention's partials) are LL words: all but the
+ * lm_head (logits and argmax partials, read by the host and ARGMAX) and
+ * ARGMAX (the token). */
+static bool op_ll_output(const loom_op *op)
+{
+    switch (op->kind) {
+    case LOOM_OP_EMBED:
+    case LOOM_OP_ATTENTION:
+    case LOOM_OP_ATTN_MERGE:
+        return true;
+    case LOOM_OP_LINEAR:
+        return op->epi != LOOM_EPI_ARGMAX;
+    default:
+        return false;
+    }
+}
+
+bool loom_cuda_tensor_ll(const loom_graph *g, int32_t tensor)
+{
+    if (tensor < 0 || !loom_cuda_ll_enabled())
+        return false;
+    for (int32_t i = 0; i < g->n_ops; i++) {
+        const loom_op *op = &g->ops[i];
+        if (op_ll_output(op) && (op->y == tensor || (op->kind == LOOM_OP_ATTENTION &&
+                                                     op->aux == tensor)))
+            return true;
+    }
+    return false;
+}
+
+void loom_cuda_task_table(const loom_program *p, loom_dtask *dt)
+{
+    const loom_graph *g = p->graph;
+    bool ll = loom_cuda_ll_enabled();
+
+    for (int32_t i = 0; i < p->n_tasks; i++) {
+        const loom_task *t = &p->tasks[i];
+        loom_dtask *d = &dt[i];
+        memset(d, 0, sizeof *d);
+        d->op = t->op;
+        d->tile = t->tile;
+        d->row_begin = t->row_begin;
+        d->row_end = t->row_end;
+        d->group = t->group;
+        d->split = t->split;
+        /* LL: the consumer polls the producer's words; no counter. */
+        d->signal = ll && op_ll_output(&g->ops[t->op]) ? -1 : t->signal;
+        for (int32_t w = 0; w < t->n_waits && w < LOOM_MAX_WAITS; w++) {
+            const loom_wait *wt = &t->waits[w];
+            if (ll && op_ll_output(&g->ops[p->counters[wt->counter].op]))
+                continue;
+            d->wait_counter[d->n_waits] = wt->counter;
+            d->wait_needed[d->n_waits] = wt->needed;
+            d->wait_offset[d->n_waits] = wt->step_offset;
+            d->n_waits++;
+        }
+    }
+}
+
+/* With LL on, what the kernels read as LL words must be LL tensors, and
+ * the step must fit the tag's 24 bits. */
+static loom_status check_ll(const loom_program *p)
+{
+    const loom_graph *g = p->graph;
+
+    if (!loom_cuda_ll_enabled())
+        return LOOM_OK;
+    if (g->params.max_context >= (1 << 24) - 1)
+        return loom_fail(LOOM_ERR_UNSUPPORTED, "cuda codegen: context %d: LL activations tag "
+                         "steps in 24 bits (LOOM_CUDA_LL=0 lifts the limit)",
+                         g->params.max_context);
+    for (int32_t i = 0; i < g->n_ops; i++) {
+        const loom_op *op = &g->ops[i];
+        int32_t in[2] = {-1, -1};
+        if (op->kind == LOOM_OP_LINEAR) {
+            in[0] = op->x;
+            in[1] = op->resid;
+        } else if (op->kind == LOOM_OP_ATTENTION) {
+            in[0] = op->x;
+        } else if (op->kind == LOOM_OP_ATTN_MERGE) {
+            in[0] = op->aux;
+        }
+        for (int k = 0; k < 2; k++)
+            if (in[k] >= 0 && !loom_cuda_tensor_ll(g, in[k]))
+                return loom_fail(LOOM_ERR_UNSUPPORTED,
+                                 "cuda codegen: op %d '%s' (layer %d) reads tensor '%s', which "
+                                 "no op writes as LL words", i, op->name, op->layer,
+                                 g->tensors[in[k]].name);
+    }
+    return LOOM_OK;
 }
 
 /* ------------------------------------------------------------ checks */
@@ -267,6 +373,9 @@ static loom_status check_shapes(const loom_program *p)
                              "cuda codegen: task %d of '%s' (layer %d): rows [%d, %d) split a "
                              "gate/up pair", i, op->name, op->layer, t->row_begin, t->row_end);
     }
+    loom_status st = check_ll(p);
+    if (st != LOOM_OK)
+        return st;
     if (loom_cuda_smem_bytes(p, 9) > SMEM_LIMIT)
         return loom_fail(LOOM_ERR_UNSUPPORTED,
                          "cuda codegen: %lld bytes of shared memory needed, limit %d",
@@ -307,6 +416,7 @@ static void emit_header(sbuf *b, const loom_program *p)
         (long long)(SMEM_HEAD + tables_bytes(p) + scratch_bytes(p)));
     put(b, "#define LOOM_STAGE_BYTES %lld\n", (long long)stage_bytes(p));
     put(b, "#define LOOM_STAGE_SLOTS %d\n", stage_slots(p));
+    put(b, "#define LOOM_LL %d\n", loom_cuda_ll_enabled() ? 1 : 0);
     if (loom_cuda_xcheck_enabled())   /* debug mode: xcheck.h */
         put(b, "#define LOOM_XCHECK 1\n");
     put(b, "#include \"loom/common.cuh\"\n#include \"loom/embed.cuh\"\n"
@@ -346,7 +456,7 @@ static void emit_case(sbuf *b, const loom_graph *g, const loom_op *op, int32_t v
             op->norm >= 0 ? "true" : "false", op->norm2 >= 0 ? "true" : "false");
         break;
     case LOOM_OP_ATTN_MERGE:
-        put(b, "attn_merge_task<%d, %d>(d, t); break;", hd, G);
+        put(b, "attn_merge_task<%d, %d>(p, d, t, step); break;", hd, G);
         break;
     case LOOM_OP_ARGMAX:
         put(b, "argmax_task(p, d, step); break;");

@@ -51,7 +51,10 @@ typedef struct loom_dop {
 /* The error record a timed-out wait fills (first one wins). */
 typedef struct loom_kerror {
     int32_t flag;               /* 0 none, 1 timeout                         */
-    int32_t sm, task, counter;
+    int32_t sm, task;
+    int32_t counter;            /* >= 0 its value / threshold; -2 staging;
+                                   -3 an LL input: value = element,
+                                   threshold 0 x (or partials), 1 resid    */
     uint32_t value, threshold;
     int32_t step;
     int32_t pad;
@@ -77,7 +80,7 @@ typedef struct loom_kparams {
     int32_t  n_prompt;
     int32_t  eos[LOOM_MAX_EOS];
     int32_t  n_eos;
-    int32_t  pad;
+    int32_t  ll_epoch;          /* LL tags' bits 24-31 (common.cuh), 1..255   */
 } loom_kparams;
 
 /* The same sizes are asserted in tasks/common.cuh. */
@@ -97,6 +100,15 @@ int64_t loom_cuda_smem_bytes(const loom_program *p, int cc_major);
 /* Variant (switch case) of each op of p: variant[i] for op i, n_variants
  * distinct. variant must hold p->graph->n_ops entries. */
 void loom_cuda_op_variants(const loom_program *p, int32_t *variant, int32_t *n_variants);
+
+/* LL activations (tasks/common.cuh): on unless LOOM_CUDA_LL=0; whether
+ * graph tensor `tensor` is a buffer of 8-byte {value, tag} words (F32
+ * activations passed between tasks); the kernel's task table of p (dt holds
+ * p->n_tasks): with LL, no waits on and no signals of the ops whose output
+ * is LL words (their consumers poll the words). */
+bool loom_cuda_ll_enabled(void);
+bool loom_cuda_tensor_ll(const loom_graph *g, int32_t tensor);
+void loom_cuda_task_table(const loom_program *p, loom_dtask *dt);
 
 /* Emits the CUDA C of p's megakernel: deterministic (same program, same
  * bytes), the model's shapes as compile-time constants. *source is malloc'd

@@ -68,6 +68,8 @@ typedef struct cuda_state {
     CUdeviceptr d_trace_buf;    /* stamps of the traced steps                */
     size_t      trace_bytes;
 
+    int32_t     ll_epoch;       /* of the last run (tasks/common.cuh LL tags) */
+
     bool        xcheck_on;      /* LOOM_CUDA_XCHECK=1 (xcheck.h)             */
     loom_xcheck xcheck;
 } cuda_state;
@@ -101,9 +103,15 @@ static loom_status dev_upload(cuda_state *s, CUdeviceptr *p, const void *src, si
     return LOOM_OK;
 }
 
-static size_t tensor_bytes(const loom_gtensor *t)
+/* Element size on the device: 8 for LL words {value, tag}. */
+static size_t elem_bytes(const loom_graph *g, int32_t id)
 {
-    size_t n = (size_t)loom_gtensor_numel(t) * loom_dtype_size(t->dtype);
+    return loom_cuda_tensor_ll(g, id) ? 8 : loom_dtype_size(g->tensors[id].dtype);
+}
+
+static size_t tensor_bytes(const loom_graph *g, int32_t id)
+{
+    size_t n = (size_t)loom_gtensor_numel(&g->tensors[id]) * elem_bytes(g, id);
     return (n + 15) / 16 * 16;
 }
 
@@ -119,7 +127,7 @@ static loom_status alloc_tensors(cuda_state *s)
         return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "cuda: tensor table of %d", g->n_tensors);
     for (int32_t i = 0; i < g->n_tensors; i++) {
         const loom_gtensor *t = &g->tensors[i];
-        size_t n = tensor_bytes(t), tail = s->sentinels ? SENTINEL_BYTES : 0;
+        size_t n = tensor_bytes(g, i), tail = s->sentinels ? SENTINEL_BYTES : 0;
         st = loom_cu_check(s->cu->MemAlloc(&s->buf[i], n + tail), "cuMemAlloc");
         if (st == LOOM_OK)
             st = loom_cu_check(s->cu->MemsetD8(s->buf[i], 0, n), "cuMemsetD8");
@@ -217,22 +225,7 @@ static loom_status upload_tables(cuda_state *s)
         st = loom_fail(LOOM_ERR_OUT_OF_MEMORY, "cuda: task tables");
         goto out;
     }
-    for (int32_t i = 0; i < p->n_tasks; i++) {
-        const loom_task *t = &p->tasks[i];
-        dt[i].op = t->op;
-        dt[i].tile = t->tile;
-        dt[i].row_begin = t->row_begin;
-        dt[i].row_end = t->row_end;
-        dt[i].group = t->group;
-        dt[i].split = t->split;
-        dt[i].n_waits = t->n_waits;
-        dt[i].signal = t->signal;
-        for (int32_t w = 0; w < t->n_waits && w < LOOM_MAX_WAITS; w++) {
-            dt[i].wait_counter[w] = t->waits[w].counter;
-            dt[i].wait_needed[w] = t->waits[w].needed;
-            dt[i].wait_offset[w] = t->waits[w].step_offset;
-        }
-    }
+    loom_cuda_task_table(p, dt);
     loom_cuda_op_variants(p, variant, &nv);
     for (int32_t i = 0; i < g->n_ops; i++) {
         const loom_op *op = &g->ops[i];
@@ -546,6 +539,15 @@ static loom_status reset_run(cuda_state *s, const loom_run_request *req)
     if (st == LOOM_OK)
         st = loom_cu_check(cu->MemsetD8(s->buf[s->g->t_tokens], 0, s->bytes[s->g->t_tokens]),
                            "cuMemsetD8(tokens)");
+    /* LL tags carry the run's epoch (1..255); when it wraps, no word of an
+     * earlier run may still match: the LL buffers are zeroed. */
+    if (st == LOOM_OK && s->ll_epoch == 255) {
+        for (int32_t i = 0; i < s->g->n_tensors && st == LOOM_OK; i++)
+            if (loom_cuda_tensor_ll(s->g, i))
+                st = loom_cu_check(cu->MemsetD8(s->buf[i], 0, s->bytes[i]), "cuMemsetD8(LL)");
+        s->ll_epoch = 0;
+    }
+    s->ll_epoch++;
     if (st == LOOM_OK && req->n_prompt <= tok->cols)
         st = loom_cu_check(cu->MemcpyHtoD(s->buf[s->g->t_tokens], req->prompt,
                                           sizeof(int32_t) * (size_t)req->n_prompt),
@@ -597,6 +599,17 @@ static loom_status timeout_error(cuda_state *s, const loom_kerror *e)
                          "cuda: weight staging wait timed out after %u ms: SM %d, task %d %s, "
                          "step %d: the bulk copy of the tile's first rows into shared memory "
                          "never completed", s->timeout_ms, e->sm, e->task, task, e->step);
+    if (e->counter == -3) {   /* tasks/common.cuh: ll_poll */
+        const loom_op *op = &s->g->ops[e->task >= 0 && e->task < s->prog->n_tasks
+                                           ? s->prog->tasks[e->task].op : 0];
+        int32_t in = e->threshold == 1 ? op->resid : op->kind == LOOM_OP_ATTN_MERGE ? op->aux
+                                                                                     : op->x;
+        return loom_fail(LOOM_ERR_TIMEOUT,
+                         "cuda: wait timed out after %u ms: SM %d, task %d %s, step %d: element "
+                         "%u of its input '%s' never carried this step's tag", s->timeout_ms,
+                         e->sm, e->task, task, e->step, e->value,
+                         in >= 0 ? s->g->tensors[in].name : "?");
+    }
     if (e->counter >= 0 && e->counter < s->prog->n_counters)
         counter = s->prog->counters[e->counter].name;
     return loom_fail(LOOM_ERR_TIMEOUT,
@@ -653,6 +666,7 @@ static loom_status launch_and_stream(cuda_state *s, const loom_run_request *req,
     kp.n_steps = req->n_steps;
     kp.n_prompt = req->n_prompt;
     kp.n_eos = req->n_eos;
+    kp.ll_epoch = s->ll_epoch;
     for (int32_t i = 0; i < req->n_eos; i++)
         kp.eos[i] = req->eos[i];
 
@@ -826,6 +840,17 @@ static loom_status cuda_read_tensor(void *state, int32_t tensor, void *dst)
     st = loom_cu_check(s->cu->CtxSetCurrent(s->ctx), "cuCtxSetCurrent");
     if (st != LOOM_OK)
         return st;
+    if (loom_cuda_tensor_ll(g, tensor)) {   /* LL words: the values */
+        size_t n = (size_t)loom_gtensor_numel(t);
+        uint32_t *w = malloc(n * 8 + 1);
+        if (!w)
+            return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "cuda read_tensor: '%s'", t->name);
+        st = loom_cu_check(s->cu->MemcpyDtoH(w, s->buf[tensor], n * 8), "cuMemcpyDtoH");
+        for (size_t i = 0; st == LOOM_OK && i < n; i++)
+            ((uint32_t *)dst)[i] = w[2 * i];
+        free(w);
+        return st == LOOM_OK ? st : loom_fail_context(st, "tensor '%s'", t->name);
+    }
     if (t->role != LOOM_ROLE_KV) {
         size_t n = (size_t)loom_gtensor_numel(t) * loom_dtype_size(t->dtype);
         st = loom_cu_check(s->cu->MemcpyDtoH(dst, s->buf[tensor], n), "cuMemcpyDtoH");

@@ -37,8 +37,9 @@ __device__ __forceinline__ void attention_qkv(const loom_kparams &p, const loom_
 {
     constexpr int HALF = HD / 2, PPL = ROPE_PPL(HD);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const float *x = (const float *)d.x + (u64)g * (G + 2) * HD;
+    const int x0 = g * (G + 2) * HD;
     const float *inv_freq = (const float *)p.rope_inv_freq;
+    ll_wait w = ll_begin(p, t, step, nullptr, 0);
     const int heads = kv ? G + 2 : G;
     u32 *xc = HD % 32 == 0 ? xc_slot(t, step) : nullptr;   // LOOM_XCHECK
 
@@ -47,8 +48,8 @@ __device__ __forceinline__ void attention_qkv(const loom_kparams &p, const loom_
         const bool norm = j < G ? QNORM : (j == G ? KNORM : false);
         u32 *xcj = xc && XC_ATTN + (j + 1) * (HD / 32) <= XC_KV ? xc + XC_ATTN + j * (HD / 32)
                                                                 : nullptr;
-        head_norm_rope<HD>(x + j * HD, (const float *)(j < G ? d.norm : d.norm2), norm, j <= G,
-                           inv_freq, step, a, b, xcj);
+        head_norm_rope<HD>(p, d.x, x0 + j * HD, w, (const float *)(j < G ? d.norm : d.norm2),
+                           norm, j <= G, inv_freq, step, a, b, xcj);
         if (j < G) {
 #pragma unroll
             for (int k = 0; k < PPL; k++) {
@@ -140,9 +141,12 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
     float *st = LOOM_SMEM + G * HD;                 // LOOM_WARPS * G * ST
 
     // q (and split 0's cache entries at step); the barrier also makes the
-    // block's global K/V stores visible to its own cache reads below.
+    // block's global K/V stores visible to its own cache reads below, and
+    // tells every thread whether one gave up on its qkv input.
     attention_qkv<HD, G, QNORM, KNORM>(p, d, t, g, step, s == 0, qs);
     __syncthreads();
+    if (LOOM_LL && *(volatile int *)&((loom_wait_state *)loom_smem4)->failed)
+        return;
 
     // Lane owns elements lane * EPL .. lane * EPL + EPL - 1 of a head
     // (contiguous: one load of EPL bf16 per row), its q in registers.
@@ -229,6 +233,13 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
             sw[HD + 1] = l[h];
         }
     }
+    // LL: the K/V rows split 0 stored are read by other SMs in later steps,
+    // after no counter's release: thread 0's gpu-scope fence (cumulative
+    // over the rows, which the barrier after attention_qkv ordered before
+    // it) publishes them before any of this task's outputs. It costs little
+    // here: those stores were acknowledged long ago.
+    if (LOOM_LL && s == 0 && threadIdx.x == 0)
+        __threadfence();
     __syncthreads();
     // Merge the warps: thread per (head, element).
     for (int k = threadIdx.x; k < G * HD; k += LOOM_THREADS) {
@@ -246,36 +257,56 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
             }
         }
         const int head = g * G + h;
+        const u32 tag = ll_tag(p, step);
         if (split == 1) {
-            ((float *)d.y)[(u64)head * HD + i] = O / L;
+            st_act(d.y, (u64)head * HD + i, O / L, tag);
         } else {
-            float *e = (float *)d.aux + ((u64)head * split + s) * ST;
-            e[i] = O;
+            const u64 e = ((u64)head * split + s) * ST;
+            st_act(d.aux, e + i, O, tag);
             if (i == 0) {
-                e[HD] = M;
-                e[HD + 1] = L;
+                st_act(d.aux, e + HD, M, tag);
+                st_act(d.aux, e + HD + 1, L, tag);
             }
         }
     }
 }
 
+// The group's partials (G heads x split x {o, m, l}) first into shared
+// memory, 8 words per thread in flight (attention's scratch holds them:
+// split <= 16 <= LOOM_WARPS), then one thread per (head, element).
 template <int HD, int G>
-__device__ __forceinline__ void attn_merge_task(const loom_dop &d, const loom_dtask *t)
+__device__ __forceinline__ void attn_merge_task(const loom_kparams &p, const loom_dop &d,
+                                                const loom_dtask *t, int step)
 {
-    constexpr int ST = HD + 2;
-    const int split = d.split;
+    constexpr int ST = HD + 2, K = 8;
+    const int split = d.split, n = G * split * ST, e0 = t->group * n;
+    float *ps = LOOM_SMEM;
+    ll_wait w = ll_begin(p, t, step, nullptr, 0);
 
+    for (int j0 = threadIdx.x; j0 < n; j0 += K * LOOM_THREADS) {
+        int idx[K];
+        float v[K];
+#pragma unroll
+        for (int k = 0; k < K; k++)
+            idx[k] = j0 + k * LOOM_THREADS < n ? e0 + j0 + k * LOOM_THREADS : -1;
+        ld_act_n(p, d.aux, idx, v, w);
+#pragma unroll
+        for (int k = 0; k < K; k++)
+            if (idx[k] >= 0)
+                ps[j0 + k * LOOM_THREADS] = v[k];
+    }
+    __syncthreads();
     for (int k = threadIdx.x; k < G * HD; k += LOOM_THREADS) {
         const int h = k / HD, i = k % HD, head = t->group * G + h;
-        const float *e = (const float *)d.aux + (u64)head * split * ST;
+        const float *e = ps + h * split * ST;
         float M = loom_neg_inf(), den = 0.0f, y = 0.0f;
         for (int s = 0; s < split; s++)
-            M = fmaxf(M, ldcg(e + s * ST + HD));
+            M = fmaxf(M, e[s * ST + HD]);
         for (int s = 0; s < split; s++) {
-            float a = expf(ldcg(e + s * ST + HD) - M);
-            den += a * ldcg(e + s * ST + HD + 1);
-            y += a * ldcg(e + s * ST + i);
+            float a = expf(e[s * ST + HD] - M);
+            den += a * e[s * ST + HD + 1];
+            y += a * e[s * ST + i];
         }
-        ((float *)d.y)[(u64)head * HD + i] = y / den;
+        st_act(d.y, (u64)head * HD + i, y / den, w.tag);
     }
 }

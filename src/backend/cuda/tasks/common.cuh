@@ -46,7 +46,7 @@ struct loom_kparams {
     u64 error, stop_step, step_time, host_ring, timeout_ns;
     int n_steps, n_prompt;
     int eos[LOOM_MAX_EOS];
-    int n_eos, pad;
+    int n_eos, ll_epoch;
 };
 static_assert(sizeof(loom_kparams) == 152, "loom_kparams layout (cuda.h)");
 
@@ -677,8 +677,11 @@ __device__ __forceinline__ bool argmax_better(float v, float r, float bv, float 
 enum { LOOM_WAIT_OK = 0, LOOM_WAIT_EXIT = 1 };
 
 // Shared state of the CTA's wait: thread 0 decides, everyone follows.
+// `failed`: a task gave up inside its run (an input activation that never
+// came, tasks read it after loom_signal's barrier); set once, never cleared.
 struct loom_wait_state {
     int verdict;
+    int failed;
 };
 
 // Polling a counter: acquire loads back to back; LOOM_POLL_NS > 0 sleeps
@@ -777,7 +780,8 @@ __device__ __forceinline__ int loom_wait_all(const loom_kparams &p, const loom_d
 {
     if (threadIdx.x == 0) {
         ws->verdict = loom_wait_thread0(p, t, task_id, step, sg);
-        stage_pump_all(sg.cur);   // the rest of this task's rows
+        if (!LOOM_LL)   // the rest of this task's rows (LL: once it has its x, linear.cuh)
+            stage_pump_all(sg.cur);
     }
     __syncthreads();
     int v = ws->verdict;
@@ -824,6 +828,192 @@ __device__ __forceinline__ bool stage_wait(const loom_kparams &, stage_state &, 
 }
 #endif
 
+// ------------------------------------------------------------ activations
+
+// LL activations (LOOM_LL, from the generated source; NCCL's "LL" protocol):
+// every activation one task hands to another - the layer input x, qkv,
+// attention's output or partials, mid, act - is a buffer of 8-byte words
+// {value, tag}, tag = ll_tag(step), each written by one 64-bit store, which
+// is single-copy atomic: a reader that sees this step's tag sees the value.
+// A consumer then needs no counter: it reads its inputs and polls again
+// those that do not carry this step's tag yet. That takes out of each such
+// hop the producer's release (a CTA barrier, then MEMBAR.GPU, which waits
+// until every store of the SM in flight is acknowledged, then the counter
+// add) and the consumer's counter poll before its loads of x (an L2 round
+// trip); docs/perf-notes.md v13. The host drops those waits and signals
+// (loom_cuda_task_table).
+// The tag is the run's epoch (bits 24-31, never 0) and step + 1: words of an
+// earlier run never match, and the host zeroes the buffers when the epoch
+// wraps. Counters still order what is not an LL word: ARGMAX waits on the
+// lm_head tiles (logits, partials) and embed on ARGMAX of the step before
+// (the token), and the K/V rows split 0 of attention stores are published
+// by its fence before its LL outputs (attention.cuh).
+#ifndef LOOM_LL
+#define LOOM_LL 0
+#endif
+// A thread polls all its missing words at once while they are at most this
+// many, else only its first missing one (the L2 traffic of 132 waiting SMs).
+#ifndef LOOM_LL_POLL
+#define LOOM_LL_POLL 4
+#endif
+
+__device__ __forceinline__ u32 ll_tag(const loom_kparams &p, int step)
+{
+    return ((u32)p.ll_epoch << 24) | (u32)(step + 1);
+}
+
+__device__ __forceinline__ u32 ll_word_tag(u64 w) { return (u32)(w >> 32); }
+__device__ __forceinline__ float ll_word_value(u64 w) { return __uint_as_float((u32)w); }
+
+#ifndef LOOM_EMU   // (LOOM_EMU: emu.h)
+__device__ __forceinline__ void st_ll(void *p, float v, u32 tag)
+{
+    const u64 w = ((u64)tag << 32) | (u64)__float_as_uint(v);
+    asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(w) : "memory");
+}
+
+// One word; two adjacent words (16-byte aligned), each 64-bit half atomic.
+__device__ __forceinline__ u64 ld_ll8(const void *p)
+{
+    u64 w;
+    asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(w) : "l"(p));
+    return w;
+}
+
+__device__ __forceinline__ void ld_ll16(const void *p, u64 &a, u64 &b)
+{
+    asm volatile("ld.relaxed.gpu.global.v2.u64 {%0, %1}, [%2];" : "=l"(a), "=l"(b) : "l"(p));
+}
+#endif
+
+// Element i of an activation y: an LL word, or (LOOM_LL 0) a float.
+__device__ __forceinline__ void st_act(u64 y, u64 i, float v, u32 tag)
+{
+    if (LOOM_LL)
+        st_ll((u64 *)y + i, v, tag);
+    else
+        ((float *)y)[i] = v;
+}
+
+// A thread's poll of its input words: who it is for the error record, and
+// how long it has spun.
+struct ll_wait {
+    u32 tag;
+    int task, step, input;   // input: 0 x, 1 resid (the error record's threshold)
+    stage_state *sg;         // thread 0 issues a weight piece per poll (or nullptr)
+    u64 t0;
+    int polls;
+};
+
+__device__ __forceinline__ ll_wait ll_begin(const loom_kparams &p, const loom_dtask *t,
+                                            int step, stage_state *sg, int input)
+{
+    return ll_wait{ll_tag(p, step), loom_task_id(t), step, input, sg, 0ull, 0};
+}
+
+// The record of a read that timed out: counter -3, value = the element.
+// (Scalars: a reference to the caller's ll_wait would put it, and the
+// staging state it points to, in local memory.)
+__device__ __noinline__ void ll_timeout(u64 error, int task, int step, int input, u32 elem)
+{
+    loom_kerror *err = (loom_kerror *)error;
+    if (atomicCAS(&err->flag, 0, -1) == 0) {
+        err->sm = blockIdx.x;
+        err->task = task;
+        err->counter = -3;
+        err->value = elem;
+        err->threshold = (u32)input;
+        err->step = step;
+        __threadfence();
+        atomicExch(&err->flag, 1);
+    }
+}
+
+// Before another poll for element elem: thread 0 issues the next piece of
+// the task's weights (as the counter wait does). As there, the abort flag
+// and the stop step are looked at only in a spin of LOOM_POLL_LOOK_NS or
+// more; after the timeout the error record is filled. false: give up - the
+// CTA's `failed` is set, which its other threads see at their next poll and
+// the megakernel after the task.
+__device__ __forceinline__ bool ll_poll(const loom_kparams &p, ll_wait &w, u32 elem)
+{
+    loom_wait_state *ws = (loom_wait_state *)loom_smem4;
+    if (w.sg && threadIdx.x == 0)
+        stage_pump(*w.sg);
+    if (LOOM_POLL_NS)   // as the counter wait (the emulator yields its core)
+        __nanosleep(LOOM_POLL_NS);
+    if ((++w.polls & 15) != 0)
+        return true;
+    if (*(volatile int *)&ws->failed)
+        return false;
+    const u64 now = globaltimer();
+    if (w.t0 == 0) {
+        w.t0 = now;
+        return true;
+    }
+    bool give_up = false;
+    if (now - w.t0 > LOOM_POLL_LOOK_NS) {
+        loom_kerror *err = (loom_kerror *)p.error;
+        give_up = ld_volatile(&err->flag) != 0 || w.step >= ld_volatile((const int *)p.stop_step);
+    }
+    if (!give_up && now - w.t0 > p.timeout_ns) {
+        ll_timeout(p.error, w.task, w.step, w.input, elem);
+        give_up = true;
+    }
+    if (give_up)
+        *(volatile int *)&ws->failed = 1;
+    return !give_up;
+}
+
+// Element i of activation x (written this step by another SM): an LL word,
+// polled until it carries the tag (on giving up: whatever was read), or
+// (LOOM_LL 0) a float through L2.
+__device__ __forceinline__ float ld_act(const loom_kparams &p, u64 x, u64 i, ll_wait &w)
+{
+    if (!LOOM_LL)
+        return ldcg((const float *)x + i);
+    u64 v = ld_ll8((const u64 *)x + i);
+    while (ll_word_tag(v) != w.tag && ll_poll(p, w, (u32)i))
+        v = ld_ll8((const u64 *)x + i);
+    return ll_word_value(v);
+}
+
+// Elements idx[k] of activation x (idx[k] < 0: none, reads 0) into v[k]:
+// the loads issued together, the missing ones polled again together.
+template <int N>
+__device__ __forceinline__ void ld_act_n(const loom_kparams &p, u64 x,
+                                         const int (&idx)[N], float (&v)[N], ll_wait &w)
+{
+    if (!LOOM_LL) {
+#pragma unroll
+        for (int k = 0; k < N; k++)
+            v[k] = idx[k] >= 0 ? ldcg((const float *)x + idx[k]) : 0.0f;
+        return;
+    }
+    const u64 *xw = (const u64 *)x;
+    u32 miss = 0;
+#pragma unroll
+    for (int k = 0; k < N; k++) {
+        miss |= idx[k] >= 0 ? 1u << k : 0u;
+        v[k] = 0.0f;
+    }
+    for (int want = -1;; want = -1) {
+#pragma unroll
+        for (int k = 0; k < N; k++) {
+            if (miss >> k & 1u) {
+                const u64 word = ld_ll8(xw + idx[k]);
+                v[k] = ll_word_value(word);
+                if (ll_word_tag(word) == w.tag)
+                    miss &= ~(1u << k);
+                else if (want < 0)
+                    want = idx[k];
+            }
+        }
+        if (!miss || !ll_poll(p, w, (u32)want))
+            return;
+    }
+}
+
 // All threads' writes of the task, the CTA barrier, then one release add by
 // thread 0. In the PTX memory model the barrier orders every thread's writes
 // before thread 0's release (causality order is transitive across scopes),
@@ -832,12 +1022,20 @@ __device__ __forceinline__ bool stage_wait(const loom_kparams &, stage_state &, 
 // every thread first (experiments only: it costs ~0.1 ms per step at 0.6B;
 // docs/perf-notes.md tells how the bug it was added for turned out to be
 // rounding noise, and test (f) of gpu_test_cuda checks bit-exact runs).
-__device__ __forceinline__ void loom_signal(const loom_kparams &p, const loom_dtask *t)
+// The barrier also tells every thread whether the task gave up on an input
+// (ws->failed): then there is no signal and the result is LOOM_WAIT_EXIT.
+// With LL activations most tasks have no signal (t->signal -1): the barrier
+// only keeps the next task's use of shared memory behind this one's.
+__device__ __forceinline__ int loom_signal(const loom_kparams &p, const loom_dtask *t,
+                                           const loom_wait_state *ws)
 {
 #if defined(LOOM_SIGNAL_FENCE)
     asm volatile("fence.acq_rel.gpu;" ::: "memory");
 #endif
     __syncthreads();
+    if (*(const volatile int *)&ws->failed)
+        return LOOM_WAIT_EXIT;
     if (threadIdx.x == 0 && t->signal >= 0)
         red_release_add((u32 *)p.counters + t->signal, 1u);
+    return LOOM_WAIT_OK;
 }

@@ -9,8 +9,8 @@ __device__ __forceinline__ void embed_task(const loom_kparams &p, const loom_dop
 {
     const int token = ldcg_i32((const int *)p.tokens + step);
     const bf16raw *row = (const bf16raw *)d.w + (u64)token * COLS;
-    float *y = (float *)d.y;
+    const u32 tag = ll_tag(p, step);
 
     for (int c = t->row_begin + threadIdx.x; c < t->row_end; c += LOOM_THREADS)
-        y[c] = bf16_to_f32(row[c]);
+        st_act(d.y, c, bf16_to_f32(row[c]), tag);
 }

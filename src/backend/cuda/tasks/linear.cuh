@@ -187,6 +187,68 @@ __device__ __forceinline__ void linear_stage_x(const loom_dop &d, float *xs, flo
     }
 }
 
+// The same from LL words (common.cuh "activations"): thread c reads the
+// 16-byte word pairs c + k * LOOM_THREADS (elements 2c', 2c' + 1), issues
+// every load at once, then polls the pairs still missing - all of them while
+// they are at most LOOM_LL_POLL, else the first one. Thread 0 issues a piece
+// of the weights per poll and the rest of the tile's pieces once its own x
+// is in. false: gave up (the CTA's failed flag is set).
+template <int COLS, int PRO>
+__device__ __forceinline__ bool linear_stage_x_ll(const loom_kparams &p, const loom_dop &d,
+                                                  float *xs, float *red, ll_wait &w,
+                                                  stage_state &sg, u32 *xc)
+{
+    constexpr int NP = COLS / 2, PER = (NP + LOOM_THREADS - 1) / LOOM_THREADS;
+    static_assert(PER <= 32, "linear_stage_x_ll: a miss mask of 32 pairs per thread");
+    const u64 *x = (const u64 *)d.x;
+    const float2 *n2 = (const float2 *)d.norm;
+    float ss = 0.0f;
+    u32 miss = 0;
+#pragma unroll
+    for (int k = 0; k < PER; k++)
+        miss |= threadIdx.x + k * LOOM_THREADS < NP ? 1u << k : 0u;
+    bool ok = true;
+    for (bool all = true; miss != 0;) {
+        const int only = __ffs(miss) - 1;
+#pragma unroll
+        for (int k = 0; k < PER; k++) {
+            const int c = threadIdx.x + k * LOOM_THREADS;
+            if ((miss >> k & 1u) && (all || k == only)) {
+                u64 a, b;
+                ld_ll16(x + 2 * c, a, b);
+                if (ll_word_tag(a) == w.tag && ll_word_tag(b) == w.tag) {
+                    miss &= ~(1u << k);
+                    float v0 = ll_word_value(a), v1 = ll_word_value(b);
+                    xc_add(xc, (2 * c * 8) / COLS, __float_as_uint(v0) + __float_as_uint(v1));
+                    if (PRO == LOOM_PRO_RMSNORM) {
+                        const float2 nw = n2[c];
+                        ss += v0 * v0 + v1 * v1;
+                        v0 *= nw.x;
+                        v1 *= nw.y;
+                    }
+                    xs[2 * c] = v0;
+                    xs[2 * c + 1] = v1;
+                }
+            }
+        }
+        if (miss == 0)
+            break;
+        all = __popc(miss) <= LOOM_LL_POLL;
+        if (!ll_poll(p, w, (u32)(2 * (threadIdx.x + (__ffs(miss) - 1) * LOOM_THREADS)))) {
+            ok = false;
+            break;
+        }
+    }
+    if (threadIdx.x == 0)
+        stage_pump_all(sg.cur);   // the rest of the tile's rows
+    if (PRO == LOOM_PRO_RMSNORM) {
+        ss = warp_sum(ss);
+        if ((threadIdx.x & 31) == 0)
+            red[threadIdx.x >> 5] = ss;
+    }
+    return ok;
+}
+
 // After the barrier that follows linear_stage_x: the RMSNorm scale
 // 1 / sqrt(mean(x^2) + eps) (every thread sums the warps' partials), or 1.
 template <int COLS, int PRO>
@@ -232,7 +294,6 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
                                             const loom_dtask *t, int step,
                                             const uint4 (&pre)[LOOM_PRELOAD], stage_state &sg)
 {
-    (void)p;
     float *xs = LOOM_SMEM;
     float *red = LOOM_SMEM + COLS;      // 2 * LOOM_WARPS floats
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -243,12 +304,16 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     u32 *xc = xc_slot(t, step);
 #define XC_OUT(i, v) xc_out(xc, t, step, (i), (v))
 
-    linear_stage_x<COLS, PRO>(d, xs, red, xc);
+    ll_wait w = ll_begin(p, t, step, &sg, 0);
+    if (LOOM_LL)
+        linear_stage_x_ll<COLS, PRO>(p, d, xs, red, w, sg, xc);
+    else
+        linear_stage_x<COLS, PRO>(d, xs, red, xc);
     if (EPI == LOOM_EPI_ARGMAX)
         y += (LOOM_LOGITS_BY_STEP ? (u64)step : 0ull) * (u64)d.rows;
     // One CTA barrier publishes xs and red: the staging wait's when rows
     // rb .. rb + h - 1 are staged in slot sg.cur.slot (h is 0 on sm_80),
-    // else a plain one.
+    // else a plain one. After it every thread sees whether one gave up on x.
     const int h = sg.cur.rows;
     if (h > 0) {
         if (!stage_wait(p, sg, loom_task_id(t), step))
@@ -256,6 +321,10 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     } else {
         __syncthreads();
     }
+    if (LOOM_LL && *(volatile int *)&((loom_wait_state *)loom_smem4)->failed)
+        return;
+    const u32 tag = w.tag;
+    w.input = 1;   // resid from here on
     // x is in: the next task's rows (two slots) may stream behind this
     // task's own now.
     if (threadIdx.x == 0)
@@ -265,12 +334,12 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
 
     // RESIDUAL: the warp's first pair's residuals are loaded now (lane 0),
     // their L2 round trip hidden behind the dot products.
-    const float *resid = (const float *)d.resid;
+    const u64 resid = d.resid;
     float res0 = 0.0f, res1 = 0.0f;
     if (EPI == LOOM_EPI_RESIDUAL && lane == 0 && rb + 2 * warp < re) {
         const int r0 = rb + 2 * warp;
-        res0 = ldcg(resid + r0);
-        res1 = ldcg(resid + (r0 + 1 < re ? r0 + 1 : r0));
+        res0 = ld_act(p, resid, r0, w);
+        res1 = ld_act(p, resid, r0 + 1 < re ? r0 + 1 : r0, w);
     }
 
     for (int r0 = rb + 2 * warp; r0 < re; r0 += 2 * LOOM_WARPS) {
@@ -287,18 +356,19 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
         if (lane != 0)
             continue;
         if (EPI == LOOM_EPI_SILU_MUL) {
-            y[r0 / 2] = silu(a0) * a1;      // r0 even: tiles hold whole pairs
-            XC_OUT(r0 / 2, y[r0 / 2]);
+            const float v = silu(a0) * a1;   // r0 even: tiles hold whole pairs
+            st_act(d.y, r0 / 2, v, tag);
+            XC_OUT(r0 / 2, v);
         } else if (EPI == LOOM_EPI_RESIDUAL) {
             if (r0 != rb + 2 * warp) {
-                res0 = ldcg(resid + r0);
-                res1 = ldcg(resid + r1);
+                res0 = ld_act(p, resid, r0, w);
+                res1 = ld_act(p, resid, r1, w);
             }
             float v0 = res0 + a0, v1 = res1 + a1;
-            y[r0] = v0;
+            st_act(d.y, r0, v0, tag);
             XC_OUT(r0, v0);
             if (r1 != r0) {
-                y[r1] = v1;
+                st_act(d.y, r1, v1, tag);
                 XC_OUT(r1, v1);
             }
         } else if (EPI == LOOM_EPI_ARGMAX) {
@@ -319,10 +389,10 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
                 a0 += ((const float *)d.bias)[r0];
                 a1 += ((const float *)d.bias)[r1];
             }
-            y[r0] = a0;
+            st_act(d.y, r0, a0, tag);
             XC_OUT(r0, a0);
             if (r1 != r0) {
-                y[r1] = a1;
+                st_act(d.y, r1, a1, tag);
                 XC_OUT(r1, a1);
             }
         }

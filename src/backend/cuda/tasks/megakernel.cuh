@@ -50,6 +50,8 @@ loom_megakernel(const loom_kparams p)
         ((uint4 *)LOOM_STASKS)[i] = ((const uint4 *)p.tasks)[(u64)list[begin + i / TV] * TV + i % TV];
     for (int i = threadIdx.x; i < n; i += LOOM_THREADS)
         ((int *)LOOM_SIDS)[i] = list[begin + i];
+    if (threadIdx.x == 0)
+        ws->failed = 0;
     __syncthreads();
 
     stage_state sg = {{nullptr, 0u, 0u, 0, 0, 0}, {nullptr, 0u, 0u, 0, 0, 1}, 0u, 0u};
@@ -80,7 +82,8 @@ loom_megakernel(const loom_kparams p)
             loom_trace_end(tr);
 #endif
             xc_end(xc);
-            loom_signal(p, t);
+            if (loom_signal(p, t, ws) != LOOM_WAIT_OK)   // a task gave up on an input
+                goto out;
 #if LOOM_TRACE
             loom_trace_stamp(tr, 3);   // signalled: the release issued
 #endif

@@ -24,11 +24,13 @@ __device__ __forceinline__ u64 kv_slot(const loom_kparams &p, int pos)
     return (u64)page * LOOM_PAGE_SIZE + (u64)(pos % LOOM_PAGE_SIZE);
 }
 
-// Head xh (written by other SMs: read through L2) into the warp's pairs
-// a[k] = x[i], b[k] = x[i + HD/2]; RMSNorm'ed with nw when norm (HF: w *
-// (inv * x)), then rotated by RoPE at pos when rope. Whole warp.
+// Elements x0 .. x0 + HD - 1 of activation x (written by other SMs: LL
+// words, or floats read through L2) into the warp's pairs a[k] = x[i],
+// b[k] = x[i + HD/2]; RMSNorm'ed with nw when norm (HF: w * (inv * x)),
+// then rotated by RoPE at pos when rope. Whole warp.
 template <int HD>
-__device__ __forceinline__ void head_norm_rope(const float *xh, const float *nw, bool norm,
+__device__ __forceinline__ void head_norm_rope(const loom_kparams &p, u64 x, int x0,
+                                               ll_wait &w, const float *nw, bool norm,
                                                bool rope, const float *inv_freq, int pos,
                                                float (&a)[ROPE_PPL(HD)],
                                                float (&b)[ROPE_PPL(HD)],
@@ -37,12 +39,21 @@ __device__ __forceinline__ void head_norm_rope(const float *xh, const float *nw,
     constexpr int HALF = HD / 2, PPL = ROPE_PPL(HD);
     const int lane = threadIdx.x & 31;
     float ss = 0.0f;
+    int idx[2 * PPL];
+    float v[2 * PPL];
 
 #pragma unroll
     for (int k = 0; k < PPL; k++) {
+        const int i = lane + 32 * k;
+        idx[k] = i < HALF ? x0 + i : -1;
+        idx[PPL + k] = i < HALF ? x0 + i + HALF : -1;
+    }
+    ld_act_n(p, x, idx, v, w);
+#pragma unroll
+    for (int k = 0; k < PPL; k++) {
         int i = lane + 32 * k;
-        a[k] = i < HALF ? ldcg(xh + i) : 0.0f;
-        b[k] = i < HALF ? ldcg(xh + i + HALF) : 0.0f;
+        a[k] = v[k];
+        b[k] = v[PPL + k];
         ss += a[k] * a[k] + b[k] * b[k];
         if (i < HALF) {   // LOOM_XCHECK: the raw inputs per 32 elements
             xc_add(xc, i / 32, __float_as_uint(a[k]));
