@@ -402,11 +402,12 @@ static void test_timeout(void)
 
     if (!p)
         goto out;
-    /* The first task of the lm_head with a wait: its threshold can never be met. */
+    /* ARGMAX's wait on the lm_head tiles (a counter in every LL mode:
+     * logits are plain data): its threshold can never be met. */
     for (int32_t i = 0; i < p->n_tasks && victim < 0; i++)
-        if (p->tasks[i].op == p->graph->op_lm_head && p->tasks[i].n_waits > 0)
+        if (p->tasks[i].op == p->graph->op_argmax && p->tasks[i].n_waits > 0)
             victim = i;
-    CHECK(victim >= 0, "no lm_head task with a wait");
+    CHECK(victim >= 0, "no argmax task with a wait");
     if (victim < 0)
         goto out;
     p->tasks[victim].waits[0].needed += 1000;

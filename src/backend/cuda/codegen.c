@@ -11,7 +11,7 @@
  * program go into the text.
  *
  * defines: loom_cuda_codegen, loom_cuda_op_variants, loom_cuda_smem_bytes,
- *          loom_cuda_ll_enabled, loom_cuda_tensor_ll, loom_cuda_task_table */
+ *          loom_cuda_ll_mode, loom_cuda_tensor_ll, loom_cuda_task_table */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,12 +238,14 @@ int64_t loom_cuda_smem_bytes(const loom_program *p, int cc_major)
 /* ------------------------------------------------------------ LL activations */
 
 /* tasks/common.cuh "activations": the kernel passes activations as 8-byte
- * {value, tag} words, on unless LOOM_CUDA_LL=0 (experiments: the counter
- * protocol for every hop, docs/perf-notes.md v13). */
-bool loom_cuda_ll_enabled(void)
+ * {value, tag} words; LOOM_CUDA_LL says how consumers learn they are there
+ * (docs/perf-notes.md v13): 1 (default) a counter still, its add relaxed;
+ * 2 no counter, they poll the words; 0 plain floats and released counters. */
+int loom_cuda_ll_mode(void)
 {
     const char *e = getenv("LOOM_CUDA_LL");
-    return !(e && *e && atoi(e) == 0);
+    int m = e && *e ? atoi(e) : 1;
+    return m >= 0 && m <= 2 ? m : 1;
 }
 
 /* Ops whose output (y, and attention's partials) are LL words: all but the
@@ -265,7 +267,7 @@ static bool op_ll_output(const loom_op *op)
 
 bool loom_cuda_tensor_ll(const loom_graph *g, int32_t tensor)
 {
-    if (tensor < 0 || !loom_cuda_ll_enabled())
+    if (tensor < 0 || loom_cuda_ll_mode() == 0)
         return false;
     for (int32_t i = 0; i < g->n_ops; i++) {
         const loom_op *op = &g->ops[i];
@@ -279,7 +281,7 @@ bool loom_cuda_tensor_ll(const loom_graph *g, int32_t tensor)
 void loom_cuda_task_table(const loom_program *p, loom_dtask *dt)
 {
     const loom_graph *g = p->graph;
-    bool ll = loom_cuda_ll_enabled();
+    int ll = loom_cuda_ll_mode();
 
     for (int32_t i = 0; i < p->n_tasks; i++) {
         const loom_task *t = &p->tasks[i];
@@ -291,11 +293,14 @@ void loom_cuda_task_table(const loom_program *p, loom_dtask *dt)
         d->row_end = t->row_end;
         d->group = t->group;
         d->split = t->split;
-        /* LL: the consumer polls the producer's words; no counter. */
-        d->signal = ll && op_ll_output(&g->ops[t->op]) ? -1 : t->signal;
+        /* LL 1: the counter of an op with LL outputs is added to without a
+         * release; LL 2: there is none, its consumers poll the words. */
+        d->signal = t->signal;
+        if (ll && t->signal >= 0 && op_ll_output(&g->ops[t->op]))
+            d->signal = ll == 2 ? -1 : (t->signal | LOOM_CUDA_SIGNAL_RELAXED);
         for (int32_t w = 0; w < t->n_waits && w < LOOM_MAX_WAITS; w++) {
             const loom_wait *wt = &t->waits[w];
-            if (ll && op_ll_output(&g->ops[p->counters[wt->counter].op]))
+            if (ll == 2 && op_ll_output(&g->ops[p->counters[wt->counter].op]))
                 continue;
             d->wait_counter[d->n_waits] = wt->counter;
             d->wait_needed[d->n_waits] = wt->needed;
@@ -311,7 +316,7 @@ static loom_status check_ll(const loom_program *p)
 {
     const loom_graph *g = p->graph;
 
-    if (!loom_cuda_ll_enabled())
+    if (loom_cuda_ll_mode() == 0)
         return LOOM_OK;
     if (g->params.max_context >= (1 << 24) - 1)
         return loom_fail(LOOM_ERR_UNSUPPORTED, "cuda codegen: context %d: LL activations tag "
@@ -416,7 +421,7 @@ static void emit_header(sbuf *b, const loom_program *p)
         (long long)(SMEM_HEAD + tables_bytes(p) + scratch_bytes(p)));
     put(b, "#define LOOM_STAGE_BYTES %lld\n", (long long)stage_bytes(p));
     put(b, "#define LOOM_STAGE_SLOTS %d\n", stage_slots(p));
-    put(b, "#define LOOM_LL %d\n", loom_cuda_ll_enabled() ? 1 : 0);
+    put(b, "#define LOOM_LL %d\n", loom_cuda_ll_mode());
     if (loom_cuda_xcheck_enabled())   /* debug mode: xcheck.h */
         put(b, "#define LOOM_XCHECK 1\n");
     put(b, "#include \"loom/common.cuh\"\n#include \"loom/embed.cuh\"\n"

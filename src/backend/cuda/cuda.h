@@ -31,7 +31,8 @@ typedef struct loom_dtask {
     int32_t row_begin, row_end;
     int32_t group, split;
     int32_t n_waits;
-    int32_t signal;             /* counter to add 1 to; -1 none              */
+    int32_t signal;             /* counter to add 1 to (| LOOM_CUDA_SIGNAL_RELAXED:
+                                   no release); -1 none                      */
     int32_t wait_counter[LOOM_MAX_WAITS];
     int32_t wait_needed[LOOM_MAX_WAITS];
     int32_t wait_offset[LOOM_MAX_WAITS];
@@ -101,12 +102,15 @@ int64_t loom_cuda_smem_bytes(const loom_program *p, int cc_major);
  * distinct. variant must hold p->graph->n_ops entries. */
 void loom_cuda_op_variants(const loom_program *p, int32_t *variant, int32_t *n_variants);
 
-/* LL activations (tasks/common.cuh): on unless LOOM_CUDA_LL=0; whether
+/* LL activations (tasks/common.cuh): the mode, LOOM_CUDA_LL (0 off, 1 the
+ * default: counters added to without a release, 2 no counters); whether
  * graph tensor `tensor` is a buffer of 8-byte {value, tag} words (F32
- * activations passed between tasks); the kernel's task table of p (dt holds
- * p->n_tasks): with LL, no waits on and no signals of the ops whose output
- * is LL words (their consumers poll the words). */
-bool loom_cuda_ll_enabled(void);
+ * activations passed between tasks, modes 1 and 2); the kernel's task table
+ * of p (dt holds p->n_tasks): the signals of the ops whose outputs are LL
+ * words are relaxed (mode 1, LOOM_CUDA_SIGNAL_RELAXED in dtask.signal) or
+ * gone with the waits on them (mode 2: their consumers poll the words). */
+#define LOOM_CUDA_SIGNAL_RELAXED (1 << 30)
+int loom_cuda_ll_mode(void);
 bool loom_cuda_tensor_ll(const loom_graph *g, int32_t tensor);
 void loom_cuda_task_table(const loom_program *p, loom_dtask *dt);
 

@@ -275,6 +275,11 @@ __device__ __forceinline__ void red_release_add(u32 *p, u32 v)
     asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
 }
 
+__device__ __forceinline__ void red_relaxed_add(u32 *p, u32 v)
+{
+    asm volatile("red.relaxed.gpu.global.add.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+
 #endif // LOOM_EMU
 
 __device__ __forceinline__ int ld_volatile(const int *p)
@@ -780,7 +785,7 @@ __device__ __forceinline__ int loom_wait_all(const loom_kparams &p, const loom_d
 {
     if (threadIdx.x == 0) {
         ws->verdict = loom_wait_thread0(p, t, task_id, step, sg);
-        if (!LOOM_LL)   // the rest of this task's rows (LL: once it has its x, linear.cuh)
+        if (LOOM_LL != 2)   // the rest of this task's rows (LL 2: once it has its x, linear.cuh)
             stage_pump_all(sg.cur);
     }
     __syncthreads();
@@ -834,14 +839,19 @@ __device__ __forceinline__ bool stage_wait(const loom_kparams &, stage_state &, 
 // every activation one task hands to another - the layer input x, qkv,
 // attention's output or partials, mid, act - is a buffer of 8-byte words
 // {value, tag}, tag = ll_tag(step), each written by one 64-bit store, which
-// is single-copy atomic: a reader that sees this step's tag sees the value.
-// A consumer then needs no counter: it reads its inputs and polls again
-// those that do not carry this step's tag yet. That takes out of each such
-// hop the producer's release (a CTA barrier, then MEMBAR.GPU, which waits
-// until every store of the SM in flight is acknowledged, then the counter
-// add) and the consumer's counter poll before its loads of x (an L2 round
-// trip); docs/perf-notes.md v13. The host drops those waits and signals
-// (loom_cuda_task_table).
+// is single-copy atomic: a reader that sees this step's tag sees the value,
+// and polls again the words that do not carry it yet. So the producer needs
+// no release (a CTA barrier, then MEMBAR.GPU, which waits until every store
+// of the SM in flight is acknowledged, then the counter add):
+//   LOOM_LL 1: the counter stays, as a relaxed add; the consumer's thread 0
+//              polls it as before (one word, little L2 traffic), then every
+//              thread reads its x as LL words, which are there but for the
+//              rare word the relaxed add overtook;
+//   LOOM_LL 2: no counter: every thread polls its own input words from the
+//              start (no poll round trip before the loads of x, but every
+//              waiting SM polls the producers' lines).
+// docs/perf-notes.md v13 measures both; the host drops or relaxes the
+// waits and signals (loom_cuda_task_table).
 // The tag is the run's epoch (bits 24-31, never 0) and step + 1: words of an
 // earlier run never match, and the host zeroes the buffers when the epoch
 // wraps. Counters still order what is not an LL word: ARGMAX waits on the
@@ -851,6 +861,7 @@ __device__ __forceinline__ bool stage_wait(const loom_kparams &, stage_state &, 
 #ifndef LOOM_LL
 #define LOOM_LL 0
 #endif
+#define LOOM_SIGNAL_RELAXED (1 << 30)   // in loom_dtask.signal (cuda.h)
 // A thread polls all its missing words at once while they are at most this
 // many, else only its first missing one (the L2 traffic of 132 waiting SMs).
 #ifndef LOOM_LL_POLL
@@ -1024,8 +1035,11 @@ __device__ __forceinline__ void ld_act_n(const loom_kparams &p, u64 x,
 // rounding noise, and test (f) of gpu_test_cuda checks bit-exact runs).
 // The barrier also tells every thread whether the task gave up on an input
 // (ws->failed): then there is no signal and the result is LOOM_WAIT_EXIT.
-// With LL activations most tasks have no signal (t->signal -1): the barrier
-// only keeps the next task's use of shared memory behind this one's.
+// LL activations: with LOOM_LL 1 the signal of a task whose outputs are LL
+// words is a relaxed add (LOOM_SIGNAL_RELAXED in t->signal: no fence, the
+// words carry their own step), with LOOM_LL 2 there is none (t->signal -1)
+// and the barrier only keeps the next task's use of shared memory behind
+// this one's.
 __device__ __forceinline__ int loom_signal(const loom_kparams &p, const loom_dtask *t,
                                            const loom_wait_state *ws)
 {
@@ -1035,7 +1049,12 @@ __device__ __forceinline__ int loom_signal(const loom_kparams &p, const loom_dta
     __syncthreads();
     if (*(const volatile int *)&ws->failed)
         return LOOM_WAIT_EXIT;
-    if (threadIdx.x == 0 && t->signal >= 0)
-        red_release_add((u32 *)p.counters + t->signal, 1u);
+    if (threadIdx.x == 0 && t->signal >= 0) {
+        u32 *c = (u32 *)p.counters + (t->signal & ~LOOM_SIGNAL_RELAXED);
+        if (t->signal & LOOM_SIGNAL_RELAXED)
+            red_relaxed_add(c, 1u);
+        else
+            red_release_add(c, 1u);
+    }
     return LOOM_WAIT_OK;
 }
