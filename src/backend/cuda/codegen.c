@@ -245,7 +245,7 @@ int loom_cuda_ll_mode(void)
 {
     const char *e = getenv("LOOM_CUDA_LL");
     int m = e && *e ? atoi(e) : 1;
-    return m >= 0 && m <= 2 ? m : 1;
+    return m >= 0 && m <= 3 ? m : 1;   /* 3: experiments, LL words, released counters */
 }
 
 /* Ops whose output (y, and attention's partials) are LL words: all but the
@@ -296,7 +296,7 @@ void loom_cuda_task_table(const loom_program *p, loom_dtask *dt)
         /* LL 1: the counter of an op with LL outputs is added to without a
          * release; LL 2: there is none, its consumers poll the words. */
         d->signal = t->signal;
-        if (ll && t->signal >= 0 && op_ll_output(&g->ops[t->op]))
+        if ((ll == 1 || ll == 2) && t->signal >= 0 && op_ll_output(&g->ops[t->op]))
             d->signal = ll == 2 ? -1 : (t->signal | LOOM_CUDA_SIGNAL_RELAXED);
         for (int32_t w = 0; w < t->n_waits && w < LOOM_MAX_WAITS; w++) {
             const loom_wait *wt = &t->waits[w];

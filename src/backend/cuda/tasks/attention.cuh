@@ -18,6 +18,11 @@
 // defines: attention_task, attn_merge_task
 #pragma once
 
+// LL: split 0's fence after its K/V rows (below); 0 only for timing experiments.
+#ifndef LOOM_LL_KV_FENCE
+#define LOOM_LL_KV_FENCE 1   // 0: experiments only (timing without it)
+#endif
+
 // Positions [p0, p1) of split s of `split` at step (graph.h ATTENTION (3)).
 __device__ __forceinline__ void attn_range(int step, int s, int split, int &p0, int &p1)
 {
@@ -238,7 +243,7 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
     // over the rows, which the barrier after attention_qkv ordered before
     // it) publishes them before any of this task's outputs. It costs little
     // here: those stores were acknowledged long ago.
-    if (LOOM_LL && s == 0 && threadIdx.x == 0)
+    if (LOOM_LL && LOOM_LL_KV_FENCE && s == 0 && threadIdx.x == 0)
         __threadfence();
     __syncthreads();
     // Merge the warps: thread per (head, element).

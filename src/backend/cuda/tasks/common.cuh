@@ -884,16 +884,22 @@ __device__ __forceinline__ void st_ll(void *p, float v, u32 tag)
 }
 
 // One word; two adjacent words (16-byte aligned), each 64-bit half atomic.
+// LOOM_LL_LD_CG (experiment): weak loads through L2 instead.
+#if defined(LOOM_LL_LD_CG)
+#define LOOM_LD_LL "ld.global.cg"
+#else
+#define LOOM_LD_LL "ld.relaxed.gpu.global"
+#endif
 __device__ __forceinline__ u64 ld_ll8(const void *p)
 {
     u64 w;
-    asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(w) : "l"(p));
+    asm volatile(LOOM_LD_LL ".u64 %0, [%1];" : "=l"(w) : "l"(p));
     return w;
 }
 
 __device__ __forceinline__ void ld_ll16(const void *p, u64 &a, u64 &b)
 {
-    asm volatile("ld.relaxed.gpu.global.v2.u64 {%0, %1}, [%2];" : "=l"(a), "=l"(b) : "l"(p));
+    asm volatile(LOOM_LD_LL ".v2.u64 {%0, %1}, [%2];" : "=l"(a), "=l"(b) : "l"(p));
 }
 #endif
 
