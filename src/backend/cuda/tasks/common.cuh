@@ -877,10 +877,16 @@ __device__ __forceinline__ u32 ll_word_tag(u64 w) { return (u32)(w >> 32); }
 __device__ __forceinline__ float ll_word_value(u64 w) { return __uint_as_float((u32)w); }
 
 #ifndef LOOM_EMU   // (LOOM_EMU: emu.h)
+// LOOM_LL_ST_WEAK (experiment): a weak store.
+#if defined(LOOM_LL_ST_WEAK)
+#define LOOM_ST_LL "st.global.u64"
+#else
+#define LOOM_ST_LL "st.relaxed.gpu.global.u64"
+#endif
 __device__ __forceinline__ void st_ll(void *p, float v, u32 tag)
 {
     const u64 w = ((u64)tag << 32) | (u64)__float_as_uint(v);
-    asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(w) : "memory");
+    asm volatile(LOOM_ST_LL " [%0], %1;" ::"l"(p), "l"(w) : "memory");
 }
 
 // One word; two adjacent words (16-byte aligned), each 64-bit half atomic.

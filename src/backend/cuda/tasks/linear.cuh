@@ -338,8 +338,11 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     float res0 = 0.0f, res1 = 0.0f;
     if (EPI == LOOM_EPI_RESIDUAL && lane == 0 && rb + 2 * warp < re) {
         const int r0 = rb + 2 * warp;
-        res0 = ld_act(p, resid, r0, w);
-        res1 = ld_act(p, resid, r0 + 1 < re ? r0 + 1 : r0, w);
+        const int idx[2] = {r0, r0 + 1 < re ? r0 + 1 : r0};
+        float v[2];
+        ld_act_n(p, resid, idx, v, w);   // both loads in flight at once
+        res0 = v[0];
+        res1 = v[1];
     }
 
     for (int r0 = rb + 2 * warp; r0 < re; r0 += 2 * LOOM_WARPS) {
@@ -361,8 +364,11 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
             XC_OUT(r0 / 2, v);
         } else if (EPI == LOOM_EPI_RESIDUAL) {
             if (r0 != rb + 2 * warp) {
-                res0 = ld_act(p, resid, r0, w);
-                res1 = ld_act(p, resid, r1, w);
+                const int idx[2] = {r0, r1};
+                float v[2];
+                ld_act_n(p, resid, idx, v, w);
+                res0 = v[0];
+                res1 = v[1];
             }
             float v0 = res0 + a0, v1 = res1 + a1;
             st_act(d.y, r0, v0, tag);
