@@ -1001,6 +1001,27 @@ __device__ __forceinline__ float ld_act(const loom_kparams &p, u64 x, u64 i, ll_
     return ll_word_value(v);
 }
 
+// Element i of activation x from `word`, its LL word loaded earlier
+// (ld_ll8), polled again only when that did not carry the tag: a load
+// issued early, its check where the value is used, so the round trip
+// stays hidden as a plain load's would (LOOM_LL 0: word holds the float's
+// bits).
+__device__ __forceinline__ float ld_act_settle(const loom_kparams &p, u64 x, u64 i, u64 word,
+                                               ll_wait &w)
+{
+    if (!LOOM_LL)
+        return __uint_as_float((u32)word);
+    while (ll_word_tag(word) != w.tag && ll_poll(p, w, (u32)i))
+        word = ld_ll8((const u64 *)x + i);
+    return ll_word_value(word);
+}
+
+// The early load of ld_act_settle.
+__device__ __forceinline__ u64 ld_act_raw(u64 x, u64 i)
+{
+    return LOOM_LL ? ld_ll8((const u64 *)x + i) : (u64)__float_as_uint(ldcg((const float *)x + i));
+}
+
 // Elements idx[k] of activation x (idx[k] < 0: none, reads 0) into v[k]:
 // the loads issued together, the missing ones polled again together.
 template <int N>
