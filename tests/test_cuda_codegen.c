@@ -3,7 +3,8 @@
  * and ptxas's resource report shows no spills, no stack frame, registers
  * that fit LOOM_CUDA_THREADS threads, and shared memory within the limit.
  * The cubin cache (in a temporary directory) hits on the second compile.
- * The report parser is checked once with a planted stack frame. */
+ * The report parser is checked once with a planted stack frame. The LL
+ * activation modes (LOOM_CUDA_LL): their task tables and kernels. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,11 +171,97 @@ static void setup(void)
     snprintf(g_cache, sizeof g_cache, "%s/cache", g_tmp ? g_tmp : "/tmp");
 }
 
+/* LL activations (LOOM_CUDA_LL, tasks/common.cuh): the task table keeps,
+ * relaxes or drops the counters as each mode says, the activations the
+ * kernels read as LL words are LL tensors, and the LL kernels compile for
+ * sm_90a without spills or a stack frame. */
+static bool ll_op(const loom_op *o)
+{
+    return o->kind == LOOM_OP_EMBED || o->kind == LOOM_OP_ATTENTION ||
+           o->kind == LOOM_OP_ATTN_MERGE ||
+           (o->kind == LOOM_OP_LINEAR && o->epi != LOOM_EPI_ARGMAX);
+}
+
+static void check_ll_table(const loom_program *p, int mode)
+{
+    const loom_graph *g = p->graph;
+    loom_dtask *dt = calloc((size_t)p->n_tasks, sizeof *dt);
+    int32_t bad = 0;
+
+    if (!dt)
+        return;
+    loom_cuda_task_table(p, dt);
+    for (int32_t i = 0; i < p->n_tasks && bad < 3; i++) {
+        const loom_task *t = &p->tasks[i];
+        bool ll = ll_op(&g->ops[t->op]);
+        int32_t want_sig = t->signal, kept = 0;
+        if (mode == 1 && ll)
+            want_sig = t->signal | LOOM_CUDA_SIGNAL_RELAXED;
+        if (mode == 2 && ll)
+            want_sig = -1;
+        for (int32_t w = 0; w < t->n_waits; w++)
+            if (mode != 2 || !ll_op(&g->ops[p->counters[t->waits[w].counter].op])) {
+                bad += dt[i].wait_counter[kept] != t->waits[w].counter ||
+                       dt[i].wait_needed[kept] != t->waits[w].needed;
+                kept++;
+            }
+        bad += dt[i].signal != want_sig || dt[i].n_waits != kept;
+        CHECK(!bad, "LL %d: task %d (op '%s'): signal %d (want %d), %d waits (want %d)", mode,
+              i, g->ops[t->op].name, dt[i].signal, want_sig, dt[i].n_waits, kept);
+    }
+    for (int32_t i = 0; i < g->n_ops; i++) {
+        const loom_op *o = &g->ops[i];
+        int32_t in = o->kind == LOOM_OP_ATTN_MERGE ? o->aux : o->x;
+        if (o->kind == LOOM_OP_LINEAR || o->kind == LOOM_OP_ATTENTION ||
+            o->kind == LOOM_OP_ATTN_MERGE)
+            CHECK(loom_cuda_tensor_ll(g, in) == (mode != 0), "LL %d: op '%s' input '%s'", mode,
+                  o->name, g->tensors[in].name);
+    }
+    if (mode != 0)
+        CHECK(!loom_cuda_tensor_ll(g, g->t_logits), "LL %d: the logits are LL words", mode);
+    free(dt);
+}
+
+static void test_ll(void)
+{
+    static const char *const presets[] = {"qwen3-tiny", "qwen3-0.6b", "qwen3-8b"};
+    char want[32];
+
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
+        loom_program *p = compile_preset(presets[i]);
+        if (!p)
+            continue;
+        for (int mode = 0; mode <= 2; mode++) {
+            char *src = NULL, v[2] = {(char)('0' + mode), 0};
+            setenv("LOOM_CUDA_LL", v, 1);
+            CHECK(loom_cuda_ll_mode() == mode, "LOOM_CUDA_LL=%d read as %d", mode,
+                  loom_cuda_ll_mode());
+            check_ll_table(p, mode);
+            CHECK_OK(loom_cuda_codegen(p, &src));
+            snprintf(want, sizeof want, "#define LOOM_LL %d\n", mode);
+            CHECK(src && strstr(src, want), "%s: no '%s' in the source", presets[i], want);
+            if (src && mode > 0 && i > 0) {
+                loom_cuda_cubin c;
+                memset(&c, 0, sizeof c);
+                CHECK_OK(loom_cuda_compile(src, "sm_90a", g_cache, &c));
+                if (c.data)
+                    check_resources(presets[i], &c, loom_cuda_smem_bytes(p, 9));
+                loom_cuda_cubin_free(&c);
+            }
+            free(src);
+        }
+        unsetenv("LOOM_CUDA_LL");
+        CHECK(loom_cuda_ll_mode() == 0, "the default LL mode is %d, not 0", loom_cuda_ll_mode());
+        loom_program_free(p);
+    }
+}
+
 static void test_all(void)
 {
     setup();
     test_report_parser();
     test_cache();
+    test_ll();
     test_presets();
     if (g_tmp)
         loom_test_rmtree(g_tmp);

@@ -43,10 +43,23 @@ for p in ${PRESETS:-qwen3-tiny qwen2-tiny llama-tiny}; do
     # the run on the per-SM lists.
     if [ -z "$once" ]; then
         once=1
-        for pl in 1 $([ "${LOOM_CUDA_LL:-1}" = 0 ] || echo 2); do
+        for pl in 1 $([ "${LOOM_CUDA_LL:-0}" = 0 ] || echo 2); do
             EMU_PLANT=$pl "$O/run_$p" "$p" "$NP" "$NS" || fails=$((fails + 1))
         done
         EMU_GRID=1 EMU_EOS=2 "$O/run_$p" "$p" "$NP" "$NS" || fails=$((fails + 1))
+        # The LL activations (LOOM_CUDA_LL 1 and 2, common.cuh), not the
+        # default: one CTA and the per-SM lists, and a planted LL input.
+        [ -n "$LOOM_CUDA_LL" ] || for ll in 1 2; do
+            LOOM_CUDA_LL=$ll "$O/gen" "$p" "$O/ll.cu"
+            [ -n "$EMU_THREADS" ] && sed -i "s/^#define LOOM_THREADS .*/#define LOOM_THREADS $EMU_THREADS/" "$O/ll.cu"
+            g++ -O1 -std=c++20 -w -include "$D/emu.h" -I"$O/inc" -DLOOM_POLL_NS=64 \
+                -DLOOM_EMU_SOURCE="\"$O/ll.cu\"" -c "$D/emu_kernel.cpp" -o "$O/kll.o"
+            g++ "$O/run.o" "$O/kll.o" $LIBS -o "$O/run_ll"
+            for g in 0 1; do
+                LOOM_CUDA_LL=$ll EMU_GRID=$g "$O/run_ll" "$p" "$NP" "$NS" || fails=$((fails + 1))
+            done
+            LOOM_CUDA_LL=$ll EMU_PLANT=2 "$O/run_ll" "$p" "$NP" "$NS" || fails=$((fails + 1))
+        done
     fi
 done
 [ "$fails" -eq 0 ] || { echo "cuda_emu: $fails run(s) failed"; exit 1; }

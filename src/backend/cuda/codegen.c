@@ -237,15 +237,18 @@ int64_t loom_cuda_smem_bytes(const loom_program *p, int cc_major)
 
 /* ------------------------------------------------------------ LL activations */
 
-/* tasks/common.cuh "activations": the kernel passes activations as 8-byte
- * {value, tag} words; LOOM_CUDA_LL says how consumers learn they are there
- * (docs/perf-notes.md v13): 1 (default) a counter still, its add relaxed;
- * 2 no counter, they poll the words; 0 plain floats and released counters. */
+/* tasks/common.cuh "activations": LOOM_CUDA_LL=1 or 2 has the kernel pass
+ * activations as 8-byte {value, tag} words, its consumers learning they are
+ * there from a counter added to without a release (1) or by polling the
+ * words (2); 3 (experiments) LL words with released counters. The default
+ * is 0, plain floats and released counters: on the H100 the LL words cost
+ * more than the releases they save (0.6B even, 1.7B and 8B 1.6-2.5% slower
+ * in mode 2; docs/perf-notes.md v13). */
 int loom_cuda_ll_mode(void)
 {
     const char *e = getenv("LOOM_CUDA_LL");
-    int m = e && *e ? atoi(e) : 1;
-    return m >= 0 && m <= 3 ? m : 1;   /* 3: experiments, LL words, released counters */
+    int m = e && *e ? atoi(e) : 0;
+    return m >= 0 && m <= 3 ? m : 0;
 }
 
 /* Ops whose output (y, and attention's partials) are LL words: all but the

@@ -102,8 +102,9 @@ int64_t loom_cuda_smem_bytes(const loom_program *p, int cc_major);
  * distinct. variant must hold p->graph->n_ops entries. */
 void loom_cuda_op_variants(const loom_program *p, int32_t *variant, int32_t *n_variants);
 
-/* LL activations (tasks/common.cuh): the mode, LOOM_CUDA_LL (0 off, 1 the
- * default: counters added to without a release, 2 no counters); whether
+/* LL activations (tasks/common.cuh): the mode, LOOM_CUDA_LL (0 off, the
+ * default; 1 counters added to without a release, 2 no counters, 3 LL words
+ * with released counters, for experiments); whether
  * graph tensor `tensor` is a buffer of 8-byte {value, tag} words (F32
  * activations passed between tasks, modes 1 and 2); the kernel's task table
  * of p (dt holds p->n_tasks): the signals of the ops whose outputs are LL

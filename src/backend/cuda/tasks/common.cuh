@@ -850,8 +850,11 @@ __device__ __forceinline__ bool stage_wait(const loom_kparams &, stage_state &, 
 //   LOOM_LL 2: no counter: every thread polls its own input words from the
 //              start (no poll round trip before the loads of x, but every
 //              waiting SM polls the producers' lines).
-// docs/perf-notes.md v13 measures both; the host drops or relaxes the
-// waits and signals (loom_cuda_task_table).
+//   LOOM_LL 3: LL words, released counters (experiments: the words' cost).
+// The host drops or relaxes the waits and signals (loom_cuda_task_table).
+// Off (0) by default: on the H100 the words cost about what the releases
+// save - 8 bytes per value double the activation reads every SM makes at
+// each hop (docs/perf-notes.md v13).
 // The tag is the run's epoch (bits 24-31, never 0) and step + 1: words of an
 // earlier run never match, and the host zeroes the buffers when the epoch
 // wraps. Counters still order what is not an LL word: ARGMAX waits on the
