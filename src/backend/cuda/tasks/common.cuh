@@ -991,19 +991,6 @@ __device__ __forceinline__ bool ll_poll(const loom_kparams &p, ll_wait &w, u32 e
     return !give_up;
 }
 
-// Element i of activation x (written this step by another SM): an LL word,
-// polled until it carries the tag (on giving up: whatever was read), or
-// (LOOM_LL 0) a float through L2.
-__device__ __forceinline__ float ld_act(const loom_kparams &p, u64 x, u64 i, ll_wait &w)
-{
-    if (!LOOM_LL)
-        return ldcg((const float *)x + i);
-    u64 v = ld_ll8((const u64 *)x + i);
-    while (ll_word_tag(v) != w.tag && ll_poll(p, w, (u32)i))
-        v = ld_ll8((const u64 *)x + i);
-    return ll_word_value(v);
-}
-
 // Element i of activation x from `word`, its LL word loaded earlier
 // (ld_ll8), polled again only when that did not carry the tag: a load
 // issued early, its check where the value is used, so the round trip
