@@ -25,15 +25,19 @@ g++ -std=c++20 -c "$O/b.cpp" -o "$O/b.o" 2>/dev/null || skip "g++ has no C++20 <
 mkdir -p "$O/inc" && ln -s "$ROOT/src/backend/cuda/tasks" "$O/inc/loom"
 cc -O1 -std=c11 -D_GNU_SOURCE $INC "$D/emu_gen.c" $LIBS -o "$O/gen"
 cc -O1 -std=c11 -D_GNU_SOURCE $INC -c "$D/emu_run.c" -o "$O/run.o"
-fails=0; once=
-for p in ${PRESETS:-qwen3-tiny qwen2-tiny llama-tiny}; do
-    "$O/gen" "$p" "$O/$p.cu"
+# build PRESET NAME: the preset's kernel (LOOM_CUDA_LL as set) as $O/run_NAME.
+build() {
+    "$O/gen" "$1" "$O/$2.cu"
     # EMU_THREADS: CTA size for the emulation (the kernels are generic in it).
-    [ -n "$EMU_THREADS" ] && sed -i "s/^#define LOOM_THREADS .*/#define LOOM_THREADS $EMU_THREADS/" "$O/$p.cu"
+    [ -n "$EMU_THREADS" ] && sed -i "s/^#define LOOM_THREADS .*/#define LOOM_THREADS $EMU_THREADS/" "$O/$2.cu"
     # LOOM_POLL_NS: a spinning wait yields its core (__nanosleep, emu.h).
     g++ -O1 -std=c++20 -w -include "$D/emu.h" -I"$O/inc" -DLOOM_POLL_NS=64 \
-        -DLOOM_EMU_SOURCE="\"$O/$p.cu\"" -c "$D/emu_kernel.cpp" -o "$O/k.o"
-    g++ "$O/run.o" "$O/k.o" $LIBS -o "$O/run_$p"
+        -DLOOM_EMU_SOURCE="\"$O/$2.cu\"" -c "$D/emu_kernel.cpp" -o "$O/$2.o"
+    g++ "$O/run.o" "$O/$2.o" $LIBS -o "$O/run_$2"
+}
+fails=0; once=
+for p in ${PRESETS:-qwen3-tiny qwen2-tiny llama-tiny}; do
+    build "$p" "$p"
     # EMU_GRID: 0 one CTA, 1 the per-SM lists; "0 1" both, one build.
     for g in ${EMU_GRID:-0}; do
         EMU_GRID=$g "$O/run_$p" "$p" "$NP" "$NS" ${SEED:-1} || fails=$((fails + 1))
@@ -50,11 +54,7 @@ for p in ${PRESETS:-qwen3-tiny qwen2-tiny llama-tiny}; do
         # The LL activations (LOOM_CUDA_LL 1 and 2, common.cuh), not the
         # default: one CTA and the per-SM lists, and a planted LL input.
         [ -n "$LOOM_CUDA_LL" ] || for ll in 1 2; do
-            LOOM_CUDA_LL=$ll "$O/gen" "$p" "$O/ll.cu"
-            [ -n "$EMU_THREADS" ] && sed -i "s/^#define LOOM_THREADS .*/#define LOOM_THREADS $EMU_THREADS/" "$O/ll.cu"
-            g++ -O1 -std=c++20 -w -include "$D/emu.h" -I"$O/inc" -DLOOM_POLL_NS=64 \
-                -DLOOM_EMU_SOURCE="\"$O/ll.cu\"" -c "$D/emu_kernel.cpp" -o "$O/kll.o"
-            g++ "$O/run.o" "$O/kll.o" $LIBS -o "$O/run_ll"
+            LOOM_CUDA_LL=$ll build "$p" ll
             for g in 0 1; do
                 LOOM_CUDA_LL=$ll EMU_GRID=$g "$O/run_ll" "$p" "$NP" "$NS" || fails=$((fails + 1))
             done
