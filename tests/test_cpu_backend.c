@@ -39,14 +39,16 @@ static loom_model *open_preset(const char *name)
     return m;
 }
 
-/* attn_split 0: the compiler's choice (1 at these short contexts). */
+/* attn_split 0: the compiler's choice (1 at these short contexts);
+ * attn_merge (split > 1): 0 chosen, 1 a merge op, 2 in o_proj's prologue. */
 static loom_program *compile_split(const loom_model *m, int32_t n_sms, int32_t ctx,
-                                   int32_t attn_split, bool skip_verify)
+                                   int32_t attn_split, int32_t attn_merge, bool skip_verify)
 {
     loom_compile_params cp = loom_compile_default_params(n_sms);
     loom_program *p = NULL;
     cp.graph.max_context = ctx;
     cp.graph.attn_split = attn_split;
+    cp.graph.attn_merge = attn_merge;
     cp.graph.page_size = 16;       /* several pages: the page table matters */
     cp.graph.record_logits = true;
     cp.skip_verify = skip_verify;
@@ -56,7 +58,7 @@ static loom_program *compile_split(const loom_model *m, int32_t n_sms, int32_t c
 
 static loom_program *compile(const loom_model *m, int32_t n_sms, int32_t ctx, bool skip_verify)
 {
-    return compile_split(m, n_sms, ctx, 0, skip_verify);
+    return compile_split(m, n_sms, ctx, 0, 0, skip_verify);
 }
 
 static void *create(const loom_program *p, int32_t n_threads)
@@ -133,13 +135,13 @@ static int compare(const float *got, const float *ref, int32_t n, int32_t vocab,
 /* Runs prompt + decoding to n_steps on n_sms virtual SMs, compares with the
  * oracle. Returns the generated tokens in gen (n_steps - N_PROMPT + 1). */
 static void run_vs_oracle(const char *preset, int32_t n_sms, int32_t n_threads, int32_t ctx,
-                          int32_t n_steps, int32_t attn_split, bool plant)
+                          int32_t n_steps, int32_t attn_split, int32_t attn_merge, bool plant)
 {
     loom_model *m = open_preset(preset);
     if (!m)
         return;
     int32_t vocab = m->cfg.vocab_size, n_gen = n_steps - N_PROMPT + 1;
-    loom_program *p = compile_split(m, n_sms, ctx, attn_split, false);
+    loom_program *p = compile_split(m, n_sms, ctx, attn_split, attn_merge, false);
     void *st = p ? create(p, n_threads) : NULL;
     float *got = calloc((size_t)n_steps * vocab, sizeof *got);
     float *ref = calloc((size_t)n_steps * vocab, sizeof *ref);
@@ -205,20 +207,23 @@ out:
 static void test_tiny_vs_oracle(void)
 {
     for (int i = 0; i < N_TINY; i++)
-        run_vs_oracle(tiny[i], 4, 2, CTX, N_STEPS, 0, i == 0);
+        run_vs_oracle(tiny[i], 4, 2, CTX, N_STEPS, 0, 0, i == 0);
 }
 
 /* Split attention (3 splits, taken from the newest position back, some
- * empty in the first steps) merged by attn_merge. */
+ * empty in the first steps) merged by attn_merge, and by o_proj's
+ * prologue (graph.h LINEAR pro MERGE). */
 static void test_split_attention_vs_oracle(void)
 {
-    for (int i = 0; i < N_TINY; i++)
-        run_vs_oracle(tiny[i], 4, 2, CTX, N_STEPS, 3, false);
+    for (int i = 0; i < N_TINY; i++) {
+        run_vs_oracle(tiny[i], 4, 2, CTX, N_STEPS, 3, 1, false);
+        run_vs_oracle(tiny[i], 4, 2, CTX, N_STEPS, 3, 2, false);
+    }
 }
 
 static void test_qwen3_06b_vs_oracle(void)
 {
-    run_vs_oracle("qwen3-0.6b", 2, 2, 48, 33, 0, false);
+    run_vs_oracle("qwen3-0.6b", 2, 2, 48, 33, 0, 0, false);
 }
 
 /* Tokens and logits of one run of preset on n_sms virtual SMs. */

@@ -4,7 +4,8 @@
  * that fit LOOM_CUDA_THREADS threads, and shared memory within the limit.
  * The cubin cache (in a temporary directory) hits on the second compile.
  * The report parser is checked once with a planted stack frame. The LL
- * activation modes (LOOM_CUDA_LL): their task tables and kernels. */
+ * activation modes (LOOM_CUDA_LL): their task tables and kernels. The merge
+ * of a split attention fused into o_proj. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,13 +27,16 @@ static const char *const k_presets[] = {
     "llama-3.2-1b",
 };
 
-static loom_program *compile_preset(const char *name)
+/* split 0: the compiler's choices of the KV split and the merge. */
+static loom_program *compile_split(const char *name, int32_t split, int32_t merge)
 {
     loom_model *m = NULL;
     loom_program *p = NULL;
     loom_model_params mp = loom_model_default_params();
     loom_compile_params cp = loom_compile_default_params(N_SMS);
 
+    cp.graph.attn_split = split;
+    cp.graph.attn_merge = merge;
     mp.seed = loom_test_seed();
     CHECK_OK(loom_model_from_preset(name, mp, &m));
     if (!m)
@@ -44,6 +48,11 @@ static loom_program *compile_preset(const char *name)
         p->graph->model = NULL;
     loom_model_free(m);
     return p;
+}
+
+static loom_program *compile_preset(const char *name)
+{
+    return compile_split(name, 0, 0);
 }
 
 /* Opt-in shared memory per block: H100 227 KB, A100 163 KB. */
@@ -256,12 +265,47 @@ static void test_ll(void)
     }
 }
 
+/* A split attention merged in o_proj's prologue (graph.h pro MERGE): the
+ * instance is there, no merge op, and the kernel compiles without spills in
+ * the default and LL 2 modes (8B: 8 elements a thread, the largest). */
+static void test_merge_fused(void)
+{
+    static const char *const presets[] = {"qwen3-0.6b", "qwen3-1.7b", "qwen3-8b"};
+
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
+        loom_program *p = compile_split(presets[i], i == 0 ? 4 : 8, 2);
+        if (!p)
+            continue;
+        for (int mode = 0; mode <= 2; mode += 2) {
+            char *src = NULL, v[2] = {(char)('0' + mode), 0}, want[48];
+            setenv("LOOM_CUDA_LL", v, 1);
+            CHECK_OK(loom_cuda_codegen(p, &src));
+            snprintf(want, sizeof want, "#define LOOM_MERGE_SPLIT %d\n", i == 0 ? 4 : 8);
+            CHECK(src && strstr(src, want) && strstr(src, ", 2, 1, false>") &&
+                  !strstr(src, "attn_merge_task"), "%s LL %d: no fused merge instance",
+                  presets[i], mode);
+            if (src) {
+                loom_cuda_cubin c;
+                memset(&c, 0, sizeof c);
+                CHECK_OK(loom_cuda_compile(src, "sm_90a", g_cache, &c));
+                if (c.data)
+                    check_resources(presets[i], &c, loom_cuda_smem_bytes(p, 9));
+                loom_cuda_cubin_free(&c);
+            }
+            free(src);
+        }
+        unsetenv("LOOM_CUDA_LL");
+        loom_program_free(p);
+    }
+}
+
 static void test_all(void)
 {
     setup();
     test_report_parser();
     test_cache();
     test_ll();
+    test_merge_fused();
     test_presets();
     if (g_tmp)
         loom_test_rmtree(g_tmp);

@@ -78,18 +78,29 @@ static int32_t check_layer(const loom_graph *g, int32_t i, int32_t l, int32_t *x
     check_shape(g, o->vcache, (int64_t)g->n_pages * g->params.page_size, c->n_kv_heads * hd,
                 LOOM_ROLE_KV, LOOM_DTYPE_BF16, "v_cache");
     S = o->split;
+    int32_t attn = o->y;
+    bool fused = false;
     if (S > 1) {
         check_shape(g, o->aux, 1, (int64_t)c->n_heads * S * (hd + 2), LOOM_ROLE_ACT,
                     LOOM_DTYPE_F32, "attn partials");
-        o = &g->ops[++i];
-        CHECK(o->kind == LOOM_OP_ATTN_MERGE && o->aux == g->ops[i - 1].aux && o->split == S,
-              "L%d merge", l);
+        CHECK(o->y < 0, "L%d split attention writes partials only", l);
+        attn = o->aux;
+        fused = g->ops[i + 1].kind == LOOM_OP_LINEAR;
+        CHECK(fused == (g->params.attn_merge == 2) || g->params.attn_merge == 0,
+              "L%d merge: %s, asked %d", l, fused ? "fused" : "op", g->params.attn_merge);
+        if (!fused) {
+            o = &g->ops[++i];
+            CHECK(o->kind == LOOM_OP_ATTN_MERGE && o->aux == g->ops[i - 1].aux && o->split == S,
+                  "L%d merge", l);
+            attn = o->y;
+        }
     }
-    int32_t attn = o->y;
-    check_shape(g, attn, 1, c->n_heads * hd, LOOM_ROLE_ACT, LOOM_DTYPE_F32, "attn_out");
+    if (!fused)
+        check_shape(g, attn, 1, c->n_heads * hd, LOOM_ROLE_ACT, LOOM_DTYPE_F32, "attn_out");
     o = &g->ops[++i];
     CHECK(!strcmp(o->name, "o_proj") && o->x == attn && o->resid == *x &&
-          o->epi == LOOM_EPI_RESIDUAL && o->pro == LOOM_PRO_NONE, "L%d o_proj", l);
+          o->epi == LOOM_EPI_RESIDUAL && o->pro == (fused ? LOOM_PRO_MERGE : LOOM_PRO_NONE) &&
+          o->split == (fused ? S : 1), "L%d o_proj", l);
     check_shape(g, o->w, H, c->n_heads * hd, LOOM_ROLE_WEIGHT, LOOM_DTYPE_BF16, "wo");
     int32_t mid = o->y;
     o = &g->ops[++i];
@@ -109,50 +120,55 @@ static int32_t check_layer(const loom_graph *g, int32_t i, int32_t l, int32_t *x
     return i + 1;
 }
 
+/* Every preset unsplit, and split 3 with the merge as an op and fused
+ * into o_proj's prologue (k = 0, 1, 2). */
 static void test_ops_and_tensors(void)
 {
-    for (int n = 0; n < 3; n++) {
-        loom_model *m = load(tiny[n]);
+    for (int n = 0; n < 9; n++) {
+        loom_model *m = load(tiny[n / 3]);
         loom_graph *g = NULL;
+        loom_graph_params gp = params(8);
         if (!m)
             continue;
-        CHECK_OK(loom_graph_build(m, params(8), &g));
+        gp.attn_split = n % 3 ? 3 : 0;
+        gp.attn_merge = n % 3;
+        CHECK_OK(loom_graph_build(m, gp, &g));
         if (!g) {
             loom_model_free(m);
             continue;
         }
         const loom_config *c = &g->cfg;
-        CHECK(g->n_pages == 7, "%s: n_pages %d, expected ceil(100/16) = 7", tiny[n], g->n_pages);
+        CHECK(g->n_pages == 7, "%s: n_pages %d, expected ceil(100/16) = 7", tiny[n / 3], g->n_pages);
         check_shape(g, g->t_tokens, 1, 101, LOOM_ROLE_META, LOOM_DTYPE_I32, "tokens");
         check_shape(g, g->t_page_table, 1, 7, LOOM_ROLE_META, LOOM_DTYPE_I32, "page_table");
         check_shape(g, g->t_rope_inv_freq, 1, c->head_dim / 2, LOOM_ROLE_WEIGHT,
                     LOOM_DTYPE_F32, "inv_freq");
         check_shape(g, g->t_logits, 1, c->vocab_size, LOOM_ROLE_ACT, LOOM_DTYPE_F32, "logits");
         const loom_op *o = &g->ops[0];
-        CHECK(o->kind == LOOM_OP_EMBED && o->x == g->t_tokens, "%s: embed first", tiny[n]);
+        CHECK(o->kind == LOOM_OP_EMBED && o->x == g->t_tokens, "%s: embed first", tiny[n / 3]);
         check_shape(g, o->w, c->vocab_size, c->hidden_size, LOOM_ROLE_WEIGHT, LOOM_DTYPE_BF16,
                     "embed");
         int32_t x = o->y, i = 1;
         for (int32_t l = 0; l < c->n_layers; l++)
             i = check_layer(g, i, l, &x);
-        CHECK(i == g->op_lm_head && i + 2 == g->n_ops, "%s: lm_head at %d, ops %d", tiny[n],
+        CHECK(i == g->op_lm_head && i + 2 == g->n_ops, "%s: lm_head at %d, ops %d", tiny[n / 3],
               g->op_lm_head, g->n_ops);
         o = &g->ops[g->op_lm_head];
         CHECK(o->x == x && o->y == g->t_logits && o->epi == LOOM_EPI_ARGMAX &&
-              o->pro == LOOM_PRO_RMSNORM, "%s: lm_head io", tiny[n]);
-        CHECK((o->w == g->ops[0].w) == c->tie_word_embeddings, "%s: tied lm_head", tiny[n]);
+              o->pro == LOOM_PRO_RMSNORM, "%s: lm_head io", tiny[n / 3]);
+        CHECK((o->w == g->ops[0].w) == c->tie_word_embeddings, "%s: tied lm_head", tiny[n / 3]);
         o = &g->ops[g->op_argmax];
         CHECK(o->kind == LOOM_OP_ARGMAX && o->x == g->ops[g->op_lm_head].aux &&
-              o->y == g->t_tokens, "%s: argmax io", tiny[n]);
+              o->y == g->t_tokens, "%s: argmax io", tiny[n / 3]);
         FILE *f = tmpfile();
         if (f) {
             loom_graph_print(g, f);
-            CHECK(ftell(f) > 1000, "%s: graph print wrote %ld bytes", tiny[n], ftell(f));
+            CHECK(ftell(f) > 1000, "%s: graph print wrote %ld bytes", tiny[n / 3], ftell(f));
             fclose(f);
         }
         loom_graph_free(g);
         /* recorded logits: one row per position */
-        loom_graph_params gp = params(8);
+        gp = params(8);
         gp.record_logits = true;
         CHECK_OK(loom_graph_build(m, gp, &g));
         if (g)
@@ -176,6 +192,9 @@ static void test_bad_params(void)
     p = params(0);
     p.page_size = -1;
     CHECK(loom_graph_build(m, p, &g) == LOOM_ERR_INVALID_ARGUMENT && !g, "bad page size");
+    p = params(8);
+    p.attn_merge = 3;
+    CHECK(loom_graph_build(m, p, &g) == LOOM_ERR_INVALID_ARGUMENT && !g, "bad attn_merge");
     loom_model_free(m);
 }
 
@@ -285,6 +304,27 @@ static void test_attn_split_choice(void)
     }
 }
 
+/* The merge goes into o_proj's prologue when its tiles read few partials
+ * (qwen3-0.6b's shape: 16 heads of 128; 64 KB: up to 7 splits), unless the
+ * params say. */
+static void test_attn_merge_choice(void)
+{
+    loom_config c = {.n_heads = 16, .n_kv_heads = 8, .head_dim = 128};
+    struct { int32_t split, asked; bool want; } k[] = {
+        {1, 0, false}, {1, 2, false}, {4, 0, true}, {7, 0, true}, {8, 0, false},
+        {16, 0, false}, {4, 1, false}, {16, 2, true},
+    };
+    unsetenv("LOOM_ATTN_MERGE");
+    unsetenv("LOOM_MERGE_FUSE_KB");
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+        loom_graph_params p = params(132);
+        p.attn_merge = k[i].asked;
+        bool f = loom_attn_merge_fused(&p, &c, k[i].split);
+        CHECK(f == k[i].want, "split %d, asked %d: fused %d, want %d", k[i].split, k[i].asked,
+              f, k[i].want);
+    }
+}
+
 static void test_fill_weight_packing(void)
 {
     for (int n = 0; n < 3; n++) {
@@ -363,5 +403,6 @@ static void test_rope_inv_freq(void)
 }
 
 TEST_MAIN(TEST(test_ops_and_tensors), TEST(test_bad_params), TEST(test_attn_split_choice),
+          TEST(test_attn_merge_choice),
           TEST(test_fill_weight_packing),
           TEST(test_rope_inv_freq))

@@ -192,7 +192,8 @@ static void test_names_and_print(void)
     if (!m)
         return;
     loom_compile_params cp = loom_compile_default_params(8);
-    cp.graph.attn_split = 4;   /* split attention, for its task names */
+    cp.graph.attn_split = 4;   /* split attention and a merge op, for their task names */
+    cp.graph.attn_merge = 1;
     CHECK_OK(loom_compile(m, cp, &p));
     if (p) {
         bool attn = false, merge = false, lin = false;

@@ -15,6 +15,15 @@
  * n_sms / (n_kv * B) clamped to [1, 16]; never more than max_context. */
 int32_t loom_attn_split_choice(const loom_graph_params *params, int32_t n_kv_heads);
 
+/* Whether the merge of a `split`-way attention goes into o_proj's prologue
+ * (pro MERGE: every o_proj tile merges all heads' partials itself, no merge
+ * op and no hop) rather than an ATTN_MERGE op: params->attn_merge when set,
+ * else when the partials an o_proj tile reads are few (experiments:
+ * LOOM_ATTN_MERGE=1 or 2 picks when the params do not, LOOM_MERGE_FUSE_KB
+ * sets the limit). */
+bool loom_attn_merge_fused(const loom_graph_params *params, const loom_config *cfg,
+                           int32_t split);
+
 /* Tiles of a LINEAR op of rows x cols BF16 weights with rows grouped in
  * units of `unit` rows (gate/up pairs: 2): n_sms tiles, more (a multiple of
  * n_sms) only when LOOM_TILE_MAX_KB (experiments) caps a tile's weights,

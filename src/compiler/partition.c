@@ -45,6 +45,28 @@ int32_t loom_attn_split_choice(const loom_graph_params *p, int32_t n_kv_heads)
     return s < 1 ? 1 : s;
 }
 
+/* Partial bytes an o_proj tile may read for the merge to be fused into its
+ * prologue: every tile reads all heads' partials (n_heads * split *
+ * (head_dim + 2) floats) instead of the merged vector. */
+#define MERGE_FUSE_KB 64
+
+bool loom_attn_merge_fused(const loom_graph_params *p, const loom_config *c, int32_t split)
+{
+    const char *env = getenv("LOOM_MERGE_FUSE_KB");   /* experiments: the limit */
+    const char *force = getenv("LOOM_ATTN_MERGE");    /* experiments: 1 op, 2 fused */
+    int64_t kb = env && *env ? atoll(env) : MERGE_FUSE_KB;
+    int64_t bytes = (int64_t)c->n_heads * split * (c->head_dim + 2) * 4;
+    int32_t mode = p->attn_merge;
+
+    if (split <= 1)
+        return false;
+    if (mode == 0 && force && (atoi(force) == 1 || atoi(force) == 2))
+        mode = atoi(force);
+    if (mode == 1 || mode == 2)
+        return mode == 2;
+    return bytes <= kb * 1024;
+}
+
 /* Weight bytes a linear tile may hold: no limit (one tile per SM and op)
  * unless LOOM_TILE_MAX_KB asks for smaller tiles (experiments: more tiles
  * per SM cost a task's fixed overhead each, ~3-4 us on the H100;
@@ -160,15 +182,17 @@ static void op_label(const loom_op *o, char *buf, size_t len)
         snprintf(buf, len, "%s", o->name);
 }
 
-/* Counters of op i: one per group for qkv and split attention,
- * one for the op otherwise. */
+/* Counters of op i: one per group for qkv and for split attention followed
+ * by a merge op (group by group), one for the op otherwise (o_proj with
+ * the merge in its prologue reads every group's partials). */
 static loom_status make_counters(part *s, int32_t i)
 {
     const loom_graph *g = s->p->graph;
     const loom_op *o = &g->ops[i];
     char label[40], name[64];
     bool per_group = (o->kind == LOOM_OP_LINEAR && strcmp(o->name, "qkv") == 0) ||
-                     (o->kind == LOOM_OP_ATTENTION && o->split > 1);
+                     (o->kind == LOOM_OP_ATTENTION && o->split > 1 && i + 1 < g->n_ops &&
+                      g->ops[i + 1].kind == LOOM_OP_ATTN_MERGE);
     int32_t n = per_group ? g->cfg.n_kv_heads : 1, id;
 
     op_label(o, label, sizeof label);
@@ -293,7 +317,8 @@ static void task_cost(const loom_graph *g, const loom_task *t, double *bytes, do
         *bytes = B * (4 + nr * 2 + nr * 4);
         break;
     case LOOM_OP_LINEAR:
-        *bytes = nr * o->cols * 2 + B * o->cols * 4 + (o->pro ? o->cols * 4 : 0);
+        *bytes = nr * o->cols * 2 + B * g->tensors[o->x].cols * 4 +
+                 (o->pro == LOOM_PRO_RMSNORM ? o->cols * 4 : 0);
         *bytes += (o->bias >= 0 ? nr * 4 : 0) + (o->resid >= 0 ? B * nr * 4 : 0);
         *bytes += B * (o->epi == LOOM_EPI_SILU_MUL ? nr / 2 : nr) * 4;
         *bytes += o->epi == LOOM_EPI_ARGMAX ? B * 8 : 0;

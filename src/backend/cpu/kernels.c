@@ -163,6 +163,28 @@ static void linear_argmax(const loom_cpu_bufs *m, const loom_op *op, const loom_
     aux[1] = (float)best_row;
 }
 
+/* Head h's merged attention output y[hd] from its split partials in aux
+ * (graph.h ATTN_MERGE). */
+static void merge_head(const float *aux, int32_t h, int32_t split, int32_t hd, float *y)
+{
+    const float *e = aux + (int64_t)h * split * (hd + 2);
+    float M = -INFINITY, den = 0.0f;
+
+    for (int32_t s = 0; s < split; s++)
+        if (e[s * (hd + 2) + hd] > M)
+            M = e[s * (hd + 2) + hd];
+    memset(y, 0, (size_t)hd * sizeof(float));
+    for (int32_t s = 0; s < split; s++) {
+        const float *es = e + (int64_t)s * (hd + 2);
+        float a = expf(es[hd] - M);
+        den += a * es[hd + 1];
+        for (int32_t i = 0; i < hd; i++)
+            y[i] += a * es[i];
+    }
+    for (int32_t i = 0; i < hd; i++)
+        y[i] /= den;
+}
+
 void loom_cpu_linear(const loom_cpu_bufs *m, const loom_op *op, const loom_task *t,
                      int32_t b, int32_t step, float *scratch)
 {
@@ -172,6 +194,11 @@ void loom_cpu_linear(const loom_cpu_bufs *m, const loom_op *op, const loom_task 
 
     if (op->pro == LOOM_PRO_RMSNORM) {
         rmsnorm(scratch, xn, m->data[op->norm], cols, m->g->cfg.rms_norm_eps);
+        xn = scratch;
+    } else if (op->pro == LOOM_PRO_MERGE) {   /* xn: every head merged (x: partials) */
+        int32_t hd = m->g->cfg.head_dim;
+        for (int32_t h = 0; h < cols / hd; h++)
+            merge_head(xn, h, op->split, hd, scratch + (int64_t)h * hd);
         xn = scratch;
     }
     if (op->epi == LOOM_EPI_ARGMAX) {
@@ -307,35 +334,12 @@ void loom_cpu_attn_merge(const loom_cpu_bufs *m, const loom_op *op, const loom_t
                          int32_t b, int32_t step)
 {
     const loom_graph *g = m->g;
-    const loom_op *att = NULL;
     int32_t hd = g->cfg.head_dim, G = g->cfg.n_heads / g->cfg.n_kv_heads;
-    int32_t aux_id = op->aux >= 0 ? op->aux : op->x;
-    int32_t split = op->split;
 
     (void)step;
-    for (int32_t i = 0; i < g->n_ops && split <= 0; i++) {
-        att = &g->ops[i];
-        if (att->kind == LOOM_OP_ATTENTION && att->aux == aux_id)
-            split = att->split;
-    }
     for (int32_t j = 0; j < G; j++) {
         int32_t h = t->group * G + j;
-        const float *e = f32_row(m, aux_id, b) + (int64_t)h * split * (hd + 2);
-        float *y = f32_row(m, op->y, b) + (int64_t)h * hd;
-        float M = -INFINITY, den = 0.0f;
-        for (int32_t s = 0; s < split; s++)
-            if (e[s * (hd + 2) + hd] > M)
-                M = e[s * (hd + 2) + hd];
-        memset(y, 0, (size_t)hd * sizeof(float));
-        for (int32_t s = 0; s < split; s++) {
-            const float *es = e + (int64_t)s * (hd + 2);
-            float a = expf(es[hd] - M);
-            den += a * es[hd + 1];
-            for (int32_t i = 0; i < hd; i++)
-                y[i] += a * es[i];
-        }
-        for (int32_t i = 0; i < hd; i++)
-            y[i] /= den;
+        merge_head(f32_row(m, op->aux, b), h, op->split, hd, f32_row(m, op->y, b) + (int64_t)h * hd);
     }
 }
 
