@@ -198,8 +198,8 @@ static int64_t scratch_bytes(const loom_program *p)
         int64_t b = 0;
         if (op->kind == LOOM_OP_LINEAR)
             b = ((int64_t)op->cols + 2 * WARPS) * 4;
-        else if (op->kind == LOOM_OP_ATTENTION)
-            b = (G * hd + WARPS * G * (hd + 2)) * 4;
+        else if (op->kind == LOOM_OP_ATTENTION)   /* attention.cuh attn_smem */
+            b = (G * hd + WARPS * G * (hd + 2) + hd + 3 * hd) * 4;
         else if (op->kind == LOOM_OP_ATTN_MERGE)   /* the group's partials */
             b = G * op->split * (hd + 2) * 4;
         if (b > need)
@@ -481,7 +481,7 @@ static void emit_case(sbuf *b, const loom_graph *g, const loom_op *op, int32_t v
             (int)op->epi, op->bias >= 0 ? "true" : "false");
         break;
     case LOOM_OP_ATTENTION:
-        put(b, "attention_task<%d, %d, %s, %s>(p, d, t, step); break;", hd, G,
+        put(b, "attention_task<%d, %d, %s, %s>(p, d, t, step, acq, pre); break;", hd, G,
             op->norm >= 0 ? "true" : "false", op->norm2 >= 0 ? "true" : "false");
         break;
     case LOOM_OP_ATTN_MERGE:
@@ -508,22 +508,28 @@ static void emit_switches(sbuf *b, const loom_graph *g, const int32_t *variant, 
             }
     put(b, "        return true;\n    default:\n        return false;\n    }\n}\n\n");
 
-    put(b, "__device__ __forceinline__ void loom_prefetch(const loom_dop &d, const loom_dtask *t,\n"
+    put(b, "__device__ __forceinline__ void loom_prefetch(const loom_kparams &p, const loom_dop &d,\n"
+           "                                              const loom_dtask *t, int step, bool acq,\n"
            "                                              uint4 (&pre)[LOOM_PRELOAD],\n"
            "                                              stage_state &sg)\n"
            "{\n    switch (d.variant) {\n");
     for (int32_t v = 0; v < nv; v++)
         for (int32_t i = 0; i < g->n_ops; i++)
             if (variant[i] == v) {
-                if (g->ops[i].kind == LOOM_OP_LINEAR)
+                const loom_op *op = &g->ops[i];
+                if (op->kind == LOOM_OP_LINEAR)
                     put(b, "    case %d: linear_prefetch<%d>(d, t, pre, sg); break;\n", v,
-                        g->ops[i].cols);
+                        op->cols);
+                else if (op->kind == LOOM_OP_ATTENTION)
+                    put(b, "    case %d: attention_prefetch<%d, %d, %s, %s>(p, d, t, step, acq, "
+                           "pre); break;\n", v, g->cfg.head_dim, group_size(g),
+                        op->norm >= 0 ? "true" : "false", op->norm2 >= 0 ? "true" : "false");
                 break;
             }
     put(b, "    default: break;\n    }\n}\n\n");
 
     put(b, "__device__ __forceinline__ void loom_dispatch(const loom_kparams &p, const loom_dop &d,\n"
-           "                                              const loom_dtask *t, int step,\n"
+           "                                              const loom_dtask *t, int step, bool acq,\n"
            "                                              const uint4 (&pre)[LOOM_PRELOAD],\n"
            "                                              stage_state &sg)\n"
            "{\n    switch (d.variant) {\n");

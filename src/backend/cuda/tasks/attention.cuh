@@ -3,8 +3,9 @@
 // ATTENTION: first the tile's G query heads are made from the packed qkv
 // rows of group g (q_norm, RoPE: head_norm_rope, one warp a head) into shared
 // memory; split 0 also makes k (k_norm, RoPE) and v and stores them to the
-// caches at position step, which the block then reads back after a
-// __syncthreads (through L2 like every cache read). Splits take positions
+// caches at position step, and keeps them in shared memory for its own use.
+// Before the wait (attention_prefetch): the RoPE angles, the norm weights,
+// and the first batch of K/V rows below step in registers. Splits take positions
 // from the newest back (graph.h), so split 0 holds position step.
 // The G query heads of group g share each K/V row load. Warps take
 // positions p0 + warp, p0 + warp + LOOM_WARPS, ... of the chunk, loading the
@@ -33,6 +34,19 @@ __device__ __forceinline__ void attn_range(int step, int s, int split, int &p0, 
     p0 = p0 > 0 ? p0 : 0;
 }
 
+// Scratch of an attention tile (floats from LOOM_SMEM): qs[G * HD] (the
+// query heads), st[LOOM_WARPS * G * (HD + 2)] (the warps' states), then
+// what attention_prefetch puts there before the wait: the RoPE cos and sin
+// of position step (HD / 2 each), the q_norm and k_norm weights (HD each),
+// and split 0's k and v rows of position step (2 * HD bf16 in HD floats, as
+// the cache holds them), which it reads from there instead of the cache.
+template <int HD, int G>
+struct attn_smem {
+    static constexpr int QS = 0, ST = G * HD, COS = ST + LOOM_WARPS * G * (HD + 2);
+    static constexpr int SIN = COS + HD / 2, QN = SIN + HD / 2, KN = QN + HD, KV = KN + HD;
+    static constexpr int FLOATS = KV + HD;
+};
+
 // Query heads of group g into qs (G * HD); with kv, k and v into the caches
 // at position step. One warp a head.
 template <int HD, int G, bool QNORM, bool KNORM>
@@ -40,10 +54,11 @@ __device__ __forceinline__ void attention_qkv(const loom_kparams &p, const loom_
                                               const loom_dtask *t, int g, int step, bool kv,
                                               float *qs)
 {
+    using L = attn_smem<HD, G>;
     constexpr int HALF = HD / 2, PPL = ROPE_PPL(HD);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int x0 = g * (G + 2) * HD;
-    const float *inv_freq = (const float *)p.rope_inv_freq;
+    float *sm = LOOM_SMEM;
     ll_wait w = ll_begin(p, t, step, nullptr, 0);
     const int heads = kv ? G + 2 : G;
     u32 *xc = HD % 32 == 0 ? xc_slot(t, step) : nullptr;   // LOOM_XCHECK
@@ -53,8 +68,8 @@ __device__ __forceinline__ void attention_qkv(const loom_kparams &p, const loom_
         const bool norm = j < G ? QNORM : (j == G ? KNORM : false);
         u32 *xcj = xc && XC_ATTN + (j + 1) * (HD / 32) <= XC_KV ? xc + XC_ATTN + j * (HD / 32)
                                                                 : nullptr;
-        head_norm_rope<HD>(p, d.x, x0 + j * HD, w, (const float *)(j < G ? d.norm : d.norm2),
-                           norm, j <= G, inv_freq, step, a, b, xcj);
+        head_norm_rope<HD>(p, d.x, x0 + j * HD, w, sm + (j < G ? L::QN : L::KN), norm, j <= G,
+                           sm + L::COS, sm + L::SIN, a, b, xcj);
         if (j < G) {
 #pragma unroll
             for (int k = 0; k < PPL; k++) {
@@ -68,14 +83,18 @@ __device__ __forceinline__ void attention_qkv(const loom_kparams &p, const loom_
         }
         bf16raw *cache = (bf16raw *)(j == G ? d.kcache : d.vcache) +
                          (kv_slot(p, step) * LOOM_N_KV + g) * HD;
+        bf16raw *now = (bf16raw *)(sm + L::KV) + (j - G) * HD;   // as the cache holds it
 #pragma unroll
         for (int k = 0; k < PPL; k++) {
             int i = lane + 32 * k;
             if (i < HALF) {
-                st_kv(cache + i, f32_to_bf16(a[k]));
-                st_kv(cache + i + HALF, f32_to_bf16(b[k]));
+                const bf16raw ha = f32_to_bf16(a[k]), hb = f32_to_bf16(b[k]);
+                st_kv(cache + i, ha);
+                st_kv(cache + i + HALF, hb);
+                now[i] = ha;
+                now[i + HALF] = hb;
                 // LOOM_XCHECK: the cache row's bits, XC_KV (K), XC_KV + 1 (V)
-                xc_add(xc, XC_KV + (j - G), (u32)f32_to_bf16(a[k]) + (u32)f32_to_bf16(b[k]));
+                xc_add(xc, XC_KV + (j - G), (u32)ha + (u32)hb);
             }
         }
     }
@@ -109,19 +128,35 @@ __device__ __forceinline__ void kv_row_load(const bf16raw *p, int n, float (&out
     }
 }
 
+// The first batch of K/V rows is loaded into the preload registers (one
+// uint4 a position: the lane's 4 bf16 of K, then of V) before the wait:
+// plain counters (LOOM_LL 0, attention_prefetch), rows of 4 bf16 a lane,
+// groups of up to 2 heads (at 4, 8B, the registers spill).
+// -DLOOM_ATTN_PRELOAD=0 turns it off (experiments).
+#ifndef LOOM_ATTN_PRELOAD
+#define LOOM_ATTN_PRELOAD 1
+#endif
+__host__ __device__ constexpr bool attn_preloads(int HD, int G)
+{
+    return LOOM_ATTN_PRELOAD && LOOM_LL == 0 && HD == 128 && G <= 2;
+}
+
 // Positions a warp loads at once (PB; its PB * G scores are reduced
 // together, so PB * G <= 32): 8 for groups of up to 2 heads (1% faster than
-// 4 at 0.6B on the H100, perf-notes v12), else 4 (8 spills at G = 4), fewer
-// for groups above 8. -DLOOM_ATTN_PB=n overrides (experiments).
+// 4 at 0.6B on the H100, perf-notes v12) unless the first batch is
+// preloaded (4: 8 with the preload registers spill), else 4 (8 spills at
+// G = 4), fewer for groups above 8. -DLOOM_ATTN_PB=n overrides (experiments).
 #ifndef LOOM_ATTN_PB
 #define LOOM_ATTN_PB 0
 #endif
-__host__ __device__ constexpr int attn_positions_per_batch(int G)
+__host__ __device__ constexpr int attn_positions_per_batch(int HD, int G)
 {
-    return LOOM_ATTN_PB > 0 && G * LOOM_ATTN_PB <= 32 ? LOOM_ATTN_PB
-           : G <= 2                                  ? 8
-           : G <= 8                                  ? 4
-                                                     : (32 / G > 0 ? 32 / G : 1);
+    return LOOM_ATTN_PB > 0 && G * LOOM_ATTN_PB <= 32 &&
+                   (!attn_preloads(HD, G) || LOOM_ATTN_PB <= LOOM_PRELOAD)
+               ? LOOM_ATTN_PB
+           : G <= 2 ? (attn_preloads(HD, G) ? 4 : 8)
+           : G <= 8 ? 4
+                    : (32 / G > 0 ? 32 / G : 1);
 }
 
 // The smallest power of two >= n (n <= 32; more is never asked).
@@ -130,9 +165,53 @@ __host__ __device__ constexpr int pow2_at_least(int n)
     return n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : n <= 8 ? 8 : n <= 16 ? 16 : 32;
 }
 
+// Before the task's wait: none of this depends on the step's data. The
+// RoPE angles of position step, the norm weights, and (PRE) the K/V rows of
+// the warp's first batch of positions below step - written in earlier steps
+// and published to this CTA by an acquire it made earlier in this step
+// (acq: the megakernel saw a counter wait of this step end; every task of a
+// step waits, through embed, on everything of the step before). Plain
+// counters only (LOOM_LL 0): the LL modes publish no release to acquire.
+template <int HD, int G, bool QNORM, bool KNORM>
+__device__ __forceinline__ void attention_prefetch(const loom_kparams &p, const loom_dop &d,
+                                                   const loom_dtask *t, int step, bool acq,
+                                                   uint4 (&pre)[LOOM_PRELOAD])
+{
+    using L = attn_smem<HD, G>;
+    float *sm = LOOM_SMEM;
+    const float *inv_freq = (const float *)p.rope_inv_freq;
+    for (int i = threadIdx.x; i < HD / 2; i += LOOM_THREADS)
+        rope_sincos((float)step * inv_freq[i], sm + L::SIN + i, sm + L::COS + i);
+    for (int i = threadIdx.x; i < HD; i += LOOM_THREADS) {
+        if (QNORM)
+            sm[L::QN + i] = ((const float *)d.norm)[i];
+        if (KNORM)
+            sm[L::KN + i] = ((const float *)d.norm2)[i];
+    }
+    constexpr int PB = attn_positions_per_batch(HD, G);
+    if (!attn_preloads(HD, G) || !acq)
+        return;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int p0, p1;
+    attn_range(step, t->split, d.split, p0, p1);
+    const bf16raw *kc = (const bf16raw *)d.kcache, *vc = (const bf16raw *)d.vcache;
+#pragma unroll
+    for (int b = 0; b < (PB < LOOM_PRELOAD ? PB : LOOM_PRELOAD); b++) {
+        const int pos = p0 + warp + b * LOOM_WARPS;
+        if (pos < p1 && pos < step) {
+            const u64 base = (kv_slot(p, pos) * LOOM_N_KV + t->group) * HD + (u64)lane * 4;
+            const uint2 k = ld_kv8(kc + base), v = ld_kv8(vc + base);
+            pre[b] = make_uint4(k.x, k.y, v.x, v.y);
+        }
+    }
+}
+
+// acq and pre: as attention_prefetch had them (pre holds the first batch's
+// K/V rows when it loaded them).
 template <int HD, int G, bool QNORM, bool KNORM>
 __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom_dop &d,
-                                               const loom_dtask *t, int step)
+                                               const loom_dtask *t, int step, bool acq,
+                                               const uint4 (&pre)[LOOM_PRELOAD])
 {
     constexpr int EPL = (HD + 31) / 32;             // elements per lane
     constexpr int ST = HD + 2;                      // {o[HD], m, l}
@@ -145,9 +224,9 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
     float *qs = LOOM_SMEM;                          // G * HD
     float *st = LOOM_SMEM + G * HD;                 // LOOM_WARPS * G * ST
 
-    // q (and split 0's cache entries at step); the barrier also makes the
-    // block's global K/V stores visible to its own cache reads below, and
-    // tells every thread whether one gave up on its qkv input.
+    // q (and split 0's cache entries at step, also kept in shared memory);
+    // the barrier publishes them to the block and tells every thread whether
+    // one gave up on its qkv input.
     attention_qkv<HD, G, QNORM, KNORM>(p, d, t, g, step, s == 0, qs);
     __syncthreads();
     if (LOOM_LL && *(volatile int *)&((loom_wait_state *)loom_smem4)->failed)
@@ -173,18 +252,41 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
     // scores reduced together (warp_sum_n), and the online softmax corrected
     // once per batch, so the chain of dependent shuffles and exponentials is
     // per batch, not per position and head.
-    constexpr int PB = attn_positions_per_batch(G);
+    constexpr int PB = attn_positions_per_batch(HD, G);
     constexpr int NS = pow2_at_least(PB * G);
-    for (int pos0 = p0 + warp; pos0 < p1; pos0 += LOOM_WARPS * PB) {
+    // The rows of the first batch below step came before the wait (pre);
+    // split 0's row at step is in shared memory (attention_qkv).
+    const bool preloaded = attn_preloads(HD, G) && acq;
+    const bf16raw *now = (const bf16raw *)(LOOM_SMEM + attn_smem<HD, G>::KV);
+    for (int pos0 = p0 + warp, first = 1; pos0 < p1; pos0 += LOOM_WARPS * PB, first = 0) {
         float kv[PB][EPL], vv[PB][EPL];
 #pragma unroll
         for (int b = 0; b < PB; b++) {
             const int pos = pos0 + b * LOOM_WARPS;
-            const int nv = pos < p1 ? HD - lane * EPL : 0;
-            const u64 base =
-                (kv_slot(p, pos < p1 ? pos : p0) * LOOM_N_KV + g) * HD + (u64)lane * EPL;
-            kv_row_load<EPL, VEC>(kc + base, nv, kv[b]);
-            kv_row_load<EPL, VEC>(vc + base, nv, vv[b]);
+            if (pos < p1 && pos == step) {
+#pragma unroll
+                for (int e = 0; e < EPL; e++) {
+                    const int i = lane * EPL + e;
+                    kv[b][e] = i < HD ? bf16_to_f32(now[i]) : 0.0f;
+                    vv[b][e] = i < HD ? bf16_to_f32(now[HD + i]) : 0.0f;
+                }
+            } else if (preloaded && first && pos < p1) {
+                const uint4 r = pre[b < LOOM_PRELOAD ? b : 0];   // EPL == 4
+                kv[b][0] = bf16_lo(r.x);
+                kv[b][1 % EPL] = bf16_hi(r.x);
+                kv[b][2 % EPL] = bf16_lo(r.y);
+                kv[b][3 % EPL] = bf16_hi(r.y);
+                vv[b][0] = bf16_lo(r.z);
+                vv[b][1 % EPL] = bf16_hi(r.z);
+                vv[b][2 % EPL] = bf16_lo(r.w);
+                vv[b][3 % EPL] = bf16_hi(r.w);
+            } else {
+                const int nv = pos < p1 ? HD - lane * EPL : 0;
+                const u64 base =
+                    (kv_slot(p, pos < p1 ? pos : p0) * LOOM_N_KV + g) * HD + (u64)lane * EPL;
+                kv_row_load<EPL, VEC>(kc + base, nv, kv[b]);
+                kv_row_load<EPL, VEC>(vc + base, nv, vv[b]);
+            }
         }
         float sc[NS];
 #pragma unroll

@@ -58,6 +58,9 @@ loom_megakernel(const loom_kparams p)
     uint4 pre[LOOM_PRELOAD];   // a linear task's first weights, loaded before its wait
     stage_init();
     for (int step = 0; step < p.n_steps; step++) {
+        // acq: a counter wait of this step has ended on this CTA, which makes
+        // everything of the steps before visible to it (attention_prefetch)
+        bool acq = false;
         for (int k = 0; k < n; k++) {
             const int id = LOOM_SIDS[k];
             const loom_dtask *t = LOOM_STASKS + k;
@@ -67,15 +70,17 @@ loom_megakernel(const loom_kparams p)
             loom_trace_stamp(tr, 0);
 #endif
             stage_ahead(sg, step, k, n, p.n_steps);   // weights do not wait
-            loom_prefetch(d, t, pre, sg);
+            loom_prefetch(p, d, t, step, acq, pre, sg);
             if (loom_wait_all(p, t, id, step, ws, sg) != LOOM_WAIT_OK)
                 goto out;
+            const bool acq_before = acq;
+            acq |= t->n_waits > 0 && step > 0;
 #if LOOM_TRACE
             loom_trace_stamp(tr, 1);
 #endif
             u32 *xc = xc_slot(t, step);   // LOOM_XCHECK records (common.cuh)
             xc_begin(xc);
-            loom_dispatch(p, d, t, step, pre, sg);
+            loom_dispatch(p, d, t, step, acq_before, pre, sg);
             if (ws->verdict != LOOM_WAIT_OK)   // a staging wait timed out
                 goto out;
 #if LOOM_TRACE

@@ -27,11 +27,13 @@ __device__ __forceinline__ u64 kv_slot(const loom_kparams &p, int pos)
 // Elements x0 .. x0 + HD - 1 of activation x (written by other SMs: LL
 // words, or floats read through L2) into the warp's pairs a[k] = x[i],
 // b[k] = x[i + HD/2]; RMSNorm'ed with nw when norm (HF: w * (inv * x)),
-// then rotated by RoPE at pos when rope. Whole warp.
+// then rotated by RoPE when rope, cs[i] and sn[i] the cos and sin of pair i's
+// angle (rope_sincos of pos * inv_freq[i]). nw, cs, sn: shared memory, made
+// before the task's wait (attention.cuh attention_prefetch). Whole warp.
 template <int HD>
 __device__ __forceinline__ void head_norm_rope(const loom_kparams &p, u64 x, int x0,
                                                ll_wait &w, const float *nw, bool norm,
-                                               bool rope, const float *inv_freq, int pos,
+                                               bool rope, const float *cs, const float *sn,
                                                float (&a)[ROPE_PPL(HD)],
                                                float (&b)[ROPE_PPL(HD)],
                                                u32 *xc = nullptr)
@@ -77,8 +79,7 @@ __device__ __forceinline__ void head_norm_rope(const loom_kparams &p, u64 x, int
         for (int k = 0; k < PPL; k++) {
             int i = lane + 32 * k;
             if (i < HALF) {
-                float s, c;
-                rope_sincos((float)pos * inv_freq[i], &s, &c);
+                const float s = sn[i], c = cs[i];
                 float ra = a[k] * c - b[k] * s;
                 float rb = b[k] * c + a[k] * s;
                 a[k] = ra;
