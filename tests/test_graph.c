@@ -285,14 +285,14 @@ static void check_packing(const loom_graph *g, int32_t l)
     free(nv);
 }
 
-/* The compiler's KV split choice: one split per 256 positions, capped by
- * the SMs per KV head and 16, and none (1) below 4 - a merge costs a hop. */
+/* The compiler's KV split choice: one split per 64 positions, capped by
+ * the SMs per KV head and 16, and none (1) below 2. */
 static void test_attn_split_choice(void)
 {
     struct { int32_t sms, ctx, forced, want; } c[] = {
-        {132, 320, 0, 1},   {132, 700, 0, 1},    {132, 1024, 0, 4}, {132, 2048, 0, 8},
-        {132, 4096, 0, 16}, {132, 40960, 0, 16}, {16, 4096, 0, 1},  {64, 4096, 0, 8},
-        {132, 320, 3, 3},   {132, 2, 5, 2},
+        {132, 320, 0, 5},   {132, 700, 0, 11},   {132, 1024, 0, 16}, {132, 64, 0, 1},
+        {132, 65, 0, 2},    {132, 4096, 0, 16},  {132, 40960, 0, 16}, {16, 4096, 0, 2},
+        {8, 4096, 0, 1},    {64, 4096, 0, 8},    {132, 320, 3, 3},    {132, 2, 5, 2},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
         loom_graph_params p = params(c[i].sms);
@@ -304,25 +304,28 @@ static void test_attn_split_choice(void)
     }
 }
 
-/* The merge goes into o_proj's prologue when its tiles read few partials
- * (qwen3-0.6b's shape: 16 heads of 128; 64 KB: up to 7 splits), unless the
- * params say. */
+/* The merge goes into o_proj's prologue only when the params (or, params
+ * 0, LOOM_ATTN_MERGE) ask: it measured slower than the merge op. */
 static void test_attn_merge_choice(void)
 {
     loom_config c = {.n_heads = 16, .n_kv_heads = 8, .head_dim = 128};
-    struct { int32_t split, asked; bool want; } k[] = {
-        {1, 0, false}, {1, 2, false}, {4, 0, true}, {7, 0, true}, {8, 0, false},
-        {16, 0, false}, {4, 1, false}, {16, 2, true},
+    struct { int32_t split, asked; const char *env; bool want; } k[] = {
+        {1, 0, NULL, false}, {1, 2, NULL, false}, {4, 0, NULL, false}, {16, 0, NULL, false},
+        {4, 1, NULL, false}, {4, 2, NULL, true},   {4, 0, "2", true},   {4, 1, "2", false},
+        {4, 0, "1", false},
     };
-    unsetenv("LOOM_ATTN_MERGE");
-    unsetenv("LOOM_MERGE_FUSE_KB");
     for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
         loom_graph_params p = params(132);
         p.attn_merge = k[i].asked;
+        if (k[i].env)
+            setenv("LOOM_ATTN_MERGE", k[i].env, 1);
+        else
+            unsetenv("LOOM_ATTN_MERGE");
         bool f = loom_attn_merge_fused(&p, &c, k[i].split);
-        CHECK(f == k[i].want, "split %d, asked %d: fused %d, want %d", k[i].split, k[i].asked,
-              f, k[i].want);
+        CHECK(f == k[i].want, "split %d, asked %d, env %s: fused %d, want %d", k[i].split,
+              k[i].asked, k[i].env ? k[i].env : "-", f, k[i].want);
     }
+    unsetenv("LOOM_ATTN_MERGE");
 }
 
 static void test_fill_weight_packing(void)

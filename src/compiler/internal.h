@@ -12,15 +12,15 @@
 #include "compiler/program.h"
 
 /* KV splits per group of an ATTENTION op: params->attn_split when > 0, else
- * n_sms / (n_kv * B) clamped to [1, 16]; never more than max_context. */
+ * a split per 64 positions of max_context, at most n_sms / (n_kv * B) and
+ * 16, 1 below 2; never more than max_context. */
 int32_t loom_attn_split_choice(const loom_graph_params *params, int32_t n_kv_heads);
 
 /* Whether the merge of a `split`-way attention goes into o_proj's prologue
  * (pro MERGE: every o_proj tile merges all heads' partials itself, no merge
- * op and no hop) rather than an ATTN_MERGE op: params->attn_merge when set,
- * else when the partials an o_proj tile reads are few (experiments:
- * LOOM_ATTN_MERGE=1 or 2 picks when the params do not, LOOM_MERGE_FUSE_KB
- * sets the limit). */
+ * op and no hop) rather than an ATTN_MERGE op: only when params->attn_merge
+ * is 2 (or, params 0, LOOM_ATTN_MERGE=2 for experiments) - it measured
+ * slower than the op. */
 bool loom_attn_merge_fused(const loom_graph_params *params, const loom_config *cfg,
                            int32_t split);
 

@@ -29,15 +29,15 @@ int32_t loom_attn_split_choice(const loom_graph_params *p, int32_t n_kv_heads)
         s = (int32_t)(p->n_sms / d);
         if (s > 16)
             s = 16;
-        /* A split per 256 positions of context, and at least 4 or none: the
-         * merge op costs a hop, worth it for 4+ splits only (H100, perf-notes
-         * v12: at 4096 positions 16 splits beat 8 by 5%; at 320, 2 splits
-         * lost 3% and 4 gained 0.5%) - a short context gets one split and
-         * no merge op. */
-        int64_t by_len = ((int64_t)p->max_context + 255) / 256;
+        /* A split per 64 positions of context, none (1) below 2: attention
+         * preloads its first 64 positions (16 warps x 4) before its wait, so
+         * a tile of up to 64 does all its K/V reads off the critical path
+         * (H100/H200, perf-notes v14: at 320 positions 4-8 splits beat one
+         * by 7-11% at 0.6B and 1.7B, 4% at 8B; at 4096, 16 beat 32). */
+        int64_t by_len = ((int64_t)p->max_context + 63) / 64;
         if (s > by_len)
             s = (int32_t)by_len;
-        if (s < 4)
+        if (s < 2)
             s = 1;
     }
     if (s > p->max_context)
@@ -45,26 +45,23 @@ int32_t loom_attn_split_choice(const loom_graph_params *p, int32_t n_kv_heads)
     return s < 1 ? 1 : s;
 }
 
-/* Partial bytes an o_proj tile may read for the merge to be fused into its
- * prologue: every tile reads all heads' partials (n_heads * split *
- * (head_dim + 2) floats) instead of the merged vector. */
-#define MERGE_FUSE_KB 64
-
+/* The merge goes into o_proj's prologue only when asked: every o_proj tile
+ * then reads all heads' partials (n_heads * split * (head_dim + 2) floats)
+ * instead of the merged vector, and that measured slower than the merge op
+ * and its hop at every split tried (H200, perf-notes v14: 0.6B split 4
+ * 0.746 vs 0.737 ms, 8B 4.143 vs 4.015; split 16 at 4096 positions 17%
+ * slower). */
 bool loom_attn_merge_fused(const loom_graph_params *p, const loom_config *c, int32_t split)
 {
-    const char *env = getenv("LOOM_MERGE_FUSE_KB");   /* experiments: the limit */
     const char *force = getenv("LOOM_ATTN_MERGE");    /* experiments: 1 op, 2 fused */
-    int64_t kb = env && *env ? atoll(env) : MERGE_FUSE_KB;
-    int64_t bytes = (int64_t)c->n_heads * split * (c->head_dim + 2) * 4;
     int32_t mode = p->attn_merge;
 
+    (void)c;
     if (split <= 1)
         return false;
     if (mode == 0 && force && (atoi(force) == 1 || atoi(force) == 2))
         mode = atoi(force);
-    if (mode == 1 || mode == 2)
-        return mode == 2;
-    return bytes <= kb * 1024;
+    return mode == 2;
 }
 
 /* Weight bytes a linear tile may hold: no limit (one tile per SM and op)

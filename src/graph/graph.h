@@ -128,8 +128,8 @@ typedef struct loom_graph_params {
     int32_t max_context;       /* positions per sequence                      */
     int32_t page_size;         /* KV positions per page                       */
     int32_t attn_split;        /* KV splits per group; 0 = chosen from n_sms   */
-    int32_t attn_merge;        /* split > 1: 0 chosen, 1 an ATTN_MERGE op,
-                                  2 fused into o_proj (pro MERGE)            */
+    int32_t attn_merge;        /* split > 1: 0 chosen (an op), 1 an ATTN_MERGE
+                                  op, 2 fused into o_proj (pro MERGE)        */
     int32_t n_sms;             /* target workers (tile counts scale with it)  */
     bool    record_logits;     /* logits tensor has max_context rows          */
 } loom_graph_params;

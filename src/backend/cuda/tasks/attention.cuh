@@ -144,7 +144,7 @@ __host__ __device__ constexpr bool attn_preloads(int HD, int G)
 // Positions a warp loads at once (PB; its PB * G scores are reduced
 // together, so PB * G <= 32): 8 for groups of up to 2 heads (1% faster than
 // 4 at 0.6B on the H100, perf-notes v12) unless the first batch is
-// preloaded (4: 8 with the preload registers spill), else 4 (8 spills at
+// preloaded or LL words are read (4: 8 spills there), else 4 (8 spills at
 // G = 4), fewer for groups above 8. -DLOOM_ATTN_PB=n overrides (experiments).
 #ifndef LOOM_ATTN_PB
 #define LOOM_ATTN_PB 0
@@ -154,7 +154,7 @@ __host__ __device__ constexpr int attn_positions_per_batch(int HD, int G)
     return LOOM_ATTN_PB > 0 && G * LOOM_ATTN_PB <= 32 &&
                    (!attn_preloads(HD, G) || LOOM_ATTN_PB <= LOOM_PRELOAD)
                ? LOOM_ATTN_PB
-           : G <= 2 ? (attn_preloads(HD, G) ? 4 : 8)
+           : G <= 2 ? (attn_preloads(HD, G) || LOOM_LL ? 4 : 8)
            : G <= 8 ? 4
                     : (32 / G > 0 ? 32 / G : 1);
 }
