@@ -180,10 +180,23 @@ static int64_t tasks_bytes(const loom_program *p)
     return round_up((int64_t)max_sm_tasks(p) * (int64_t)sizeof(loom_dtask), 16);
 }
 
-/* Op table + task records + task ids, to a 128-byte boundary. */
+/* The page table's entries (batch 1: check_shapes). */
+static int64_t n_pages(const loom_program *p)
+{
+    const loom_graph_params *gp = &p->graph->params;
+    return (gp->max_context + gp->page_size - 1) / gp->page_size;
+}
+
+/* Offset of the page table in the tables: after the task ids. */
+static int64_t pages_offset(const loom_program *p)
+{
+    return round_up(ops_bytes(p) + tasks_bytes(p) + (int64_t)max_sm_tasks(p) * 4, 16);
+}
+
+/* Op table + task records + task ids + page table, to a 128-byte boundary. */
 static int64_t tables_bytes(const loom_program *p)
 {
-    return round_up(ops_bytes(p) + tasks_bytes(p) + (int64_t)max_sm_tasks(p) * 4, 128);
+    return round_up(pages_offset(p) + n_pages(p) * 4, 128);
 }
 
 /* Bytes of task scratch: the largest of the linear tasks' (input vector,
@@ -438,6 +451,8 @@ static void emit_header(sbuf *b, const loom_program *p)
     put(b, "#define LOOM_OPS_BYTES %lld\n", (long long)ops_bytes(p));
     put(b, "#define LOOM_TASKS_BYTES %lld\n", (long long)tasks_bytes(p));
     put(b, "#define LOOM_TABLES_OFFSET %d\n", SMEM_HEAD);
+    put(b, "#define LOOM_PAGES_OFFSET %lld\n", (long long)pages_offset(p));
+    put(b, "#define LOOM_N_PAGES %lld\n", (long long)n_pages(p));
     put(b, "#define LOOM_SCRATCH_OFFSET %lld\n", (long long)(SMEM_HEAD + tables_bytes(p)));
     put(b, "#define LOOM_STAGE_OFFSET %lld\n",
         (long long)(SMEM_HEAD + tables_bytes(p) + scratch_bytes(p)));

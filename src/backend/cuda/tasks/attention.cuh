@@ -165,6 +165,31 @@ __host__ __device__ constexpr int pow2_at_least(int n)
     return n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : n <= 8 ? 8 : n <= 16 ? 16 : 32;
 }
 
+// The RoPE cos and sin of position step and the norm weights into the
+// tile's scratch (attn_smem): before the wait (LOOM_ATTN_EARLY, the
+// default) or, -DLOOM_ATTN_EARLY=0 (experiments), after it.
+#ifndef LOOM_ATTN_EARLY
+#define LOOM_ATTN_EARLY 1
+#endif
+template <int HD, int G, bool QNORM, bool KNORM>
+__device__ __forceinline__ void attention_tables(const loom_kparams &p, const loom_dop &d,
+                                                 int step)
+{
+    using L = attn_smem<HD, G>;
+    float *sm = LOOM_SMEM;
+    const float *inv_freq = (const float *)p.rope_inv_freq;
+    // not warp 0, whose thread 0 polls the counters next
+    const int t0 = LOOM_ATTN_EARLY && LOOM_THREADS > 32 ? 32 : 0;
+    for (int i = threadIdx.x - t0; i >= 0 && i < HD / 2; i += LOOM_THREADS - t0)
+        rope_sincos((float)step * inv_freq[i], sm + L::SIN + i, sm + L::COS + i);
+    for (int i = threadIdx.x - t0; i >= 0 && i < HD; i += LOOM_THREADS - t0) {
+        if (QNORM)
+            sm[L::QN + i] = ((const float *)d.norm)[i];
+        if (KNORM)
+            sm[L::KN + i] = ((const float *)d.norm2)[i];
+    }
+}
+
 // Before the task's wait: none of this depends on the step's data. The
 // RoPE angles of position step, the norm weights, and (PRE) the K/V rows of
 // the warp's first batch of positions below step - written in earlier steps
@@ -177,17 +202,8 @@ __device__ __forceinline__ void attention_prefetch(const loom_kparams &p, const 
                                                    const loom_dtask *t, int step, bool acq,
                                                    uint4 (&pre)[LOOM_PRELOAD])
 {
-    using L = attn_smem<HD, G>;
-    float *sm = LOOM_SMEM;
-    const float *inv_freq = (const float *)p.rope_inv_freq;
-    for (int i = threadIdx.x; i < HD / 2; i += LOOM_THREADS)
-        rope_sincos((float)step * inv_freq[i], sm + L::SIN + i, sm + L::COS + i);
-    for (int i = threadIdx.x; i < HD; i += LOOM_THREADS) {
-        if (QNORM)
-            sm[L::QN + i] = ((const float *)d.norm)[i];
-        if (KNORM)
-            sm[L::KN + i] = ((const float *)d.norm2)[i];
-    }
+    if (LOOM_ATTN_EARLY)
+        attention_tables<HD, G, QNORM, KNORM>(p, d, step);
     constexpr int PB = attn_positions_per_batch(HD, G);
     if (!attn_preloads(HD, G) || !acq)
         return;
@@ -227,6 +243,10 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
     // q (and split 0's cache entries at step, also kept in shared memory);
     // the barrier publishes them to the block and tells every thread whether
     // one gave up on its qkv input.
+    if (!LOOM_ATTN_EARLY) {
+        attention_tables<HD, G, QNORM, KNORM>(p, d, step);
+        __syncthreads();
+    }
     attention_qkv<HD, G, QNORM, KNORM>(p, d, t, g, step, s == 0, qs);
     __syncthreads();
     if (LOOM_LL && *(volatile int *)&((loom_wait_state *)loom_smem4)->failed)

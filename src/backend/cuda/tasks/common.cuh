@@ -63,9 +63,12 @@ extern __shared__ float4 loom_smem4[];
 //   [LOOM_TABLES_OFFSET, LOOM_SCRATCH_OFFSET) the tables, copied at kernel
 //                           start: the op table (LOOM_OPS_BYTES), this SM's
 //                           task records in list order (LOOM_TASKS_BYTES),
-//                           their task ids. A task's descriptors are then
-//                           shared-memory reads, not a chain of three
-//                           dependent global loads (list -> task -> op).
+//                           their task ids, the page table
+//                           (LOOM_PAGES_OFFSET, LOOM_N_PAGES entries; the
+//                           host fills it before the launch). A task's
+//                           descriptors and K/V slots are then shared-memory
+//                           reads, not chains of dependent global loads
+//                           (list -> task -> op, page -> row).
 //   [LOOM_SCRATCH_OFFSET, LOOM_STAGE_OFFSET) task scratch, LOOM_SMEM on
 //   [LOOM_STAGE_OFFSET, +LOOM_STAGE_SLOTS * LOOM_STAGE_BYTES) the weight
 //                           staging slots
@@ -74,6 +77,7 @@ extern __shared__ float4 loom_smem4[];
 #define LOOM_SOPS ((const loom_dop *)LOOM_TABLES)
 #define LOOM_STASKS ((const loom_dtask *)(LOOM_TABLES + LOOM_OPS_BYTES))
 #define LOOM_SIDS ((const int *)(LOOM_TABLES + LOOM_OPS_BYTES + LOOM_TASKS_BYTES))
+#define LOOM_SPAGES ((const int *)(LOOM_TABLES + LOOM_PAGES_OFFSET))
 
 // The program-wide id of task record t (one of LOOM_STASKS).
 __device__ __forceinline__ int loom_task_id(const loom_dtask *t)

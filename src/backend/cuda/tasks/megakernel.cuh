@@ -50,6 +50,8 @@ loom_megakernel(const loom_kparams p)
         ((uint4 *)LOOM_STASKS)[i] = ((const uint4 *)p.tasks)[(u64)list[begin + i / TV] * TV + i % TV];
     for (int i = threadIdx.x; i < n; i += LOOM_THREADS)
         ((int *)LOOM_SIDS)[i] = list[begin + i];
+    for (int i = threadIdx.x; i < LOOM_N_PAGES; i += LOOM_THREADS)
+        ((int *)LOOM_SPAGES)[i] = ((const int *)p.page_table)[i];
     if (threadIdx.x == 0)
         ws->failed = 0;
     __syncthreads();

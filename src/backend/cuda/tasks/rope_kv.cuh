@@ -18,9 +18,12 @@ __device__ __forceinline__ void rope_sincos(float a, float *s, float *c)
     sincospif((float)t, s, c);
 }
 
+// The cache row of position pos: its page from the page table's copy in
+// shared memory (megakernel start).
 __device__ __forceinline__ u64 kv_slot(const loom_kparams &p, int pos)
 {
-    const int page = ((const int *)p.page_table)[pos / LOOM_PAGE_SIZE];
+    (void)p;
+    const int page = LOOM_SPAGES[pos / LOOM_PAGE_SIZE];
     return (u64)page * LOOM_PAGE_SIZE + (u64)(pos % LOOM_PAGE_SIZE);
 }
 
