@@ -77,6 +77,19 @@ static void check_resources(const char *preset, const loom_cuda_cubin *c, int64_
           c->arch, r->smem_static, (long long)smem, (long long)limit);
 }
 
+/* src (p's kernel) compiled for arch, its resources checked. */
+static void compile_checked(const char *preset, const loom_program *p, const char *src,
+                            const char *arch)
+{
+    loom_cuda_cubin c;
+    memset(&c, 0, sizeof c);
+    CHECK_OK(loom_cuda_compile(src, arch, g_cache, &c));
+    if (c.data)
+        check_resources(preset, &c,
+                        loom_cuda_smem_bytes(p, strncmp(arch, "sm_9", 4) == 0 ? 9 : 8));
+    loom_cuda_cubin_free(&c);
+}
+
 static void test_presets(void)
 {
     static const char *const archs[] = {"sm_90a", "sm_80"};
@@ -93,14 +106,8 @@ static void test_presets(void)
               k_presets[i]);
         CHECK(a && strlen(a) < 64 * 1024, "%s: generated source of %zu bytes", k_presets[i],
               a ? strlen(a) : 0);
-        for (size_t k = 0; a && k < 2; k++) {
-            loom_cuda_cubin c;
-            memset(&c, 0, sizeof c);
-            CHECK_OK(loom_cuda_compile(a, archs[k], g_cache, &c));
-            if (c.data)
-                check_resources(k_presets[i], &c, loom_cuda_smem_bytes(p, k == 0 ? 9 : 8));
-            loom_cuda_cubin_free(&c);
-        }
+        for (size_t k = 0; a && k < 2; k++)
+            compile_checked(k_presets[i], p, a, archs[k]);
         free(a);
         free(b);
         loom_program_free(p);
@@ -249,14 +256,8 @@ static void test_ll(void)
             CHECK_OK(loom_cuda_codegen(p, &src));
             snprintf(want, sizeof want, "#define LOOM_LL %d\n", mode);
             CHECK(src && strstr(src, want), "%s: no '%s' in the source", presets[i], want);
-            if (src && mode > 0 && i > 0) {
-                loom_cuda_cubin c;
-                memset(&c, 0, sizeof c);
-                CHECK_OK(loom_cuda_compile(src, "sm_90a", g_cache, &c));
-                if (c.data)
-                    check_resources(presets[i], &c, loom_cuda_smem_bytes(p, 9));
-                loom_cuda_cubin_free(&c);
-            }
+            if (src && mode > 0 && i > 0)
+                compile_checked(presets[i], p, src, "sm_90a");
             free(src);
         }
         unsetenv("LOOM_CUDA_LL");
@@ -284,14 +285,8 @@ static void test_merge_fused(void)
             CHECK(src && strstr(src, want) && strstr(src, ", 2, 1, false>") &&
                   !strstr(src, "attn_merge_task"), "%s LL %d: no fused merge instance",
                   presets[i], mode);
-            if (src) {
-                loom_cuda_cubin c;
-                memset(&c, 0, sizeof c);
-                CHECK_OK(loom_cuda_compile(src, "sm_90a", g_cache, &c));
-                if (c.data)
-                    check_resources(presets[i], &c, loom_cuda_smem_bytes(p, 9));
-                loom_cuda_cubin_free(&c);
-            }
+            if (src)
+                compile_checked(presets[i], p, src, "sm_90a");
             free(src);
         }
         unsetenv("LOOM_CUDA_LL");

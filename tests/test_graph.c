@@ -308,7 +308,6 @@ static void test_attn_split_choice(void)
  * 0, LOOM_ATTN_MERGE) ask: it measured slower than the merge op. */
 static void test_attn_merge_choice(void)
 {
-    loom_config c = {.n_heads = 16, .n_kv_heads = 8, .head_dim = 128};
     struct { int32_t split, asked; const char *env; bool want; } k[] = {
         {1, 0, NULL, false}, {1, 2, NULL, false}, {4, 0, NULL, false}, {16, 0, NULL, false},
         {4, 1, NULL, false}, {4, 2, NULL, true},   {4, 0, "2", true},   {4, 1, "2", false},
@@ -321,7 +320,7 @@ static void test_attn_merge_choice(void)
             setenv("LOOM_ATTN_MERGE", k[i].env, 1);
         else
             unsetenv("LOOM_ATTN_MERGE");
-        bool f = loom_attn_merge_fused(&p, &c, k[i].split);
+        bool f = loom_attn_merge_fused(&p, k[i].split);
         CHECK(f == k[i].want, "split %d, asked %d, env %s: fused %d, want %d", k[i].split,
               k[i].asked, k[i].env ? k[i].env : "-", f, k[i].want);
     }

@@ -21,8 +21,7 @@ int32_t loom_attn_split_choice(const loom_graph_params *params, int32_t n_kv_hea
  * op and no hop) rather than an ATTN_MERGE op: only when params->attn_merge
  * is 2 (or, params 0, LOOM_ATTN_MERGE=2 for experiments) - it measured
  * slower than the op. */
-bool loom_attn_merge_fused(const loom_graph_params *params, const loom_config *cfg,
-                           int32_t split);
+bool loom_attn_merge_fused(const loom_graph_params *params, int32_t split);
 
 /* Tiles of a LINEAR op of rows x cols BF16 weights with rows grouped in
  * units of `unit` rows (gate/up pairs: 2): n_sms tiles, more (a multiple of

@@ -51,12 +51,11 @@ int32_t loom_attn_split_choice(const loom_graph_params *p, int32_t n_kv_heads)
  * and its hop at every split tried (H200, perf-notes v14: 0.6B split 4
  * 0.746 vs 0.737 ms, 8B 4.143 vs 4.015; split 16 at 4096 positions 17%
  * slower). */
-bool loom_attn_merge_fused(const loom_graph_params *p, const loom_config *c, int32_t split)
+bool loom_attn_merge_fused(const loom_graph_params *p, int32_t split)
 {
     const char *force = getenv("LOOM_ATTN_MERGE");    /* experiments: 1 op, 2 fused */
     int32_t mode = p->attn_merge;
 
-    (void)c;
     if (split <= 1)
         return false;
     if (mode == 0 && force && (atoi(force) == 1 || atoi(force) == 2))

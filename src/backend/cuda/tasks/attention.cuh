@@ -82,7 +82,7 @@ __device__ __forceinline__ void attention_qkv(const loom_kparams &p, const loom_
             continue;
         }
         bf16raw *cache = (bf16raw *)(j == G ? d.kcache : d.vcache) +
-                         (kv_slot(p, step) * LOOM_N_KV + g) * HD;
+                         (kv_slot(step) * LOOM_N_KV + g) * HD;
         bf16raw *now = (bf16raw *)(sm + L::KV) + (j - G) * HD;   // as the cache holds it
 #pragma unroll
         for (int k = 0; k < PPL; k++) {
@@ -215,7 +215,7 @@ __device__ __forceinline__ void attention_prefetch(const loom_kparams &p, const 
     for (int b = 0; b < (PB < LOOM_PRELOAD ? PB : LOOM_PRELOAD); b++) {
         const int pos = p0 + warp + b * LOOM_WARPS;
         if (pos < p1 && pos < step) {
-            const u64 base = (kv_slot(p, pos) * LOOM_N_KV + t->group) * HD + (u64)lane * 4;
+            const u64 base = (kv_slot(pos) * LOOM_N_KV + t->group) * HD + (u64)lane * 4;
             const uint2 k = ld_kv8(kc + base), v = ld_kv8(vc + base);
             pre[b] = make_uint4(k.x, k.y, v.x, v.y);
         }
@@ -303,7 +303,7 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
             } else {
                 const int nv = pos < p1 ? HD - lane * EPL : 0;
                 const u64 base =
-                    (kv_slot(p, pos < p1 ? pos : p0) * LOOM_N_KV + g) * HD + (u64)lane * EPL;
+                    (kv_slot(pos < p1 ? pos : p0) * LOOM_N_KV + g) * HD + (u64)lane * EPL;
                 kv_row_load<EPL, VEC>(kc + base, nv, kv[b]);
                 kv_row_load<EPL, VEC>(vc + base, nv, vv[b]);
             }

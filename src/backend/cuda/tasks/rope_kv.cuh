@@ -20,9 +20,8 @@ __device__ __forceinline__ void rope_sincos(float a, float *s, float *c)
 
 // The cache row of position pos: its page from the page table's copy in
 // shared memory (megakernel start).
-__device__ __forceinline__ u64 kv_slot(const loom_kparams &p, int pos)
+__device__ __forceinline__ u64 kv_slot(int pos)
 {
-    (void)p;
     const int page = LOOM_SPAGES[pos / LOOM_PAGE_SIZE];
     return (u64)page * LOOM_PAGE_SIZE + (u64)(pos % LOOM_PAGE_SIZE);
 }
