@@ -4,7 +4,8 @@
  * The shared-memory layout is widened so that the tables (common.cuh) hold
  * every task of the program: in the single-CTA mode of emu_run one CTA runs
  * them all, more than the longest SM list the generated layout is sized
- * for. The task scratch keeps its size; nothing else changes. */
+ * for; the page table moves behind them. The task scratch and the staging
+ * ring keep their sizes; nothing else changes. */
 #include "emu_common.h"
 
 /* The value of `#define NAME v` in src; -1 when absent. */
@@ -61,13 +62,16 @@ int main(int argc, char **argv)
     long long ops = define_value(src, "LOOM_OPS_BYTES");
     long long scratch = define_value(src, "LOOM_STAGE_OFFSET") -
                         define_value(src, "LOOM_SCRATCH_OFFSET");
+    long long n_pages = define_value(src, "LOOM_N_PAGES");
     long long tasks = round_up((long long)p->n_tasks * (long long)sizeof(loom_dtask), 16);
-    long long tables = round_up(ops + tasks + 4ll * p->n_tasks, 128);
-    if (head < 0 || ops < 0 || scratch < 0) {
+    long long pages = round_up(ops + tasks + 4ll * p->n_tasks, 16);
+    long long tables = round_up(pages + 4ll * n_pages, 128);
+    if (head < 0 || ops < 0 || scratch < 0 || n_pages < 0) {
         fprintf(stderr, "emu_gen: the generated source has no shared-memory layout\n");
         return 1;
     }
     src = set_define(src, "LOOM_TASKS_BYTES", tasks);
+    src = set_define(src, "LOOM_PAGES_OFFSET", pages);
     src = set_define(src, "LOOM_SCRATCH_OFFSET", head + tables);
     src = set_define(src, "LOOM_STAGE_OFFSET", head + tables + scratch);
     f = fopen(argv[2], "w");
