@@ -4,9 +4,8 @@
 // versions of the PTX helpers of tasks/common.cuh (compiled with LOOM_EMU).
 // Force-included (g++ -include emu.h) before the generated source.
 //
-// The weight staging ring (common.cuh) runs on emulated mbarriers: a bulk
-// copy is a memcpy that completes its bytes at once, so the ring's order
-// and slot reuse are checked, not its timing. LOOM_TRACE is off.
+// The kernels compile with LOOM_STAGE 0 here (common.cuh): no weight
+// staging, its functions are the stubs; LOOM_TRACE is off.
 //
 // defines: threadIdx, blockIdx, uint2, uint4, float4, __syncthreads,
 //          __shfl_xor_sync, __shfl_sync, atomics, the PTX helpers of
@@ -46,13 +45,9 @@ inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f;
 inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
 
 void emu_syncthreads();
-int emu_syncthreads_or(int v);
-void emu_syncwarp();
 // Lane `src` of the calling thread's warp (all 32 lanes take part).
 float emu_shfl(float v, int src);
 inline void __syncthreads() { emu_syncthreads(); }
-inline int __syncthreads_or(int v) { return emu_syncthreads_or(v); }
-inline void __syncwarp() { emu_syncwarp(); }
 inline float __shfl_sync(unsigned, float v, int src) { return emu_shfl(v, src & 31); }
 inline float __shfl_xor_sync(unsigned, float v, int o)
 {
@@ -112,24 +107,6 @@ inline int __popc(unsigned x) { return __builtin_popcount(x); }
 inline unsigned ld_acquire(const unsigned *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 inline void red_release_add(unsigned *p, unsigned v) { __atomic_fetch_add(p, v, __ATOMIC_RELEASE); }
 inline void red_relaxed_add(unsigned *p, unsigned v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
-
-// mbarriers (the staging ring): one 64-bit word - phase (bits 0-15),
-// arrivals pending (16-23), arrival count (24-31), transaction bytes
-// pending (32-63, signed) - changed under one lock.
-void emu_mbar_update(unsigned long long *bar, int init_count, int arrive, int tx);
-bool emu_mbar_test(unsigned long long *bar, unsigned parity);
-inline void mbar_init(unsigned long long *bar, unsigned count) { emu_mbar_update(bar, (int)count, 0, 0); }
-inline void mbar_expect(unsigned long long *bar, unsigned bytes) { emu_mbar_update(bar, -1, 1, (int)bytes); }
-inline void mbar_arrive(unsigned long long *bar) { emu_mbar_update(bar, -1, 1, 0); }
-inline bool mbar_wait_once(unsigned long long *bar, unsigned parity) { return emu_mbar_test(bar, parity); }
-inline bool mbar_peek(unsigned long long *bar, unsigned parity) { return emu_mbar_test(bar, parity); }
-inline void bulk_copy(void *dst, const void *src, unsigned bytes, unsigned long long *bar)
-{
-    memcpy(dst, src, bytes);
-    emu_mbar_update(bar, -1, 0, -(int)bytes);
-}
-inline void fence_proxy_async() {}
-inline void fence_mbar_init() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 
 // The dynamic shared memory of the calling thread's CTA.
 float4 *emu_smem();

@@ -51,13 +51,6 @@ for p in ${PRESETS:-qwen3-tiny qwen2-tiny llama-tiny}; do
             EMU_PLANT=$pl "$O/run_$p" "$p" "$NP" "$NS" || fails=$((fails + 1))
         done
         EMU_GRID=1 EMU_EOS=2 "$O/run_$p" "$p" "$NP" "$NS" || fails=$((fails + 1))
-        # A tight staging ring: 2 slots of 384 bytes (pieces of 3 rows of
-        # 64 columns, 1 of 128: row pairs across two pieces, slots reused
-        # within a task).
-        LOOM_CUDA_STAGE_KB=0.375 LOOM_CUDA_STAGE_SLOTS=2 build "$p" tight
-        for g in 0 1; do
-            EMU_GRID=$g "$O/run_tight" "$p" "$NP" "$NS" || fails=$((fails + 1))
-        done
         # The split attention's merge in o_proj's prologue (graph.h pro
         # MERGE; by default it is an op).
         LOOM_ATTN_MERGE=2 build "$p" fused

@@ -108,23 +108,57 @@ void loom_cuda_op_variants(const loom_program *p, int32_t *variant, int32_t *n_v
     *n_variants = n;
 }
 
-/* Shared memory layout (tasks/common.cuh): a 256-byte head (wait verdict,
- * the staging ring's barriers), the tables (the op table, this SM's task
- * records in list order and their ids, the page table), the task scratch,
- * then the weight staging ring (Hopper): slots the bulk copy engine fills
- * with the SM's linear tiles, piece by piece, ahead of the tasks. */
-#define SMEM_HEAD 256
-#define STAGE_MAX_SLOTS ((SMEM_HEAD - 16) / 16)   /* a full and an empty mbarrier each */
-/* A ring slot's size unless LOOM_CUDA_STAGE_KB says (0: no staging). */
-#define STAGE_SLOT_KB 32
+/* Shared memory layout (tasks/common.cuh): a 128-byte head (wait verdict,
+ * the staging barriers), the tables (the op table, this SM's task records in
+ * list order and their ids), the task scratch, then the weight staging
+ * slots (Hopper): the first rows of linear tasks' tiles, copied in by the
+ * bulk copy engine while the task (and, with two slots, the one before it)
+ * waits for its inputs. */
+#define SMEM_HEAD 128
+/* A staging slot's size unless LOOM_CUDA_STAGE_KB says (0: off). */
+#define STAGE_MAX_KB 96
 
 static int64_t round_up(int64_t n, int64_t to)
 {
     return (n + to - 1) / to * to;
 }
 
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
 static int64_t tables_bytes(const loom_program *p);
 static int64_t scratch_bytes(const loom_program *p);
+
+/* Staging slots, unless LOOM_CUDA_STAGE_SLOTS says (1 or 2): two (the next
+ * task's rows stream through this task's wait) when the median linear tile
+ * fits in half the room - small models, whose layers are bound by the hops'
+ * latency, not by bandwidth; one otherwise, where a copy a task ahead only
+ * competes with the current task's stream (H100, perf-notes v11: two slots
+ * 6% faster at 0.6B, 2-3.5% slower at 1.7B and 8B). */
+static int stage_slots(const loom_program *p)
+{
+    const char *e = getenv("LOOM_CUDA_STAGE_SLOTS");
+    int64_t room = SMEM_LIMIT - SMEM_HEAD - tables_bytes(p) - scratch_bytes(p), *b, med;
+    int32_t n = 0;
+
+    if (e && *e && (atoi(e) == 1 || atoi(e) == 2))
+        return atoi(e);
+    b = malloc(sizeof *b * (size_t)(p->n_tasks > 0 ? p->n_tasks : 1));
+    if (!b)
+        return 1;
+    for (int32_t i = 0; i < p->n_tasks; i++) {
+        const loom_op *op = &p->graph->ops[p->tasks[i].op];
+        if (op->kind == LOOM_OP_LINEAR)
+            b[n++] = (int64_t)(p->tasks[i].row_end - p->tasks[i].row_begin) * op->cols * 2;
+    }
+    qsort(b, (size_t)n, sizeof *b, cmp_i64);
+    med = n > 0 ? b[n / 2] : 0;
+    free(b);
+    return n > 0 && med <= room / 2 ? 2 : 1;
+}
 
 /* The longest SM task list. */
 static int32_t max_sm_tasks(const loom_program *p)
@@ -187,44 +221,26 @@ static int64_t scratch_bytes(const loom_program *p)
     return (need + 127) / 128 * 128;
 }
 
-/* The room the staging ring may take. */
-static int64_t stage_room(const loom_program *p)
-{
-    return SMEM_LIMIT - SMEM_HEAD - tables_bytes(p) - scratch_bytes(p);
-}
-
-/* A ring slot: STAGE_SLOT_KB (or LOOM_CUDA_STAGE_KB, which may be a
- * fraction: the emulator's tests cut pieces of a few rows), or one row of
- * the widest linear op if that is more (a piece is whole rows); 0 when
- * staging is off or there are no linear ops. */
+/* A staging slot: STAGE_MAX_KB (or LOOM_CUDA_STAGE_KB), no more than the
+ * largest linear tile nor than its share of the room the limit leaves. */
 static int64_t stage_bytes(const loom_program *p)
 {
     const char *e = getenv("LOOM_CUDA_STAGE_KB");
-    int64_t b = e && *e ? (int64_t)(atof(e) * 1024.0) : STAGE_SLOT_KB * 1024, row = 0;
+    int64_t kb = e && *e ? atoll(e) : STAGE_MAX_KB, tile = 0;
+    int64_t room = SMEM_LIMIT - SMEM_HEAD - tables_bytes(p) - scratch_bytes(p);
+    int64_t n = kb > 0 ? kb * 1024 : 0;
 
-    for (int32_t i = 0; i < p->graph->n_ops; i++) {
-        const loom_op *op = &p->graph->ops[i];
-        if (op->kind == LOOM_OP_LINEAR && (int64_t)op->cols * 2 > row)
-            row = (int64_t)op->cols * 2;
+    for (int32_t i = 0; i < p->n_tasks; i++) {
+        const loom_op *op = &p->graph->ops[p->tasks[i].op];
+        int64_t b = (int64_t)(p->tasks[i].row_end - p->tasks[i].row_begin) * op->cols * 2;
+        if (op->kind == LOOM_OP_LINEAR && b > tile)
+            tile = b;
     }
-    if (b <= 0 || row == 0)
-        return 0;
-    return round_up(b > row ? b : row, 16);
-}
-
-/* Ring slots: as many as the room holds, at most STAGE_MAX_SLOTS or
- * LOOM_CUDA_STAGE_SLOTS; fewer than 2 is no staging (0). */
-static int stage_slots(const loom_program *p)
-{
-    const char *e = getenv("LOOM_CUDA_STAGE_SLOTS");
-    int64_t sb = stage_bytes(p), n = sb > 0 ? stage_room(p) / sb : 0;
-    int64_t cap = e && *e && atoi(e) > 0 ? atoi(e) : STAGE_MAX_SLOTS;
-
-    if (cap > STAGE_MAX_SLOTS)
-        cap = STAGE_MAX_SLOTS;
-    if (n > cap)
-        n = cap;
-    return n >= 2 ? (int)n : 0;
+    if (n > tile)
+        n = tile;
+    if (n > room / stage_slots(p))
+        n = room / stage_slots(p);
+    return n > 0 ? n / 16 * 16 : 0;
 }
 
 int64_t loom_cuda_smem_bytes(const loom_program *p, int cc_major)

@@ -17,14 +17,6 @@ typedef unsigned short bf16raw;
 #define LOOM_WARPS (LOOM_THREADS / 32)
 #define LOOM_MAX_WAITS 4
 #define LOOM_MAX_EOS 8
-// Spins (a counter's poll, a staging piece's wait): LOOM_POLL_NS > 0 sleeps
-// that long after the first miss, doubling up to 128 ns in the counter
-// wait (the emulator's 64 yields its core; on the H100 the tight spin was
-// 0.3% faster; relaxed loads plus one acquire fence were 1-7% slower:
-// docs/perf-notes.md v7).
-#ifndef LOOM_POLL_NS
-#define LOOM_POLL_NS 0
-#endif
 
 // ------------------------------------------------------------ host tables
 
@@ -93,69 +85,55 @@ __device__ __forceinline__ int loom_task_id(const loom_dtask *t)
     return LOOM_SIDS[t - LOOM_STASKS];
 }
 
-// Weight staging (sm_90, and the host emulator): every row a linear task
-// reads comes through a ring of LOOM_STAGE_SLOTS slots of LOOM_STAGE_BYTES
-// in shared memory, filled by the bulk copy engine (TMA). The weights
-// depend on nothing, so the SM's weight stream runs ahead of its tasks as
-// far as the ring allows, across task and step boundaries: the rows of the
-// tasks after the current one stream while it waits for its inputs, and
-// those of a long tile stream while its first rows are being used
-// (docs/perf-notes.md v15). The stream is the SM's linear tiles in list
-// order, cut into pieces of stage_piece_rows(cols) whole rows, one piece
-// per slot. Piece q goes into slot q % LOOM_STAGE_SLOTS; its copy completes
-// on the slot's `full` mbarrier (phase q / LOOM_STAGE_SLOTS), and every
-// warp arrives on the slot's `empty` mbarrier once it has read what it
-// needs of the piece, which frees the slot for piece q + LOOM_STAGE_SLOTS.
-// Thread 0 issues the pieces (stage_pump) at every point where it can:
-// before each poll of a wait, between its row pairs, after a release.
-// Elsewhere (sm_80) every row comes from global memory.
-#if ((defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900) || defined(LOOM_EMU)) && \
-    LOOM_STAGE_BYTES >= 16 && LOOM_STAGE_SLOTS >= 2
+// Weight staging (sm_90, not the host emulator): the first rows of a linear
+// task's tile - as many whole rows as a slot of LOOM_STAGE_BYTES holds - are
+// copied into shared memory by the bulk copy engine (TMA), completing on the
+// slot's mbarrier. Weights depend on nothing, so they stream while the SM
+// would otherwise only wait; after its wait the task reads those rows from
+// shared memory and the rest from global memory. With two slots
+// (LOOM_STAGE_SLOTS) the copy for the next task on the SM's list is started
+// before the current task waits, into the slot no task reads any more, so
+// it streams through this task's wait and run. Elsewhere (sm_80) every row
+// comes from global memory.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(LOOM_EMU) && LOOM_STAGE_BYTES >= 16
 #define LOOM_STAGE 1
 #else
 #define LOOM_STAGE 0
 #endif
-#define LOOM_STAGE_FULL(s) ((u64 *)((char *)loom_smem4 + 16) + (s))
-#define LOOM_STAGE_EMPTY(s) ((u64 *)((char *)loom_smem4 + 16) + LOOM_STAGE_SLOTS + (s))
+#ifndef LOOM_STAGE_SLOTS
+#define LOOM_STAGE_SLOTS 1
+#endif
+#define LOOM_STAGE_BAR(s) ((u64 *)((char *)loom_smem4 + 16) + (s))
 #define LOOM_STAGE_DATA(s) ((char *)loom_smem4 + LOOM_STAGE_OFFSET + (u64)(s) * LOOM_STAGE_BYTES)
 
-// Pieces issued and not yet landed, at most: a poll's answer and a task's
-// reads of its input queue behind the SM's copy data in flight, so the
-// stream is paced (perf-notes v10, v15).
-#ifndef LOOM_STAGE_INFLIGHT
-#define LOOM_STAGE_INFLIGHT LOOM_STAGE_SLOTS
-#endif
-
-// Whole rows of `cols` bf16 a piece holds (the host makes a slot hold one
-// row of the widest op).
-__host__ __device__ constexpr int stage_piece_rows(int cols)
-{
-    return LOOM_STAGE_BYTES / (cols * 2) > 0 ? LOOM_STAGE_BYTES / (cols * 2) : 1;
-}
-
-// Rows of a tile of `rows` staged: all, or the first LOOM_STAGE_TILE_PIECES
-// pieces' worth rounded down to whole row pairs; the rest of the tile is
-// read from global memory (a bandwidth-bound tile's tail: its warps keep
-// more bytes in flight than the ring holds).
-#ifndef LOOM_STAGE_TILE_PIECES
-#define LOOM_STAGE_TILE_PIECES (1 << 20)
-#endif
-__host__ __device__ constexpr int stage_tile_rows(int rows, int cols)
-{
-    return rows <= LOOM_STAGE_TILE_PIECES * stage_piece_rows(cols)
-               ? rows
-               : (LOOM_STAGE_TILE_PIECES * stage_piece_rows(cols)) & ~1;
-}
-
-// The ring's two ends. Consumer side (every thread alike): q_cons, the
-// first piece of the next linear task. Producer side (thread 0's): the next
-// piece to issue, the oldest issued one not yet seen landed, and the
-// stream's cursor - row `row` of the tile of task k of step `step` - and
-// its end (n tasks per step, n_steps steps).
-struct stage_state {
-    u32 q_cons, q_issue, q_land;
-    int step, k, row, n, n_steps;
+// One copy into a slot: `rows` rows of task instance `tag` (step * n + k + 1;
+// 0: none). src, bytes and issued are thread 0's (it issues the pieces);
+// the rest every thread keeps alike.
+struct stage_copy {
+    const char *src;
+    u32 bytes, issued;
+    int tag, rows, slot;
 };
+
+// cur: the current task's copy; nxt: the next task's, started a task ahead
+// (two slots). Scalars in structs that are swapped, never indexed by the
+// slot: an indexed array would live in local memory.
+struct stage_state {
+    stage_copy cur, nxt;
+    u32 parity;      // bit s: phase of slot s's mbarrier its next copy completes
+    u32 pending;     // bit s: a copy into slot s started and not yet waited for
+};
+
+// The copies go out in pieces of LOOM_STAGE_CHUNK bytes, one more before
+// each poll of a wait (the current task's first, then the next task's; the
+// current task's rest once its wait is over, the next task's once a linear
+// task has its x, or after a release): a poll's answer and a task's first
+// reads queue behind the SM's copy data still in flight, so a whole tile
+// requested at once delayed the wake-up by up to the copy's duration
+// (docs/perf-notes.md v10, v11). 0: one piece.
+#ifndef LOOM_STAGE_CHUNK
+#define LOOM_STAGE_CHUNK 32768
+#endif
 
 // ------------------------------------------------------------ numbers
 
@@ -332,16 +310,13 @@ __device__ __forceinline__ uint4 ld_shared16(const void *p)
 }
 #endif
 
-// The staging protocol: stage_init at kernel start; stage_pump by thread 0
-// wherever it can issue pieces; in a linear task (linear.cuh), stage_see by
-// every lane of a warp before it reads a piece, stage_release_to once the
-// warp is done with pieces (every piece of the tile by the task's end, so
-// thread 0 has issued them all before its next CTA barrier); stage_drain
-// at kernel exit. Without staging (sm_80) they do nothing.
-__device__ __forceinline__ bool loom_variant_linear(int v);   // the generated source
-
+// The staging protocol: stage_init at kernel start; stage_start for the
+// current and the next task before the current one waits (megakernel.cuh
+// stage_ahead); stage_pump / stage_pump_all by thread 0 to issue the pieces
+// (during and after the wait); stage_wait by every thread before the staged
+// rows are read (linear.cuh); stage_drain at kernel exit. Without staging
+// (sm_80) they do nothing, and stage_rows is 0.
 #if LOOM_STAGE
-#ifndef LOOM_EMU   // (LOOM_EMU: emu.h)
 __device__ __forceinline__ void mbar_init(u64 *bar, u32 count)
 {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count)
@@ -356,12 +331,6 @@ __device__ __forceinline__ void mbar_expect(u64 *bar, u32 bytes)
                  ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
 }
 
-// A plain arrival (release at CTA scope: the caller's reads before it).
-__device__ __forceinline__ void mbar_arrive(u64 *bar)
-{
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(bar)) : "memory");
-}
-
 // Copy `bytes` (a multiple of 16, both addresses 16-byte aligned) global ->
 // shared with the bulk copy engine, completing on bar.
 __device__ __forceinline__ void bulk_copy(void *dst, const void *src, u32 bytes, u64 *bar)
@@ -372,11 +341,7 @@ __device__ __forceinline__ void bulk_copy(void *dst, const void *src, u32 bytes,
                  : "memory");
 }
 
-// Whether the phase of bar with parity `parity` has completed (acquire):
-// mbar_wait_once may suspend the thread a while before it says no (the
-// waits); mbar_peek answers at once (thread 0's issuing, which must not
-// stall its polls behind a copy in flight).
-__device__ __forceinline__ bool mbar_wait_once(u64 *bar, u32 parity)
+__device__ __forceinline__ bool mbar_test(u64 *bar, u32 parity)
 {
     u32 ok;
     asm volatile("{\n\t.reg .pred p;\n\t"
@@ -386,219 +351,105 @@ __device__ __forceinline__ bool mbar_wait_once(u64 *bar, u32 parity)
     return ok != 0;
 }
 
-__device__ __forceinline__ bool mbar_peek(u64 *bar, u32 parity)
+// Spins until the barrier's phase `parity` completed or timeout_ns passed.
+__device__ __forceinline__ bool mbar_wait_bounded(u64 *bar, u32 parity, u64 timeout_ns)
 {
-    u32 ok;
-    asm volatile("{\n\t.reg .pred p;\n\t"
-                 "mbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\n\t"
-                 "selp.u32 %0, 1, 0, p;\n\t}"
-                 : "=r"(ok) : "r"(smem_addr(bar)), "r"(parity) : "memory");
-    return ok != 0;
+    u64 t0 = 0;
+    for (int spin = 0; !mbar_test(bar, parity); spin++) {
+        if ((spin & 63) != 63)
+            continue;
+        u64 now = globaltimer();
+        if (t0 == 0)
+            t0 = now;
+        else if (now - t0 > timeout_ns)
+            return false;
+    }
+    return true;
 }
 
-// The slot's earlier reads (generic proxy) before the copy's writes (async
-// proxy).
-__device__ __forceinline__ void fence_proxy_async()
+__device__ __forceinline__ void stage_init()
 {
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-}
-
-__device__ __forceinline__ void fence_mbar_init()
-{
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-}
-#endif // LOOM_EMU
-
-// Rows of task k of the SM's list the stream carries (0: not linear).
-__device__ __forceinline__ int stage_task_rows(int k)
-{
-    const loom_dtask *t = LOOM_STASKS + k;
-    const loom_dop &d = LOOM_SOPS[t->op];
-    return loom_variant_linear(d.variant) ? stage_tile_rows(t->row_end - t->row_begin, d.cols) : 0;
-}
-
-// The stream's cursor from task k on to the first task with staged rows
-// (of the steps after when need be), at its first row.
-__device__ __forceinline__ void stage_seek(stage_state &sg)
-{
-    sg.row = 0;
-    while (sg.step < sg.n_steps && stage_task_rows(sg.k) == 0)
-        if (++sg.k == sg.n) {
-            sg.k = 0;
-            sg.step++;
-        }
-}
-
-__device__ __forceinline__ void stage_init(stage_state &sg, int n, int n_steps)
-{
-    sg = stage_state{0u, 0u, 0u, 0, 0, 0, n, n_steps};
-    bool any = false;   // a list without staged rows streams nothing
-    for (int k = 0; k < n; k++)
-        any |= stage_task_rows(k) > 0;
-    if (any)
-        stage_seek(sg);
-    else
-        sg.step = n_steps;
     if (threadIdx.x == 0) {
-        for (int s = 0; s < LOOM_STAGE_SLOTS; s++) {
-            mbar_init(LOOM_STAGE_FULL(s), 1);
-            mbar_init(LOOM_STAGE_EMPTY(s), LOOM_WARPS);
-        }
-        fence_mbar_init();
+        for (int s = 0; s < LOOM_STAGE_SLOTS; s++)
+            mbar_init(LOOM_STAGE_BAR(s), 1);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();
 }
 
-// Thread 0: issues pieces while the ring has a free slot, fewer than
-// LOOM_STAGE_INFLIGHT are in flight and the stream has any left.
+// Thread 0: the next piece of copy c, if any is left; false when none was.
+__device__ __forceinline__ bool stage_pump_one(stage_copy &c)
+{
+    if (c.issued >= c.bytes)
+        return false;
+    u32 n = c.bytes - c.issued;
+    if (LOOM_STAGE_CHUNK > 0 && n > (u32)LOOM_STAGE_CHUNK)
+        n = LOOM_STAGE_CHUNK;
+    bulk_copy(LOOM_STAGE_DATA(c.slot) + c.issued, c.src + c.issued, n, LOOM_STAGE_BAR(c.slot));
+    c.issued += n;
+    return true;
+}
+
+// Thread 0, before a poll: one piece, the current task's before the next's.
 __device__ __forceinline__ void stage_pump(stage_state &sg)
 {
-    constexpr u32 NS = LOOM_STAGE_SLOTS;
-    while (sg.q_land != sg.q_issue && mbar_peek(LOOM_STAGE_FULL(sg.q_land % NS), sg.q_land / NS & 1u))
-        sg.q_land++;
-    while (sg.q_issue - sg.q_land < (u32)LOOM_STAGE_INFLIGHT && sg.step < sg.n_steps) {
-        const u32 s = sg.q_issue % NS, use = sg.q_issue / NS;
-        if (!mbar_peek(LOOM_STAGE_EMPTY(s), (use & 1u) ^ 1u))   // use 0 passes
-            return;
-        const loom_dtask *t = LOOM_STASKS + sg.k;
-        const loom_dop &d = LOOM_SOPS[t->op];
-        const int rows = stage_task_rows(sg.k), per = stage_piece_rows(d.cols);
-        const int r = rows - sg.row < per ? rows - sg.row : per;
-        const u32 bytes = (u32)r * (u32)d.cols * 2u;
-        fence_proxy_async();
-        mbar_expect(LOOM_STAGE_FULL(s), bytes);
-        bulk_copy(LOOM_STAGE_DATA(s), (const bf16raw *)d.w + ((u64)t->row_begin + sg.row) * d.cols,
-                  bytes, LOOM_STAGE_FULL(s));
-        sg.q_issue++;
-        sg.row += r;
-        if (sg.row < rows)
-            continue;
-        if (++sg.k == sg.n) {   // the next linear task
-            sg.k = 0;
-            sg.step++;
-        }
-        stage_seek(sg);
+    if (!stage_pump_one(sg.cur))
+        stage_pump_one(sg.nxt);
+}
+
+// Thread 0: every piece of copy c not yet issued.
+__device__ __forceinline__ void stage_pump_all(stage_copy &c)
+{
+    while (stage_pump_one(c)) {
     }
 }
 
-// Every lane of a warp: waits until piece q has landed. Lane 0 spins
-// (thread 0 issuing pieces meanwhile: q may not be out yet), then each lane
-// tests once more, which acquires the copy's data for it, before any lane
-// goes on (an arrival could let the slot's next piece land before a test).
-// Bounded: false on timeout, alike in every lane.
-__device__ __forceinline__ bool stage_piece_wait(const loom_kparams &p, stage_state &sg, u32 q)
+// Starts copy c: `rows` rows of `cols` columns from src into slot `slot` for
+// task instance `tag`. The whole phase is expected on the slot's barrier at
+// once (thread 0), the pieces follow (stage_pump). The copy's writes (async
+// proxy) come after the slot's last reads by an earlier task (generic
+// proxy): the proxy fence orders them.
+__device__ __forceinline__ void stage_start(stage_state &sg, stage_copy &c, int slot, int tag,
+                                            const void *src, int rows, int cols)
 {
-    constexpr u32 NS = LOOM_STAGE_SLOTS;
-    u64 *bar = LOOM_STAGE_FULL(q % NS);
-    const u32 par = q / NS & 1u;
-    bool ok = true;
-    if ((threadIdx.x & 31) == 0) {
-        u64 t0 = 0;
-        for (int spin = 0;; spin++) {
-            if (threadIdx.x == 0) {
-                stage_pump(sg);
-                if (mbar_peek(bar, par))
-                    break;
-            } else if (mbar_wait_once(bar, par)) {
-                break;
-            }
-            if (LOOM_POLL_NS)   // as the counter wait (the emulator yields its core)
-                __nanosleep(LOOM_POLL_NS);
-            if ((spin & 63) != 63)
-                continue;
-            const u64 now = globaltimer();
-            if (t0 == 0) {
-                t0 = now;
-            } else if (now - t0 > p.timeout_ns) {
-                ok = false;
-                break;
-            }
-        }
+    c.src = (const char *)src;
+    c.bytes = (u32)rows * (u32)cols * 2u;
+    c.issued = 0;
+    c.tag = tag;
+    c.rows = rows;
+    c.slot = slot;
+    if (rows <= 0)
+        return;
+    if (threadIdx.x == 0) {
+        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+        mbar_expect(LOOM_STAGE_BAR(slot), c.bytes);
     }
-    ok = __shfl_sync(0xffffffffu, ok ? 1.0f : 0.0f, 0) != 0.0f;
-    ok = ok && mbar_peek(bar, par);
-    __syncwarp();   // every lane's test before the warp's arrival can free the slot
-    return ok;
-}
-
-// Every lane of a warp: pieces q0 + [seen, upto) waited for, in order;
-// seen becomes upto. A warp waits for every piece in order, also those it
-// does not read, before it is done with one: so it never arrives on a
-// slot's `empty` barrier for a piece not yet in the slot, and no phase of a
-// barrier is ever mistaken for another.
-__device__ __forceinline__ bool stage_see(const loom_kparams &p, stage_state &sg, u32 q0,
-                                          int &seen, int upto)
-{
-    for (; seen < upto; seen++)
-        if (!stage_piece_wait(p, sg, q0 + (u32)seen))
-            return false;
-    return true;
-}
-
-// Every lane of a warp: the warp is done with pieces q0 + [freed, upto);
-// freed becomes upto. Lane 0 arrives on their `empty` barriers, after
-// __syncwarp (the other lanes' reads of them are done too), each piece
-// waited for first if it was not yet (in order, each arrival before the
-// next wait: the next piece may need the slot this one frees).
-__device__ __forceinline__ bool stage_release_to(const loom_kparams &p, stage_state &sg, u32 q0,
-                                                 int &seen, int &freed, int upto)
-{
-    if (freed >= upto)
-        return true;
-    __syncwarp();
-    for (; freed < upto; freed++) {
-        if (freed >= seen) {
-            if (!stage_piece_wait(p, sg, q0 + (u32)freed))
-                return false;
-            seen = freed + 1;
-        }
-        if ((threadIdx.x & 31) == 0)
-            mbar_arrive(LOOM_STAGE_EMPTY((q0 + (u32)freed) % LOOM_STAGE_SLOTS));
-    }
-    return true;
-}
-
-// Row i of piece q (rows of `COLS` bf16).
-template <int COLS>
-__device__ __forceinline__ const bf16raw *stage_row(u32 q, int i)
-{
-    return (const bf16raw *)LOOM_STAGE_DATA(q % LOOM_STAGE_SLOTS) + (u64)i * COLS;
+    sg.pending |= 1u << slot;
 }
 
 // No bulk copy may still be writing into the shared memory of a CTA that is
-// gone (the run stopped, or a wait gave up with copies in flight): thread 0
-// waits for every piece issued to land.
+// gone (the run stopped or a wait gave up with copies in flight): every
+// piece issued, every started phase waited for.
 __device__ __forceinline__ void stage_drain(const loom_kparams &p, stage_state &sg)
 {
-    constexpr u32 NS = LOOM_STAGE_SLOTS;
     if (threadIdx.x != 0)
         return;
-    for (u32 q = sg.q_land; q != sg.q_issue; q++) {
-        u64 t0 = globaltimer();
-        while (!mbar_wait_once(LOOM_STAGE_FULL(q % NS), q / NS & 1u) &&
-               globaltimer() - t0 < p.timeout_ns) {
-        }
-    }
+    stage_pump_all(sg.cur);
+    stage_pump_all(sg.nxt);
+    for (int s = 0; s < LOOM_STAGE_SLOTS; s++)
+        if (sg.pending >> s & 1u)
+            mbar_wait_bounded(LOOM_STAGE_BAR(s), sg.parity >> s & 1u, p.timeout_ns);
 }
 #else
-__device__ __forceinline__ void stage_init(stage_state &sg, int n, int n_steps)
-{
-    sg = stage_state{0u, 0u, 0u, 0, 0, 0, n, n_steps};
-}
+__device__ __forceinline__ void stage_init() {}
 __device__ __forceinline__ void stage_pump(stage_state &) {}
-__device__ __forceinline__ bool stage_see(const loom_kparams &, stage_state &, u32, int &, int)
+__device__ __forceinline__ void stage_pump_all(stage_copy &) {}
+__device__ __forceinline__ void stage_start(stage_state &, stage_copy &c, int slot, int tag,
+                                            const void *, int, int)
 {
-    return true;
-}
-__device__ __forceinline__ bool stage_release_to(const loom_kparams &, stage_state &, u32, int &,
-                                                 int &, int)
-{
-    return true;
-}
-template <int COLS>
-__device__ __forceinline__ const bf16raw *stage_row(u32, int)
-{
-    return nullptr;
+    c.tag = tag;
+    c.rows = 0;
+    c.slot = slot;
 }
 __device__ __forceinline__ void stage_drain(const loom_kparams &, stage_state &) {}
 #endif // LOOM_STAGE
@@ -842,31 +693,13 @@ struct loom_wait_state {
     int failed;
 };
 
-// Every thread, after a vote that one timed out on the weight stream: the
-// error record names the task and counter -2 (staging), and the CTA's wait
-// verdict says exit. (Scalars: a reference to the kernel's parameters
-// would copy them to local memory.)
-__device__ __noinline__ void stage_fail(u64 error, int task_id, int step)
-{
-    if (threadIdx.x == 0) {
-        loom_kerror *err = (loom_kerror *)error;
-        if (atomicCAS(&err->flag, 0, -1) == 0) {
-            err->sm = blockIdx.x;
-            err->task = task_id;
-            err->counter = -2;
-            err->value = 0;
-            err->threshold = 0;
-            err->step = step;
-            __threadfence();
-            atomicExch(&err->flag, 1);
-        }
-        ((loom_wait_state *)loom_smem4)->verdict = LOOM_WAIT_EXIT;
-    }
-    __syncthreads();
-}
-
 // Polling a counter: acquire loads back to back; LOOM_POLL_NS > 0 sleeps
-// (defined at the top).
+// that long after the first miss, doubling up to 128 ns (on the H100 the
+// tight spin was 0.3% faster; relaxed loads plus one acquire fence were 1-7%
+// slower: docs/perf-notes.md v7).
+#ifndef LOOM_POLL_NS
+#define LOOM_POLL_NS 0
+#endif
 // A spin looks at the abort flag and the stop step once it has lasted this
 // long (ns).
 #ifndef LOOM_POLL_LOOK_NS
@@ -913,7 +746,7 @@ __device__ __forceinline__ int loom_wait_thread0(const loom_kparams &p, const lo
                 if (ns < 128)
                     ns <<= 1;
             }
-            stage_pump(sg);   // weights, as far as the ring and the pacing allow
+            stage_pump(sg);   // the next piece of the task's weights
             v = ld_acquire(c);
             if ((long long)v >= thr)
                 break;
@@ -956,13 +789,53 @@ __device__ __forceinline__ int loom_wait_all(const loom_kparams &p, const loom_d
 {
     if (threadIdx.x == 0) {
         ws->verdict = loom_wait_thread0(p, t, task_id, step, sg);
-        stage_pump(sg);
+        if (LOOM_LL != 2)   // the rest of this task's rows (LL 2: once it has its x, linear.cuh)
+            stage_pump_all(sg.cur);
     }
     __syncthreads();
     int v = ws->verdict;
     __syncthreads();
     return v;
 }
+
+#if LOOM_STAGE
+// Every thread: wait until the staged rows have landed; a CTA barrier. Bounded; the verdict
+// is the CTA's (a vote), so no thread is left behind at a barrier. On
+// timeout the error record names the task and counter -2 (staging), and the
+// CTA's wait verdict says exit.
+__device__ __forceinline__ bool stage_wait(const loom_kparams &p, stage_state &sg, int task_id,
+                                           int step)
+{
+    const int s = sg.cur.slot;
+    bool ok = mbar_wait_bounded(LOOM_STAGE_BAR(s), sg.parity >> s & 1u, p.timeout_ns);
+    sg.parity ^= 1u << s;
+    sg.pending &= ~(1u << s);
+    if (!__syncthreads_or(!ok))
+        return true;
+    if (threadIdx.x == 0) {
+        loom_kerror *err = (loom_kerror *)p.error;
+        if (atomicCAS(&err->flag, 0, -1) == 0) {
+            err->sm = blockIdx.x;
+            err->task = task_id;
+            err->counter = -2;
+            err->value = 0;
+            err->threshold = 0;
+            err->step = step;
+            __threadfence();
+            atomicExch(&err->flag, 1);
+        }
+        ((loom_wait_state *)loom_smem4)->verdict = LOOM_WAIT_EXIT;
+    }
+    __syncthreads();
+    return false;
+}
+#else
+__device__ __forceinline__ bool stage_wait(const loom_kparams &, stage_state &, int, int)
+{
+    __syncthreads();
+    return true;
+}
+#endif
 
 // ------------------------------------------------------------ activations
 
@@ -1194,12 +1067,6 @@ __device__ __forceinline__ void ld_act_n(const loom_kparams &p, u64 x,
 // words carry their own step), with LOOM_LL 2 there is none (t->signal -1)
 // and the barrier only keeps the next task's use of shared memory behind
 // this one's.
-// The thread that releases a task's counter: one outside thread 0's warp,
-// which issues the weight copies - a release (MEMBAR.GPU) waits for its
-// warp's copies still in flight (perf-notes v11, v15).
-#ifndef LOOM_SIGNAL_THREAD
-#define LOOM_SIGNAL_THREAD (LOOM_THREADS > 32 ? 32 : 0)
-#endif
 __device__ __forceinline__ int loom_signal(const loom_kparams &p, const loom_dtask *t,
                                            const loom_wait_state *ws)
 {
@@ -1209,7 +1076,7 @@ __device__ __forceinline__ int loom_signal(const loom_kparams &p, const loom_dta
     __syncthreads();
     if (*(const volatile int *)&ws->failed)
         return LOOM_WAIT_EXIT;
-    if (threadIdx.x == LOOM_SIGNAL_THREAD && t->signal >= 0) {
+    if (threadIdx.x == 0 && t->signal >= 0) {
         u32 *c = (u32 *)p.counters + (t->signal & ~LOOM_SIGNAL_RELAXED);
         if (t->signal & LOOM_SIGNAL_RELAXED)
             red_relaxed_add(c, 1u);

@@ -38,22 +38,30 @@ enum { LOOM_EPI_STORE = 0, LOOM_EPI_RESIDUAL = 1, LOOM_EPI_SILU_MUL = 2, LOOM_EP
 // chunk group (LOOM_LIN_UNROLL 16-byte vectors) of its first two rows.
 #define LOOM_PRELOAD (2 * LOOM_LIN_UNROLL)
 
-// Before the wait, without staging (sm_80; with it the rows stream
-// through the ring, common.cuh "Weight staging"): each warp loads the first
-// chunk group of its first row pair into registers (linear_task starts from
-// them), and the LOOM_PREFETCH_BYTES after them go toward L2.
+// Rows of linear task t's tile a staging slot takes: all, or as many as fit
+// rounded down to an even count (row pairs are both staged or both not).
+__device__ __forceinline__ int stage_rows(const loom_dtask *t, const loom_dop &d)
+{
+    const int rows = t->row_end - t->row_begin;
+    const int fit = LOOM_STAGE ? LOOM_STAGE_BYTES / (d.cols * 2) : 0;
+    return rows <= fit ? rows : (fit & ~1);
+}
+
+// Before the wait (weights depend on nothing; the staged rows are on their
+// way, megakernel.cuh stage_ahead): without staging, each warp loads the
+// first chunk group of its first row pair into registers (linear_task
+// starts from them); the LOOM_PREFETCH_BYTES after the staged rows go
+// toward L2.
 template <int COLS>
 __device__ __forceinline__ void linear_prefetch(const loom_dop &d, const loom_dtask *t,
-                                                uint4 (&pre)[LOOM_PRELOAD], stage_state &)
+                                                uint4 (&pre)[LOOM_PRELOAD], stage_state &sg)
 {
     constexpr int CH = COLS / 8, U = LOOM_LIN_UNROLL;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int rb = t->row_begin;
+    const int rb = t->row_begin, h = sg.cur.rows;
     const bf16raw *W = (const bf16raw *)d.w;
-    const int r0 = rb + 2 * warp;
-    if (LOOM_STAGE)
-        return;
-    if (r0 < t->row_end) {
+    const int r0 = rb + 2 * warp;   // with staging the tile's head is staged already
+    if (!LOOM_STAGE && r0 < t->row_end) {
         const int r1 = r0 + 1 < t->row_end ? r0 + 1 : r0;
 #pragma unroll
         for (int u = 0; u < U; u++) {
@@ -64,8 +72,8 @@ __device__ __forceinline__ void linear_prefetch(const loom_dop &d, const loom_dt
             }
         }
     }
-    const char *w = (const char *)d.w + (u64)rb * COLS * 2;
-    u64 bytes = (u64)(t->row_end - rb) * COLS * 2;
+    const char *w = (const char *)d.w + (u64)(rb + h) * COLS * 2;
+    u64 bytes = (u64)(t->row_end - rb - h) * COLS * 2;
     if (bytes > (u64)LOOM_PREFETCH_BYTES)
         bytes = (u64)LOOM_PREFETCH_BYTES;
     for (u64 off = (u64)threadIdx.x * 128; off < bytes; off += (u64)LOOM_THREADS * 128)
@@ -232,7 +240,7 @@ __device__ __forceinline__ bool linear_stage_x_ll(const loom_kparams &p, const l
         }
     }
     if (threadIdx.x == 0)
-        stage_pump(sg);
+        stage_pump_all(sg.cur);   // the rest of the tile's rows
     if (PRO == LOOM_PRO_RMSNORM) {
         ss = warp_sum(ss);
         if ((threadIdx.x & 31) == 0)
@@ -384,8 +392,8 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     ll_wait w = ll_begin(p, t, step, &sg, 0);
     if (PRO == LOOM_PRO_MERGE) {
         linear_stage_x_merge<COLS>(p, d, xs, w, xc);
-        if (threadIdx.x == 0)
-            stage_pump(sg);
+        if (LOOM_LL == 2 && threadIdx.x == 0)
+            stage_pump_all(sg.cur);   // no counter wait did (as linear_stage_x_ll)
     } else if (LOOM_LL) {
         linear_stage_x_ll<COLS, PRO>(p, d, xs, red, w, sg, xc);
     } else {
@@ -393,25 +401,26 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     }
     if (EPI == LOOM_EPI_ARGMAX)
         y += (LOOM_LOGITS_BY_STEP ? (u64)step : 0ull) * (u64)d.rows;
-    // One CTA barrier publishes xs and red; after it every thread sees
-    // whether one gave up on x.
-    __syncthreads();
+    // One CTA barrier publishes xs and red: the staging wait's when rows
+    // rb .. rb + h - 1 are staged in slot sg.cur.slot (h is 0 on sm_80),
+    // else a plain one. After it every thread sees whether one gave up on x.
+    const int h = sg.cur.rows;
+    if (h > 0) {
+        if (!stage_wait(p, sg, loom_task_id(t), step))
+            return;
+    } else {
+        __syncthreads();
+    }
     if (LOOM_LL && *(volatile int *)&((loom_wait_state *)loom_smem4)->failed)
         return;
     const u32 tag = w.tag;
     w.input = 1;   // resid from here on
+    // x is in: the next task's rows (two slots) may stream behind this
+    // task's own now.
     if (threadIdx.x == 0)
-        stage_pump(sg);
+        stage_pump_all(sg.nxt);
     const float inv = linear_norm_scale<COLS, PRO>(red);
-    // With staging the tile's rows come in pieces of R rows, the first
-    // being piece q0 of the ring; a warp waits for the pieces up to its row
-    // pair's (`seen`), and is done with every piece before its pair's, and
-    // after the pair with those before its next pair's (`freed`).
-    constexpr int R = stage_piece_rows(COLS);
-    const int rows = LOOM_STAGE ? stage_tile_rows(re - rb, COLS) : 0, np = (rows + R - 1) / R;
-    const u32 q0 = sg.q_cons;
-    int seen = 0, freed = 0;
-    bool ok = true;
+    const bf16raw *S = (const bf16raw *)LOOM_STAGE_DATA(sg.cur.slot);   // row rb
 
     // RESIDUAL: the warp's first pair's residuals are loaded now (lane 0),
     // their L2 round trip hidden behind the dot products: as raw words,
@@ -428,32 +437,14 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     for (int r0 = rb + 2 * warp; r0 < re; r0 += 2 * LOOM_WARPS) {
         const int r1 = r0 + 1 < re ? r0 + 1 : r0;
         float a0 = 0.0f, a1 = 0.0f;
-        const bool staged = LOOM_STAGE && r0 - rb < rows;   // (rows: whole pairs, or all)
-        if (staged) {
-            const int i0 = r0 - rb, i1 = r1 - rb;
-            // done with the pieces before the pair's before waiting for
-            // its own: a warp holds at most the two of its pair
-            ok = stage_release_to(p, sg, q0, seen, freed, i0 / R) &&
-                 stage_see(p, sg, q0, seen, i1 / R + 1);
-            if (!ok)
-                break;
-            dot_rows2<COLS, true>(stage_row<COLS>(q0 + (u32)(i0 / R), i0 % R),
-                                  stage_row<COLS>(q0 + (u32)(i1 / R), i1 % R), xs, a0, a1, pre,
-                                  false);
-        } else {
+        if (LOOM_STAGE && r0 < rb + h)
+            dot_rows2<COLS, true>(S + (u64)(r0 - rb) * COLS, S + (u64)(r1 - rb) * COLS, xs,
+                                  a0, a1, pre, false);
+        else
             dot_rows2<COLS, false>(W + (u64)r0 * COLS, W + (u64)r1 * COLS, xs, a0, a1, pre,
                                    !LOOM_STAGE && r0 == rb + 2 * warp);
-        }
         a0 = warp_sum(a0) * inv;
         a1 = warp_sum(a1) * inv;
-        if (LOOM_STAGE) {
-            const int next = r0 - rb + 2 * LOOM_WARPS;
-            ok = stage_release_to(p, sg, q0, seen, freed, next < rows ? next / R : np);
-            if (threadIdx.x == 0)
-                stage_pump(sg);
-            if (!ok)
-                break;
-        }
         if (lane != 0)
             continue;
         if (EPI == LOOM_EPI_SILU_MUL) {
@@ -501,17 +492,6 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
         }
     }
 #undef XC_OUT
-    if (LOOM_STAGE) {
-        // done with every piece of the tile (each warp waits for them all,
-        // so thread 0 has issued them before its next CTA barrier)
-        if (ok)
-            ok = stage_release_to(p, sg, q0, seen, freed, np);
-        sg.q_cons = q0 + (u32)np;
-        if (__syncthreads_or(!ok)) {
-            stage_fail(p.error, loom_task_id(t), step);
-            return;
-        }
-    }
     if (EPI == LOOM_EPI_ARGMAX) {
         __syncthreads();
         linear_argmax_reduce(d, t, best_v, best_r, red);

@@ -1,12 +1,38 @@
 // megakernel.cuh - the persistent kernel: one CTA per SM runs its task list
-// for every decode step. Per task: its weights keep streaming (they depend
-// on nothing: common.cuh "Weight staging"), wait on its counters, run it,
-// signal. The generated source
+// for every decode step. Per task: prefetch its weights (they depend on
+// nothing: bulk copy to shared memory, registers, L2), wait on its counters,
+// run it, signal. The generated source
 // defines loom_prefetch and loom_dispatch (a switch over op variants) before
 // including this file.
 //
 // defines: loom_megakernel
 #pragma once
+
+// Before task k of `step` waits: its rows staged (started a task ahead, or
+// now), and with two slots the copy for the next task on the list (the next
+// step's first when k is the last) started into the other slot, which no
+// task reads any more: its last reader ran before the current task.
+__device__ __forceinline__ void stage_ahead(stage_state &sg, int step, int k, int n, int n_steps)
+{
+    const loom_dtask *t = LOOM_STASKS + k;
+    const loom_dop &d = LOOM_SOPS[t->op];
+    const int tag = step * n + k + 1;
+    if (sg.nxt.tag == tag) {
+        sg.cur = sg.nxt;
+    } else {
+        const int slot = LOOM_STAGE_SLOTS > 1 ? 1 - sg.cur.slot : 0;
+        const bool lin = loom_variant_linear(d.variant);
+        stage_start(sg, sg.cur, slot, tag, (const bf16raw *)d.w + (u64)t->row_begin * d.cols,
+                    lin ? stage_rows(t, d) : 0, d.cols);
+    }
+    const int kn = k + 1 < n ? k + 1 : 0, sn = k + 1 < n ? step : step + 1;
+    const loom_dtask *tn = LOOM_STASKS + kn;
+    const loom_dop &dn = LOOM_SOPS[tn->op];
+    const bool ahead = LOOM_STAGE_SLOTS > 1 && sn < n_steps && loom_variant_linear(dn.variant);
+    stage_start(sg, sg.nxt, 1 - sg.cur.slot, ahead ? sn * n + kn + 1 : 0,
+                (const bf16raw *)dn.w + (u64)tn->row_begin * dn.cols, ahead ? stage_rows(tn, dn) : 0,
+                dn.cols);
+}
 
 extern "C" __global__ void __launch_bounds__(LOOM_THREADS, 1)
 loom_megakernel(const loom_kparams p)
@@ -30,9 +56,9 @@ loom_megakernel(const loom_kparams p)
         ws->failed = 0;
     __syncthreads();
 
-    stage_state sg;   // the weight stream (common.cuh "Weight staging")
-    uint4 pre[LOOM_PRELOAD];   // sm_80: a linear task's first weights, loaded before its wait
-    stage_init(sg, n, p.n_steps);
+    stage_state sg = {{nullptr, 0u, 0u, 0, 0, 0}, {nullptr, 0u, 0u, 0, 0, 1}, 0u, 0u};
+    uint4 pre[LOOM_PRELOAD];   // a linear task's first weights, loaded before its wait
+    stage_init();
     for (int step = 0; step < p.n_steps; step++) {
         // acq: a counter wait of this step has ended on this CTA, which makes
         // everything of the steps before visible to it (attention_prefetch)
@@ -45,8 +71,7 @@ loom_megakernel(const loom_kparams p)
             u64 *tr = loom_trace_slot(step, id);   // trace.cuh
             loom_trace_stamp(tr, 0);
 #endif
-            if (threadIdx.x == 0)
-                stage_pump(sg);   // weights do not wait
+            stage_ahead(sg, step, k, n, p.n_steps);   // weights do not wait
             loom_prefetch(p, d, t, step, acq, pre, sg);
             if (loom_wait_all(p, t, id, step, ws, sg) != LOOM_WAIT_OK)
                 goto out;
@@ -70,7 +95,7 @@ loom_megakernel(const loom_kparams p)
             loom_trace_stamp(tr, 3);   // signalled: the release issued
 #endif
             if (threadIdx.x == 0)
-                stage_pump(sg);
+                stage_pump_all(sg.nxt);   // not linear: after the release, which would wait for them
         }
     }
 out:
