@@ -5,7 +5,7 @@
  * every task of the program: in the single-CTA mode of emu_run one CTA runs
  * them all, more than the longest SM list the generated layout is sized
  * for; the page table moves behind them. The task scratch and the staging
- * ring keep their sizes; nothing else changes. */
+ * slots keep their sizes; nothing else changes. */
 #include "emu_common.h"
 
 /* The value of `#define NAME v` in src; -1 when absent. */

@@ -128,6 +128,20 @@ __device__ __forceinline__ void kv_row_load(const bf16raw *p, int n, float (&out
     }
 }
 
+// The lane's part of the K and V rows of position pos of KV head g from the
+// caches; positions from p1 on (past the tile's range) read as zeros.
+template <int HD, int EPL, bool VEC>
+__device__ __forceinline__ void kv_rows_load(const bf16raw *kc, const bf16raw *vc, int pos,
+                                             int p0, int p1, int g, float (&k)[EPL],
+                                             float (&v)[EPL])
+{
+    const int lane = threadIdx.x & 31;
+    const int nv = pos < p1 ? HD - lane * EPL : 0;
+    const u64 base = (kv_slot(pos < p1 ? pos : p0) * LOOM_N_KV + g) * HD + (u64)lane * EPL;
+    kv_row_load<EPL, VEC>(kc + base, nv, k);
+    kv_row_load<EPL, VEC>(vc + base, nv, v);
+}
+
 // The first batch of K/V rows is loaded into the preload registers (one
 // uint4 a position: the lane's 4 bf16 of K, then of V) before the wait:
 // plain counters (LOOM_LL 0, attention_prefetch), rows of 4 bf16 a lane,
@@ -288,14 +302,8 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
                            !(pos0 <= step && step < pos0 + LOOM_WARPS * PB);
         if (plain) {
 #pragma unroll
-            for (int b = 0; b < PB; b++) {
-                const int pos = pos0 + b * LOOM_WARPS;
-                const int nv = pos < p1 ? HD - lane * EPL : 0;
-                const u64 base =
-                    (kv_slot(pos < p1 ? pos : p0) * LOOM_N_KV + g) * HD + (u64)lane * EPL;
-                kv_row_load<EPL, VEC>(kc + base, nv, kv[b]);
-                kv_row_load<EPL, VEC>(vc + base, nv, vv[b]);
-            }
+            for (int b = 0; b < PB; b++)
+                kv_rows_load<HD, EPL, VEC>(kc, vc, pos0 + b * LOOM_WARPS, p0, p1, g, kv[b], vv[b]);
         }
 #pragma unroll
         for (int b = 0; b < PB && !plain; b++) {
@@ -318,11 +326,7 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
                 vv[b][2 % EPL] = bf16_lo(r.w);
                 vv[b][3 % EPL] = bf16_hi(r.w);
             } else {
-                const int nv = pos < p1 ? HD - lane * EPL : 0;
-                const u64 base =
-                    (kv_slot(pos < p1 ? pos : p0) * LOOM_N_KV + g) * HD + (u64)lane * EPL;
-                kv_row_load<EPL, VEC>(kc + base, nv, kv[b]);
-                kv_row_load<EPL, VEC>(vc + base, nv, vv[b]);
+                kv_rows_load<HD, EPL, VEC>(kc, vc, pos, p0, p1, g, kv[b], vv[b]);
             }
         }
         float sc[NS];
