@@ -195,7 +195,7 @@ static void build_layer(builder *b, int32_t l, int32_t *x)
     int64_t qkv_rows = (int64_t)(c->n_heads + 2 * c->n_kv_heads) * hd;
     int64_t kv_rows = (int64_t)g->n_pages * g->params.page_size;
     int32_t S = loom_attn_split_choice(&g->params, c->n_kv_heads);
-    bool fused = S > 1 && loom_attn_merge_fused(&g->params, S);
+    bool fused = loom_attn_merge_fused(&g->params, S);   /* false for S <= 1 */
     int32_t attn_norm, wqkv, bqkv = -1, qn = -1, kn = -1, wo, ffn_norm, wgu, wd;
     int32_t qkv, kc, vc, attn, part = -1, mid, act, xn;
     loom_op *op;

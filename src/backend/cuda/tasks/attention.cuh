@@ -104,6 +104,16 @@ __device__ __forceinline__ void attention_qkv(const loom_kparams &p, const loom_
 // this launch by other SMs) as floats, the first n of them valid (the rest
 // and n <= 0 read as zeros). VEC (HD == 32 * EPL, so p is aligned): one
 // vector load.
+// 4 bf16 (two words) as floats (EPL == 4).
+template <int EPL>
+__device__ __forceinline__ void bf16x4_unpack(u32 w0, u32 w1, float (&out)[EPL])
+{
+    out[0] = bf16_lo(w0);
+    out[1 % EPL] = bf16_hi(w0);
+    out[2 % EPL] = bf16_lo(w1);
+    out[3 % EPL] = bf16_hi(w1);
+}
+
 template <int EPL, bool VEC>
 __device__ __forceinline__ void kv_row_load(const bf16raw *p, int n, float (&out)[EPL])
 {
@@ -111,10 +121,7 @@ __device__ __forceinline__ void kv_row_load(const bf16raw *p, int n, float (&out
         uint2 v = make_uint2(0u, 0u);
         if (n > 0)
             v = ld_kv8(p);
-        out[0] = bf16_lo(v.x);
-        out[1 % EPL] = bf16_hi(v.x);
-        out[2 % EPL] = bf16_lo(v.y);
-        out[3 % EPL] = bf16_hi(v.y);
+        bf16x4_unpack<EPL>(v.x, v.y, out);
     } else if (VEC && EPL == 2) {
         u32 v = 0u;
         if (n > 0)
@@ -317,14 +324,8 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
                 }
             } else if (preloaded && first && pos < p1) {
                 const uint4 r = pre[b < LOOM_PRELOAD ? b : 0];   // EPL == 4
-                kv[b][0] = bf16_lo(r.x);
-                kv[b][1 % EPL] = bf16_hi(r.x);
-                kv[b][2 % EPL] = bf16_lo(r.y);
-                kv[b][3 % EPL] = bf16_hi(r.y);
-                vv[b][0] = bf16_lo(r.z);
-                vv[b][1 % EPL] = bf16_hi(r.z);
-                vv[b][2 % EPL] = bf16_lo(r.w);
-                vv[b][3 % EPL] = bf16_hi(r.w);
+                bf16x4_unpack<EPL>(r.x, r.y, kv[b]);
+                bf16x4_unpack<EPL>(r.z, r.w, vv[b]);
             } else {
                 kv_rows_load<HD, EPL, VEC>(kc, vc, pos, p0, p1, g, kv[b], vv[b]);
             }
