@@ -10,7 +10,8 @@
  *     checked once with a planted error.
  * (b) whole model: greedy tokens and per-step logits (rel L2 <= 1e-2) over
  *     40 steps, up to the first step where the two backends pick different
- *     tokens out of a near tie (which must be one).
+ *     tokens out of a near tie (which must be one); qwen3-0.6b also at 160
+ *     steps, and with 4 splits merged by an op and by the attention.
  * (c) a wait that can never be met (threshold mutated, skip_verify,
  *     wait_timeout_ms 300) ends in LOOM_ERR_TIMEOUT naming the SM, the task,
  *     the counter, its value and threshold.
@@ -49,14 +50,16 @@ static loom_model *open_preset(const char *name, uint64_t seed)
     return m;
 }
 
-/* ctx positions, split KV splits per group (0: the compiler's choice). */
+/* ctx positions, split KV splits per group (0: the compiler's choice),
+ * their merge (graph.h attn_merge; 0: the compiler's choice). */
 static loom_program *compile_at(const loom_model *m, bool skip_verify, int32_t ctx,
-                                int32_t split)
+                                int32_t split, int32_t merge)
 {
     loom_compile_params cp = loom_compile_default_params(g_sms);
     loom_program *p = NULL;
     cp.graph.max_context = ctx;
     cp.graph.attn_split = split;
+    cp.graph.attn_merge = merge;
     cp.graph.page_size = PAGE;
     cp.graph.record_logits = true;
     cp.skip_verify = skip_verify;
@@ -66,7 +69,7 @@ static loom_program *compile_at(const loom_model *m, bool skip_verify, int32_t c
 
 static loom_program *compile(const loom_model *m, bool skip_verify)
 {
-    return compile_at(m, skip_verify, CTX, 0);
+    return compile_at(m, skip_verify, CTX, 0, 0);
 }
 
 static void *create(const loom_backend_vtable *be, const loom_program *p, uint32_t timeout_ms)
@@ -336,13 +339,15 @@ static double rel_l2(const float *a, const float *b, int64_t n)
     return sqrt(num / (den > 0.0 ? den : 1.0));
 }
 
-/* (b) at ctx positions, split KV splits (0: the compiler's), steps steps
- * from a W_PROMPT-token prompt. */
-static void whole_model_at(const char *preset, int32_t ctx, int32_t split, int32_t steps)
+/* (b) at ctx positions, split KV splits (0: the compiler's) merged as
+ * `merge` says (0: the compiler's choice), steps steps from a
+ * W_PROMPT-token prompt. */
+static void whole_model_at(const char *preset, int32_t ctx, int32_t split, int32_t merge,
+                           int32_t steps)
 {
     uint64_t seed = loom_test_seed() ^ loom_fnv1a(preset) ^ 1;
     loom_model *m = open_preset(preset, seed);
-    loom_program *p = m ? compile_at(m, false, ctx, split) : NULL;
+    loom_program *p = m ? compile_at(m, false, ctx, split, merge) : NULL;
     void *gpu = NULL, *cpu = NULL;
     int32_t prompt[W_PROMPT], *tg = NULL, *tc = NULL;
     float *lg = NULL, *lc = NULL;
@@ -382,9 +387,9 @@ static void whole_model_at(const char *preset, int32_t ctx, int32_t split, int32
               tg[gi], tc[gi], (double)a, (double)b);
         break;
     }
-    printf("  %s (ctx %d, split %d): %d steps agree%s; GPU %.3f ms/step, total %.1f ms\n",
-           preset, ctx, split, k, k < steps ? " (then a near tie)" : "", rg.ms_per_step,
-           rg.total_ms);
+    printf("  %s (ctx %d, split %d, merge %d): %d steps agree%s; GPU %.3f ms/step, total "
+           "%.1f ms\n", preset, ctx, split, merge, k, k < steps ? " (then a near tie)" : "",
+           rg.ms_per_step, rg.total_ms);
 out:
     if (gpu)
         loom_cuda_backend.destroy(gpu);
@@ -400,7 +405,7 @@ out:
 
 static void whole_model(const char *preset)
 {
-    whole_model_at(preset, CTX, 0, W_STEPS);
+    whole_model_at(preset, CTX, 0, 0, W_STEPS);
 }
 
 static void test_whole_model(void)
@@ -411,7 +416,11 @@ static void test_whole_model(void)
     /* Attention tiles that read several batches of positions past the one
      * loaded before their wait (attention.cuh: the plain batches' loop):
      * 2 splits, 160 steps - split 1 spans up to 80 positions by the end. */
-    whole_model_at("qwen3-0.6b", 256, 2, 160);
+    whole_model_at("qwen3-0.6b", 256, 2, 0, 160);
+    /* 4 splits merged by an ATTN_MERGE op (1) and by the last tile of each
+     * group to finish (3, program.h arrive), whichever is the default. */
+    whole_model_at("qwen3-0.6b", CTX, 4, 1, W_STEPS);
+    whole_model_at("qwen3-0.6b", CTX, 4, 3, W_STEPS);
 }
 
 /* ------------------------------------------------------------------ (c) */

@@ -2,7 +2,8 @@
  * threads, each thread picking randomly among its ready SMs and sleeping
  * random short delays between tasks. Every task is deterministic and the
  * counters order every read after its write, so 100 runs with different
- * stress seeds must give bit-identical tokens and logits. The check is
+ * stress seeds must give bit-identical tokens and logits (also with split
+ * attention merged by whichever tile of a group arrives last). The check is
  * checked once with a planted race (a dropped wait), which stress mode must
  * expose within a few runs. */
 #include <stdlib.h>
@@ -72,10 +73,14 @@ static bool same(const outcome *a, const outcome *b, int32_t vocab)
            memcmp(a->logits, b->logits, (size_t)N_STEPS * vocab * sizeof(float)) == 0;
 }
 
-static loom_program *compile(const loom_model *m, bool skip_verify)
+/* split 0: the compiler's (1 at this context); merge: graph.h attn_merge */
+static loom_program *compile_split(const loom_model *m, bool skip_verify, int32_t split,
+                                   int32_t merge)
 {
     loom_compile_params cp = loom_compile_default_params(N_VIRTUAL);
     loom_program *p = NULL;
+    cp.graph.attn_split = split;
+    cp.graph.attn_merge = merge;
     cp.graph.max_context = CTX;
     cp.graph.page_size = 8;
     cp.graph.record_logits = true;
@@ -84,7 +89,12 @@ static loom_program *compile(const loom_model *m, bool skip_verify)
     return p;
 }
 
-static void stress_preset(const char *name)
+static loom_program *compile(const loom_model *m, bool skip_verify)
+{
+    return compile_split(m, skip_verify, 0, 0);
+}
+
+static void stress_preset_split(const char *name, int32_t split, int32_t merge)
 {
     loom_model_params mp = loom_model_default_params();
     loom_model *m = NULL;
@@ -97,7 +107,7 @@ static void stress_preset(const char *name)
     mp.seed = seed;
     CHECK_OK(loom_model_from_preset(name, mp, &m));
     if (m)
-        p = compile(m, false);
+        p = compile_split(m, false, split, merge);
     if (!p)
         goto out;
     int32_t vocab = m->cfg.vocab_size;
@@ -174,8 +184,13 @@ out:
     loom_model_free(m);
 }
 
+static void stress_preset(const char *name) { stress_preset_split(name, 0, 0); }
+
 static void test_stress_qwen3_tiny(void) { stress_preset("qwen3-tiny"); }
 static void test_stress_llama_tiny(void) { stress_preset("llama-tiny"); }
+/* 4 splits, each group merged by whichever of its tiles arrives last
+ * (program.h arrive): the order changes from run to run, the bits do not. */
+static void test_stress_merge_by_last(void) { stress_preset_split("qwen3-tiny", 4, 3); }
 
 /* The planted race: layer 0's attention tasks no longer wait for the qkv
  * tiles, so they may read qkv_out before it is written. Stress mode must
@@ -230,5 +245,6 @@ out:
     loom_model_free(m);
 }
 
-TEST_MAIN(TEST(test_stress_qwen3_tiny), TEST(test_stress_llama_tiny), TEST(test_stress_eos),
+TEST_MAIN(TEST(test_stress_qwen3_tiny), TEST(test_stress_llama_tiny),
+          TEST(test_stress_merge_by_last), TEST(test_stress_eos),
           TEST(test_planted_race_is_caught))

@@ -83,12 +83,14 @@ static int32_t check_layer(const loom_graph *g, int32_t i, int32_t l, int32_t *x
     if (S > 1) {
         check_shape(g, o->aux, 1, (int64_t)c->n_heads * S * (hd + 2), LOOM_ROLE_ACT,
                     LOOM_DTYPE_F32, "attn partials");
-        CHECK(o->y < 0, "L%d split attention writes partials only", l);
-        attn = o->aux;
-        fused = g->ops[i + 1].kind == LOOM_OP_LINEAR;
-        CHECK(fused == (g->params.attn_merge == 2) || g->params.attn_merge == 0,
-              "L%d merge: %s, asked %d", l, fused ? "fused" : "op", g->params.attn_merge);
-        if (!fused) {
+        /* the merge: in the attention (y set), o_proj's prologue or an op */
+        fused = o->y < 0 && g->ops[i + 1].kind == LOOM_OP_LINEAR;
+        int32_t mode = o->y >= 0 ? 3 : fused ? 2 : 1;
+        CHECK(mode == loom_attn_merge_mode(&g->params, S), "L%d merge: mode %d, asked %d", l,
+              mode, g->params.attn_merge);
+        if (mode == 1 || mode == 2)
+            attn = o->aux;
+        if (mode == 1) {
             o = &g->ops[++i];
             CHECK(o->kind == LOOM_OP_ATTN_MERGE && o->aux == g->ops[i - 1].aux && o->split == S,
                   "L%d merge", l);
@@ -120,18 +122,18 @@ static int32_t check_layer(const loom_graph *g, int32_t i, int32_t l, int32_t *x
     return i + 1;
 }
 
-/* Every preset unsplit, and split 3 with the merge as an op and fused
- * into o_proj's prologue (k = 0, 1, 2). */
+/* Every preset unsplit, and split 3 with the merge as an op, fused into
+ * o_proj's prologue and in the attention (attn_merge n % 4 = 0 .. 3). */
 static void test_ops_and_tensors(void)
 {
-    for (int n = 0; n < 9; n++) {
-        loom_model *m = load(tiny[n / 3]);
+    for (int n = 0; n < 12; n++) {
+        loom_model *m = load(tiny[n / 4]);
         loom_graph *g = NULL;
         loom_graph_params gp = params(8);
         if (!m)
             continue;
-        gp.attn_split = n % 3 ? 3 : 0;
-        gp.attn_merge = n % 3;
+        gp.attn_split = n % 4 ? 3 : 0;
+        gp.attn_merge = n % 4;
         CHECK_OK(loom_graph_build(m, gp, &g));
         if (!g) {
             loom_model_free(m);
@@ -193,7 +195,7 @@ static void test_bad_params(void)
     p.page_size = -1;
     CHECK(loom_graph_build(m, p, &g) == LOOM_ERR_INVALID_ARGUMENT && !g, "bad page size");
     p = params(8);
-    p.attn_merge = 3;
+    p.attn_merge = 4;
     CHECK(loom_graph_build(m, p, &g) == LOOM_ERR_INVALID_ARGUMENT && !g, "bad attn_merge");
     loom_model_free(m);
 }
@@ -304,14 +306,14 @@ static void test_attn_split_choice(void)
     }
 }
 
-/* The merge goes into o_proj's prologue only when the params (or, params
- * 0, LOOM_ATTN_MERGE) ask: it measured slower than the merge op. */
+/* The merge mode: 0 with no split; else as the params ask, or when they
+ * ask nothing (0) as LOOM_ATTN_MERGE does (1..3), else the op (1). */
 static void test_attn_merge_choice(void)
 {
-    struct { int32_t split, asked; const char *env; bool want; } k[] = {
-        {1, 0, NULL, false}, {1, 2, NULL, false}, {4, 0, NULL, false}, {16, 0, NULL, false},
-        {4, 1, NULL, false}, {4, 2, NULL, true},   {4, 0, "2", true},   {4, 1, "2", false},
-        {4, 0, "1", false},
+    struct { int32_t split, asked; const char *env; int32_t want; } k[] = {
+        {1, 0, NULL, 0}, {1, 2, NULL, 0}, {1, 0, "3", 0}, {4, 0, NULL, 1}, {16, 0, NULL, 1},
+        {4, 1, NULL, 1}, {4, 2, NULL, 2}, {4, 3, NULL, 3}, {4, 0, "2", 2}, {4, 1, "2", 1},
+        {4, 0, "1", 1},  {4, 0, "3", 3},  {4, 2, "3", 2}, {4, 0, "4", 1}, {4, 0, "x", 1},
     };
     for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
         loom_graph_params p = params(132);
@@ -320,8 +322,8 @@ static void test_attn_merge_choice(void)
             setenv("LOOM_ATTN_MERGE", k[i].env, 1);
         else
             unsetenv("LOOM_ATTN_MERGE");
-        bool f = loom_attn_merge_fused(&p, k[i].split);
-        CHECK(f == k[i].want, "split %d, asked %d, env %s: fused %d, want %d", k[i].split,
+        int32_t f = loom_attn_merge_mode(&p, k[i].split);
+        CHECK(f == k[i].want, "split %d, asked %d, env %s: mode %d, want %d", k[i].split,
               k[i].asked, k[i].env ? k[i].env : "-", f, k[i].want);
     }
     unsetenv("LOOM_ATTN_MERGE");

@@ -1,7 +1,8 @@
 /* test_verifier.c - the static verifier accepts every compiled preset and
  * catches planted bugs: a missing dependency, a wrong threshold (both ways),
- * overlapping writes, a cyclic order (deadlock), a step race and a write
- * racing an earlier step's read. */
+ * overlapping writes, a cyclic order (deadlock), a step race, a write
+ * racing an earlier step's read, and in an attention merged by its last
+ * tile: a consumer not waiting for the merge, miscounted arrivals. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,6 +103,15 @@ static void test_tiny_presets_pass(void)
             CHECK(st == LOOM_OK, "%s at %d SMs, logits, split 3: %s", names[i], sms[j],
                   loom_last_error());
             loom_program_free(p);
+            for (int32_t merge = 1; merge <= 3; merge++) {   /* op, o_proj, attention */
+                cp.graph.attn_merge = merge;
+                cp.graph.max_batch = 1 + merge % 2;   /* batch 2 for 1 and 3 */
+                cp.graph.record_logits = cp.graph.max_batch == 1;
+                st = loom_compile(m, cp, &p);
+                CHECK(st == LOOM_OK, "%s at %d SMs, split 3, merge %d: %s", names[i], sms[j],
+                      merge, loom_last_error());
+                loom_program_free(p);
+            }
         }
         loom_model_free(m);
     }
@@ -116,8 +126,13 @@ static void test_big_presets_pass(void)
         loom_program *p = NULL;
         if (!m)
             continue;
-        loom_status st = loom_compile(m, loom_compile_default_params(132), &p);
+        loom_compile_params cp = loom_compile_default_params(132);
+        loom_status st = loom_compile(m, cp, &p);
         CHECK(st == LOOM_OK, "%s at 132 SMs: %s", names[i], loom_last_error());
+        loom_program_free(p);
+        cp.graph.attn_merge = 3;   /* merged by the attention */
+        st = loom_compile(m, cp, &p);
+        CHECK(st == LOOM_OK, "%s at 132 SMs, merge 3: %s", names[i], loom_last_error());
         loom_program_free(p);
         loom_model_free(m);
     }
@@ -306,7 +321,51 @@ out:
     loom_model_free(m);
 }
 
+/* A split attention merged by the last tile of each group to arrive
+ * (program.h arrive): the merge is checked as an instance of its own. */
+static void test_merge_by_last_tile(void)
+{
+    loom_model *m = load("qwen3-tiny");
+    loom_compile_params cp = loom_compile_default_params(8);
+    loom_program *p = NULL;
+
+    if (!m)
+        return;
+    cp.skip_verify = true;
+    cp.graph.attn_split = 3;
+    cp.graph.attn_merge = 3;
+    CHECK_OK(loom_compile(m, cp, &p));
+    if (!p)
+        goto out;
+    CHECK_OK(loom_verify(p));
+    int32_t a = find_task(p, 1, "attn", 4), o = find_task(p, 1, "o_proj", 5);
+    CHECK(a >= 0 && o >= 0 && p->tasks[a].arrive >= 0 && p->tasks[o].n_waits == 1,
+          "L1.attn[4] arriving, L1.o_proj[5] with one wait");
+    if (a < 0 || o < 0 || p->tasks[a].arrive < 0)
+        goto out;
+    /* o_proj may read the merged heads before the merge wrote them */
+    p->tasks[o].n_waits = 0;
+    expect_fail(p, "no wait on the merge", "missing dependency", "the merge of group");
+    p->tasks[o].n_waits = 1;
+    /* a tile that does not arrive signals on its own: one signal too many */
+    int32_t arrive = p->tasks[a].arrive;
+    p->tasks[a].arrive = -1;
+    expect_fail(p, "a tile not arriving", "signals per step", "L1.attn");
+    /* a tile of group 1 arriving at group 0's counter */
+    p->tasks[a].arrive = arrive - p->tasks[a].group;
+    expect_fail(p, "arriving at another group's counter", "signals per step", ".arrive.g");
+    p->tasks[a].arrive = arrive;
+    /* the last arrival one too early: its merge reads a partial unwritten */
+    p->counters[arrive].signals--;
+    expect_fail(p, "an arrival counted short", "signals per step", ".arrive.g");
+    p->counters[arrive].signals++;
+    CHECK_OK(loom_verify(p));
+out:
+    loom_program_free(p);
+    loom_model_free(m);
+}
+
 TEST_MAIN(TEST(test_tiny_presets_pass), TEST(test_big_presets_pass),
-          TEST(test_missing_dependency), TEST(test_wrong_threshold),
+          TEST(test_merge_by_last_tile), TEST(test_missing_dependency), TEST(test_wrong_threshold),
           TEST(test_overlapping_write), TEST(test_cyclic_order), TEST(test_step_race),
           TEST(test_write_after_read))

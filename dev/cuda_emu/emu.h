@@ -107,6 +107,7 @@ inline int __popc(unsigned x) { return __builtin_popcount(x); }
 inline unsigned ld_acquire(const unsigned *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 inline void red_release_add(unsigned *p, unsigned v) { __atomic_fetch_add(p, v, __ATOMIC_RELEASE); }
 inline void red_relaxed_add(unsigned *p, unsigned v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+inline unsigned atom_acq_rel_add(unsigned *p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL); }
 
 // The dynamic shared memory of the calling thread's CTA.
 float4 *emu_smem();

@@ -108,7 +108,7 @@ int main(int argc, char **argv)
         dop[i] = (loom_dop){addr(o->x), addr(o->y), addr(o->w), addr(o->norm), addr(o->norm2),
                             addr(o->bias), addr(o->resid), addr(o->aux), addr(o->kcache),
                             addr(o->vcache), variant[i], o->rows, o->cols, o->n_tiles,
-                            o->split > 0 ? o->split : 1, {0}};
+                            o->split > 0 ? o->split : 1, loom_cuda_op_arrive(p, i), {0}};
     }
     dop[g->op_argmax].n_tiles = g->ops[g->op_lm_head].n_tiles;
     dop[g->op_argmax].aux = addr(g->ops[g->op_lm_head].aux);

@@ -57,6 +57,15 @@ for p in ${PRESETS:-qwen3-tiny qwen2-tiny llama-tiny}; do
         for g in 0 1; do
             LOOM_ATTN_MERGE=2 EMU_GRID=$g "$O/run_fused" "$p" "$NP" "$NS" || fails=$((fails + 1))
         done
+        # ... and merged by the last tile of each group to arrive (program.h
+        # arrive), also with LL words.
+        for ll in 0 2; do
+            LOOM_CUDA_LL=$ll LOOM_ATTN_MERGE=3 build "$p" last
+            for g in 0 1; do
+                LOOM_CUDA_LL=$ll LOOM_ATTN_MERGE=3 EMU_GRID=$g "$O/run_last" "$p" "$NP" "$NS" ||
+                    fails=$((fails + 1))
+            done
+        done
         # The LL activations (LOOM_CUDA_LL 1 and 2, common.cuh), not the
         # default: one CTA and the per-SM lists, and a planted LL input.
         [ -n "$LOOM_CUDA_LL" ] || for ll in 1 2; do

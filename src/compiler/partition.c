@@ -6,7 +6,9 @@
  * gets one tile per group, attention n_kv * split tiles.
  *
  * Counters are per group where producer and consumer tiles line up
- * (qkv g -> attention tiles of g -> merge g), per op otherwise.
+ * (qkv g -> attention tiles of g -> merge g), per op otherwise. A split
+ * attention that merges itself (no attn_merge op) has its tiles of group g
+ * arrive at a counter of g; the last of them merges and signals.
  * embed at step k waits on argmax of step k - 1 (step_offset -1).
  *
  * defines: loom_partition, loom_attn_split_choice, loom_linear_tile_count,
@@ -45,22 +47,24 @@ int32_t loom_attn_split_choice(const loom_graph_params *p, int32_t n_kv_heads)
     return s < 1 ? 1 : s;
 }
 
-/* The merge goes into o_proj's prologue only when asked: every o_proj tile
- * then reads all heads' partials (n_heads * split * (head_dim + 2) floats)
+/* Where a split attention's partials are merged (graph.h attn_merge):
+ * params->attn_merge when set, else (0) LOOM_ATTN_MERGE (experiments: 1, 2,
+ * 3), else an ATTN_MERGE op. In o_proj's prologue (2) every o_proj tile
+ * reads all heads' partials (n_heads * split * (head_dim + 2) floats)
  * instead of the merged vector, and that measured slower than the merge op
  * and its hop at every split tried (H200, perf-notes v14: 0.6B split 4
  * 0.746 vs 0.737 ms, 8B 4.143 vs 4.015; split 16 at 4096 positions 17%
  * slower). */
-bool loom_attn_merge_fused(const loom_graph_params *p, int32_t split)
+int32_t loom_attn_merge_mode(const loom_graph_params *p, int32_t split)
 {
-    const char *force = getenv("LOOM_ATTN_MERGE");    /* experiments: 1 op, 2 fused */
+    const char *force = getenv("LOOM_ATTN_MERGE");
     int32_t mode = p->attn_merge;
 
     if (split <= 1)
-        return false;
-    if (mode == 0 && force && (atoi(force) == 1 || atoi(force) == 2))
+        return 0;
+    if (mode == 0 && force && atoi(force) >= 1 && atoi(force) <= 3)
         mode = atoi(force);
-    return mode == 2;
+    return mode == 0 ? LOOM_MERGE_OP : mode;
 }
 
 /* Weight bytes a linear tile may hold: no limit (one tile per SM and op)
@@ -149,7 +153,7 @@ static loom_status add_counter(part *s, int32_t op, const char *name, int32_t *i
 }
 
 static loom_status add_task(part *s, int32_t op, int32_t rb, int32_t re, int32_t group,
-                            int32_t split, int32_t signal)
+                            int32_t split, int32_t signal, int32_t arrive)
 {
     loom_program *p = s->p;
     loom_status st = grow((void **)&p->tasks, &s->cap_tasks, p->n_tasks, sizeof *p->tasks);
@@ -164,7 +168,10 @@ static loom_status add_task(part *s, int32_t op, int32_t rb, int32_t re, int32_t
     t->group = group;
     t->split = split;
     t->signal = signal;
-    p->counters[signal].signals++;
+    t->arrive = arrive;
+    /* the tasks arriving at one counter signal once a step: the last */
+    if (arrive < 0 || ++p->counters[arrive].signals == 1)
+        p->counters[signal].signals++;
     p->n_tasks++;
     return LOOM_OK;
 }
@@ -180,7 +187,9 @@ static void op_label(const loom_op *o, char *buf, size_t len)
 
 /* Counters of op i: one per group for qkv and for split attention followed
  * by a merge op (group by group), one for the op otherwise (o_proj with
- * the merge in its prologue reads every group's partials). */
+ * the merge in its prologue reads every group's partials); a split
+ * attention that merges itself also has one per group its tiles arrive at
+ * (the last merges the group), after the op's. */
 static loom_status make_counters(part *s, int32_t i)
 {
     const loom_graph *g = s->p->graph;
@@ -189,6 +198,7 @@ static loom_status make_counters(part *s, int32_t i)
     bool per_group = (o->kind == LOOM_OP_LINEAR && strcmp(o->name, "qkv") == 0) ||
                      (o->kind == LOOM_OP_ATTENTION && o->split > 1 && i + 1 < g->n_ops &&
                       g->ops[i + 1].kind == LOOM_OP_ATTN_MERGE);
+    bool arrive = o->kind == LOOM_OP_ATTENTION && o->split > 1 && o->y >= 0;
     int32_t n = per_group ? g->cfg.n_kv_heads : 1, id;
 
     op_label(o, label, sizeof label);
@@ -199,6 +209,12 @@ static loom_status make_counters(part *s, int32_t i)
             snprintf(name, sizeof name, "%s.g%d", label, k);
         else
             snprintf(name, sizeof name, "%s", label);
+        loom_status st = add_counter(s, i, name, &id);
+        if (st != LOOM_OK)
+            return st;
+    }
+    for (int32_t k = 0; arrive && k < g->cfg.n_kv_heads; k++) {
+        snprintf(name, sizeof name, "%s.arrive.g%d", label, k);
         loom_status st = add_counter(s, i, name, &id);
         if (st != LOOM_OK)
             return st;
@@ -227,7 +243,7 @@ static loom_status make_tasks(part *s, int32_t i)
         n = n < 1 ? 1 : n > 4 ? 4 : n;
         for (int32_t t = 0; t < n && st == LOOM_OK; t++)
             st = add_task(s, i, cut(c->hidden_size, n, t), cut(c->hidden_size, n, t + 1),
-                          -1, -1, ctr);
+                          -1, -1, ctr, -1);
         break;
     }
     case LOOM_OP_LINEAR:
@@ -237,27 +253,28 @@ static loom_status make_tasks(part *s, int32_t i)
             for (int32_t gr = 0; gr < kv; gr++)
                 for (int32_t t = 0; t < n && st == LOOM_OK; t++)
                     st = add_task(s, i, gr * per + cut(per, n, t), gr * per + cut(per, n, t + 1),
-                                  gr, -1, ctr + gr);
+                                  gr, -1, ctr + gr, -1);
         } else {
             int32_t unit = o->epi == LOOM_EPI_SILU_MUL ? 2 : 1;
             int32_t n = loom_linear_tile_count(o->rows, o->cols, n_sms, unit);
             int64_t units = o->rows / unit;
             for (int32_t t = 0; t < n && st == LOOM_OK; t++)
                 st = add_task(s, i, unit * cut(units, n, t), unit * cut(units, n, t + 1),
-                              -1, -1, ctr);
+                              -1, -1, ctr, -1);
         }
         break;
     case LOOM_OP_ATTENTION:
         for (int32_t gr = 0; gr < kv; gr++)
             for (int32_t sp = 0; sp < o->split && st == LOOM_OK; sp++)
-                st = add_task(s, i, 0, 0, gr, sp, s->op_per_group[i] ? ctr + gr : ctr);
+                st = add_task(s, i, 0, 0, gr, sp, s->op_per_group[i] ? ctr + gr : ctr,
+                              o->split > 1 && o->y >= 0 ? ctr + 1 + gr : -1);
         break;
     case LOOM_OP_ATTN_MERGE:
         for (int32_t gr = 0; gr < kv && st == LOOM_OK; gr++)
-            st = add_task(s, i, 0, 0, gr, -1, ctr);
+            st = add_task(s, i, 0, 0, gr, -1, ctr, -1);
         break;
     case LOOM_OP_ARGMAX:
-        st = add_task(s, i, 0, 0, -1, -1, ctr);
+        st = add_task(s, i, 0, 0, -1, -1, ctr, -1);
         break;
     default:
         return loom_fail(LOOM_ERR_UNSUPPORTED, "partition: op '%s': unknown kind %d", o->name,
@@ -325,6 +342,10 @@ static void task_cost(const loom_graph *g, const loom_task *t, double *bytes, do
         double ctx = (double)loom_cost_context(g) / o->split, kv = t->split == 0 ? 2 : 0;
         *bytes = B * (2 * ctx * hd * 2 + (2 * G + kv) * hd * 4 + kv * hd * 2) + hd * 2 * 4;
         *flops = B * (4 * G * hd * ctx + (G + kv) * hd * 10);
+        /* merging itself: the last tile of the group merges, so the
+         * group's signal comes a merge after its slowest tile */
+        if (o->split > 1 && o->y >= 0)
+            *bytes += B * (G * o->split * (hd + 2) * 4 + G * hd * 4);
         break;
     }
     case LOOM_OP_ATTN_MERGE:

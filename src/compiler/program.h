@@ -8,6 +8,11 @@
  *             for w in task.waits: spin until counter[w.counter] >=
  *                                  w.needed * (step + 1 + w.step_offset)   (acquire)
  *             run task (op, tile) for this step
+ *             if task.arrive >= 0:                                      (acq_rel)
+ *                 n = counter[task.arrive] += 1
+ *                 if n < counters[task.arrive].signals * (step + 1): next task
+ *                 (the last of the tasks arriving there this step: it
+ *                 finishes their op's work - ATTENTION's merge - and signals)
  *             if task.signal >= 0: counter[task.signal] += 1               (release)
  *
  * Counters start at 0 at the start of a run and are never reset between
@@ -42,6 +47,10 @@ typedef struct loom_task {
     int32_t   n_waits;
     loom_wait waits[LOOM_MAX_WAITS];
     int32_t   signal;      /* counter to add 1 to when done; -1 none         */
+    int32_t   arrive;      /* counter the task arrives at before it signals,
+                              -1 none (above): only the last arrival of a
+                              step signals; every task arriving at a counter
+                              signals the same one                         */
     float     est_us;      /* cost model estimate                            */
     uint64_t  bytes;       /* bytes the task reads + writes (cost model)     */
 } loom_task;
@@ -49,7 +58,9 @@ typedef struct loom_task {
 typedef struct loom_counter_info {
     char    name[48];      /* "L3.qkv.g2", "L3.o_proj", "argmax"            */
     int32_t op;            /* op whose tasks signal it                      */
-    int32_t signals;       /* tasks signalling it per step                  */
+    int32_t signals;       /* tasks signalling it per step (the tasks that
+                              arrive at one counter count once); for a
+                              counter tasks arrive at: the arrivals per step */
 } loom_counter_info;
 
 typedef struct loom_program {

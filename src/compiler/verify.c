@@ -27,6 +27,14 @@
  *     data); a write must happen after the previous write (overlapping
  *     writes) and after every read since it (a later step's write racing an
  *     earlier step's read).
+ *  Tasks that arrive at a counter (program.h arrive): each is a producer of
+ *  that counter and of the counter they signal; the simulation lets the
+ *  last arrival of a step signal. What that last one does for the group
+ *  (ATTENTION's merge) is an instance of its own, a "merge instance" with
+ *  no SM: its clock is the join of the step's arrivals (the acq_rel adds
+ *  chain them), anything happens before it that happens before one of
+ *  them, and it happens before what every one of them happens before. Its
+ *  regions are replayed after the group's last task in task order.
  *  The first violation is reported (LOOM_ERR_VERIFY) by op, layer, tile, step.
  *
  * defines: loom_verify */
@@ -62,7 +70,10 @@ typedef struct vstate {
     int32_t *sm_len;             /* [n_sms]                                  */
     int32_t *vc;                 /* [n_inst * n_sms]                          */
     uint8_t *done;               /* [n_inst]                                 */
-    int32_t *prod_off, *prod;    /* producers of each counter (CSR)          */
+    int32_t *prod_off, *prod;    /* producers of each counter (CSR): its
+                                    signallers and the tasks arriving at it   */
+    int32_t *last_arrival;       /* [n_counters] the highest task arriving at
+                                    it, -1 none                              */
     int32_t *join;               /* [n_counters * n_steps * n_sms]           */
     uint8_t *join_ok;            /* [n_counters * n_steps]                   */
     shadow *sh;                  /* [n_tensors]                              */
@@ -83,6 +94,16 @@ static void describe(const vstate *v, int32_t inst, char *buf, size_t len)
     const loom_op *o = &v->g->ops[t->op];
     char name[64];
 
+    if (inst >= v->n_inst) {   /* a merge instance: counter, step */
+        int32_t c = (inst - v->n_inst) % v->p->n_counters;
+        step = (inst - v->n_inst) / v->p->n_counters;
+        t = &v->p->tasks[v->last_arrival[c]];
+        o = &v->g->ops[t->op];
+        snprintf(buf, len, "the merge of group %d by the last tile to arrive at '%s' (op %s "
+                 "'%s', layer %d, step %d)", t->group, v->p->counters[c].name,
+                 loom_op_kind_name(o->kind), o->name, o->layer, step);
+        return;
+    }
     loom_task_name(v->p, task, name, sizeof name);
     snprintf(buf, len, "%s (op %s '%s', layer %d, tile %d, step %d)", name,
              loom_op_kind_name(o->kind), o->name, o->layer, t->tile, step);
@@ -153,6 +174,11 @@ static loom_status check_task_fields(const loom_program *p, int32_t k)
     if (t->signal < -1 || t->signal >= p->n_counters)
         return loom_fail(LOOM_ERR_VERIFY, "verify: %s signals counter %d of %d", d, t->signal,
                          p->n_counters);
+    if (t->arrive < -1 || t->arrive >= p->n_counters ||
+        (t->arrive >= 0 && (t->signal < 0 || t->arrive == t->signal)))
+        return loom_fail(LOOM_ERR_VERIFY, "verify: %s arrives at counter %d of %d and signals "
+                         "%d (need a counter of its own and a signal)", d, t->arrive,
+                         p->n_counters, t->signal);
     for (int32_t w = 0; w < t->n_waits; w++) {
         const loom_wait *wt = &t->waits[w];
         if (wt->counter < 0 || wt->counter >= p->n_counters)
@@ -165,56 +191,91 @@ static loom_status check_task_fields(const loom_program *p, int32_t k)
     return LOOM_OK;
 }
 
-/* Fills the producer lists and checks every threshold against them. */
+/* Fills the producer lists and checks every threshold against them: a
+ * counter gets a signal per step from each task signalling it that arrives
+ * nowhere, one from each group of tasks arriving at one counter, and (a
+ * counter tasks arrive at) one from each of those. */
 static loom_status check_counters(vstate *v)
 {
     const loom_program *p = v->p;
     int32_t nc = p->n_counters;
+    int32_t *have = calloc((size_t)nc + 1, sizeof *have);
+    int32_t *fill = calloc((size_t)nc + 1, sizeof *fill);
     char d[128];
-    loom_status st;
+    loom_status st = LOOM_OK;
 
-    for (int32_t k = 0; k < p->n_tasks; k++) {
-        st = check_task_fields(p, k);
-        if (st != LOOM_OK)
-            return st;
-        if (p->tasks[k].signal >= 0)
-            v->prod_off[p->tasks[k].signal + 1]++;
+    if (!have || !fill) {
+        st = loom_fail(LOOM_ERR_OUT_OF_MEMORY, "verify: %d counters", nc);
+        goto out;
     }
     for (int32_t c = 0; c < nc; c++)
-        v->prod_off[c + 1] += v->prod_off[c];
-    {
-        int32_t *fill = calloc((size_t)nc + 1, sizeof *fill);
-        if (!fill)
-            return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "verify: %d counters", nc);
-        for (int32_t k = 0; k < p->n_tasks; k++) {
-            int32_t c = p->tasks[k].signal;
-            if (c >= 0)
-                v->prod[v->prod_off[c] + fill[c]++] = k;
+        v->last_arrival[c] = -1;
+    for (int32_t k = 0; k < p->n_tasks && st == LOOM_OK; k++) {
+        const loom_task *t = &p->tasks[k];
+        st = check_task_fields(p, k);
+        if (st != LOOM_OK)
+            break;
+        if (t->signal >= 0)
+            v->prod_off[t->signal + 1]++;
+        if (t->arrive < 0) {
+            have[t->signal + 1]++;   /* [0]: no signal */
+            continue;
         }
-        free(fill);
+        int32_t a = t->arrive, first = v->last_arrival[a];
+        if (first < 0)
+            have[t->signal + 1]++;
+        else if (p->tasks[first].signal != t->signal) {
+            describe_task(p, k, d, sizeof d);
+            st = loom_fail(LOOM_ERR_VERIFY, "verify: %s arrives at '%s' and signals '%s', "
+                           "another task arriving there '%s'", d, p->counters[a].name,
+                           p->counters[t->signal].name, p->counters[p->tasks[first].signal].name);
+        }
+        have[a + 1]++;
+        v->prod_off[a + 1]++;
+        v->last_arrival[a] = k;
     }
-    for (int32_t c = 0; c < nc; c++) {
-        int32_t have = v->prod_off[c + 1] - v->prod_off[c];
-        if (p->counters[c].signals != have)
-            return loom_fail(LOOM_ERR_VERIFY, "verify: counter '%s' says %d signals per step, "
-                             "%d tasks signal it", p->counters[c].name, p->counters[c].signals,
-                             have);
+    for (int32_t k = 0; k < p->n_tasks && st == LOOM_OK; k++) {
+        int32_t c = p->tasks[k].signal;
+        if (c >= 0 && v->last_arrival[c] >= 0) {
+            describe_task(p, k, d, sizeof d);
+            st = loom_fail(LOOM_ERR_VERIFY, "verify: %s signals '%s', which tasks arrive at",
+                           d, p->counters[c].name);
+        }
     }
+    if (st != LOOM_OK)
+        goto out;
+    for (int32_t c = 0; c < nc; c++)
+        v->prod_off[c + 1] += v->prod_off[c];
     for (int32_t k = 0; k < p->n_tasks; k++) {
+        int32_t c = p->tasks[k].signal, a = p->tasks[k].arrive;
+        if (c >= 0)
+            v->prod[v->prod_off[c] + fill[c]++] = k;
+        if (a >= 0)
+            v->prod[v->prod_off[a] + fill[a]++] = k;
+    }
+    for (int32_t c = 0; c < nc && st == LOOM_OK; c++)
+        if (p->counters[c].signals != have[c + 1])
+            st = loom_fail(LOOM_ERR_VERIFY, "verify: counter '%s' says %d signals per step, "
+                           "it gets %d", p->counters[c].name, p->counters[c].signals,
+                           have[c + 1]);
+    for (int32_t k = 0; k < p->n_tasks && st == LOOM_OK; k++) {
         const loom_task *t = &p->tasks[k];
         for (int32_t w = 0; w < t->n_waits; w++) {
             int32_t c = t->waits[w].counter;
-            int32_t have = v->prod_off[c + 1] - v->prod_off[c];
-            if (t->waits[w].needed != have) {
+            if (t->waits[w].needed != have[c + 1]) {
                 describe_task(p, k, d, sizeof d);
-                return loom_fail(LOOM_ERR_VERIFY,
-                                 "verify: wrong threshold: %s waits for %d signals per step of "
-                                 "counter '%s', which gets %d per step", d,
-                                 t->waits[w].needed, p->counters[c].name, have);
+                st = loom_fail(LOOM_ERR_VERIFY,
+                               "verify: wrong threshold: %s waits for %d signals per step of "
+                               "counter '%s', which gets %d per step", d,
+                               t->waits[w].needed, p->counters[c].name, have[c + 1]);
+                break;
             }
         }
     }
-    return LOOM_OK;
+out:
+    free(have);
+    free(fill);
+    return st;
 }
 
 /* ------------------------------------------------------------ simulation */
@@ -225,9 +286,27 @@ static inline int32_t upos(const vstate *v, int32_t inst)
     return step * v->sm_len[v->sm_of[task]] + v->pos_of[task] + 1;
 }
 
-static inline bool hb(const vstate *v, int32_t a, int32_t b)
+/* The clock of an instance, or of a merge instance (the join of its
+ * arrivals, which producers_join keeps). */
+static inline const int32_t *clock_of(const vstate *v, int32_t inst)
 {
-    return v->vc[(size_t)b * v->n_sms + v->sm_of[a % v->n_tasks]] >= upos(v, a);
+    if (inst < v->n_inst)
+        return v->vc + (size_t)inst * v->n_sms;
+    int32_t c = (inst - v->n_inst) % v->p->n_counters, k = (inst - v->n_inst) / v->p->n_counters;
+    return v->join + ((size_t)c * v->n_steps + k) * v->n_sms;
+}
+
+/* a happens before b; a merge instance when each of its arrivals does. */
+static bool hb(const vstate *v, int32_t a, int32_t b)
+{
+    if (a >= v->n_inst) {
+        int32_t c = (a - v->n_inst) % v->p->n_counters, k = (a - v->n_inst) / v->p->n_counters;
+        for (int32_t i = v->prod_off[c]; i < v->prod_off[c + 1]; i++)
+            if (!hb(v, k * v->n_tasks + v->prod[i], b))
+                return false;
+        return true;
+    }
+    return clock_of(v, b)[v->sm_of[a % v->n_tasks]] >= upos(v, a);
 }
 
 static void vc_join(int32_t *dst, const int32_t *src, int32_t n)
@@ -325,6 +404,31 @@ static loom_status report_deadlock(const vstate *v, const int32_t *cur, const in
     return loom_fail(LOOM_ERR_VERIFY, "verify: deadlock");
 }
 
+/* After instance inst ran: its signal; a task that arrives at a counter
+ * signals only as the step's last arrival, whose merge instance gets the
+ * join of the step's arrivals (producers_join). */
+static loom_status arrive(vstate *v, int32_t inst, int64_t *cnt)
+{
+    const loom_task *t = &v->p->tasks[inst % v->n_tasks];
+    int32_t step = inst / v->n_tasks, a = t->arrive, missing = -1;
+    char d[160], e[160];
+
+    if (a >= 0) {
+        if (++cnt[a] < (int64_t)v->p->counters[a].signals * (step + 1))
+            return LOOM_OK;
+        if (!producers_join(v, a, step, &missing)) {
+            describe(v, inst, d, sizeof d);
+            describe(v, missing, e, sizeof e);
+            return loom_fail(LOOM_ERR_VERIFY, "verify: %s is the last of its step to arrive at "
+                             "'%s' while %s has not: arrivals of consecutive steps are not "
+                             "ordered", d, v->p->counters[a].name, e);
+        }
+    }
+    if (t->signal >= 0)
+        cnt[t->signal]++;
+    return LOOM_OK;
+}
+
 static loom_status simulate(vstate *v)
 {
     int64_t *cnt = calloc((size_t)v->p->n_counters + 1, sizeof *cnt);
@@ -348,8 +452,9 @@ static loom_status simulate(vstate *v)
                 st = run_instance(v, s, cur[s], inst);
                 if (st != LOOM_OK)
                     goto out;
-                if (v->p->tasks[task].signal >= 0)
-                    cnt[v->p->tasks[task].signal]++;
+                st = arrive(v, inst, cnt);
+                if (st != LOOM_OK)
+                    goto out;
                 cur[s]++;
                 left--;
                 progress = true;
@@ -512,14 +617,23 @@ static void attention_regions(vstate *v, const loom_op *o, const loom_task *t, i
                   true);
 }
 
+/* The merge of group grp: its partials in (all splits), its heads out. */
+static void merge_regions(vstate *v, const loom_op *o, int32_t grp)
+{
+    const loom_config *c = &v->g->cfg;
+    int64_t hd = c->head_dim, G = c->n_heads / c->n_kv_heads, n = G * o->split * (hd + 2);
+
+    emit_cols(v, o->aux, grp * n, (grp + 1) * n, false);
+    emit_cols(v, o->y, grp * G * hd, (grp + 1) * G * hd, true);
+}
+
 /* Element ranges task instance (task, step) reads and writes. */
 static void task_regions(vstate *v, int32_t task, int32_t step)
 {
     const loom_graph *g = v->g;
     const loom_task *t = &v->p->tasks[task];
     const loom_op *o = &g->ops[t->op];
-    const loom_config *c = &g->cfg;
-    int64_t hd = c->head_dim, G = c->n_heads / c->n_kv_heads, tok_cols = g->params.max_context + 1;
+    int64_t tok_cols = g->params.max_context + 1;
 
     v->n_acc = 0;
     switch (o->kind) {
@@ -534,9 +648,7 @@ static void task_regions(vstate *v, int32_t task, int32_t step)
         attention_regions(v, o, t, step);
         break;
     case LOOM_OP_ATTN_MERGE:
-        emit_cols(v, o->aux, t->group * G * o->split * (hd + 2),
-                  (t->group + 1) * G * o->split * (hd + 2), false);
-        emit_cols(v, o->y, t->group * G * hd, (t->group + 1) * G * hd, true);
+        merge_regions(v, o, t->group);
         break;
     case LOOM_OP_ARGMAX:
         emit_cols(v, o->x, 0, g->tensors[o->x].cols, false);
@@ -555,13 +667,13 @@ static int32_t *clock_alloc(vstate *v)
     if (v->n_free > 0) {
         c = v->free_clocks[--v->n_free];
     } else {
-        c = malloc((size_t)v->n_sms * sizeof *c);
+        c = malloc(((size_t)v->n_sms + 1) * sizeof *c);
         if (!c) {
             v->oom = true;
             return NULL;
         }
     }
-    for (int32_t s = 0; s < v->n_sms; s++)
+    for (int32_t s = 0; s <= v->n_sms; s++)
         c[s] = -1;
     return c;
 }
@@ -688,7 +800,8 @@ static loom_status write_error(vstate *v, int32_t inst, const access *a, const s
 static loom_status apply(vstate *v, int32_t inst, const access *a)
 {
     const loom_gtensor *t = &v->g->tensors[a->tensor];
-    int32_t sm = v->sm_of[inst % v->n_tasks];
+    /* readers: one slot per SM, the last for merge instances */
+    int32_t sm = inst < v->n_inst ? v->sm_of[inst % v->n_tasks] : v->n_sms;
     shadow *sh;
     char d[160];
 
@@ -718,12 +831,22 @@ static loom_status apply(vstate *v, int32_t inst, const access *a)
                 return read_error(v, inst, a, sg);
             if (!sg->readers && !(sg->readers = clock_alloc(v)))
                 return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "verify: reader clocks");
+            int32_t r = sg->readers[sm];
+            if (sm == v->n_sms && r >= 0 && r != inst && !hb(v, r, inst)) {
+                char e[160];
+                describe(v, inst, d, sizeof d);
+                describe(v, r, e, sizeof e);
+                return loom_fail(LOOM_ERR_VERIFY, "verify: %s and %s, not ordered, both read "
+                                 "'%s' elements [%lld, %lld) (the verifier keeps one merge "
+                                 "reader)", e, d, t->name, (long long)sg->lo,
+                                 (long long)sg->hi);
+            }
             sg->readers[sm] = inst;
             continue;
         }
         if (sg->writer >= 0 && sg->writer != inst && !hb(v, sg->writer, inst))
             return write_error(v, inst, a, sg, sg->writer, false);
-        for (int32_t s = 0; sg->readers && s < v->n_sms; s++) {
+        for (int32_t s = 0; sg->readers && s <= v->n_sms; s++) {
             int32_t r = sg->readers[s];
             if (r >= 0 && r != inst && !hb(v, r, inst))
                 return write_error(v, inst, a, sg, r, true);
@@ -735,24 +858,41 @@ static loom_status apply(vstate *v, int32_t inst, const access *a)
     return LOOM_OK;
 }
 
+/* Applies the regions v->acc holds for instance inst: its reads, then its
+ * writes. */
+static loom_status apply_all(vstate *v, int32_t inst)
+{
+    if (v->oom)
+        return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "verify: regions");
+    for (int pass = 0; pass < 2; pass++) {
+        for (int32_t i = 0; i < v->n_acc; i++) {
+            if (v->acc[i].write != (pass == 1))
+                continue;
+            loom_status st = apply(v, inst, &v->acc[i]);
+            if (st != LOOM_OK)
+                return st;
+        }
+    }
+    return LOOM_OK;
+}
+
 static loom_status check_regions(vstate *v)
 {
     for (int32_t step = 0; step < v->n_steps; step++) {
         for (int32_t k = 0; k < v->n_tasks; k++) {
-            int32_t inst = step * v->n_tasks + k;
+            const loom_task *t = &v->p->tasks[k];
             task_regions(v, k, step);
-            if (v->oom)
-                return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "verify: regions");
-            /* a task reads its inputs, then writes its outputs */
-            for (int pass = 0; pass < 2; pass++) {
-                for (int32_t i = 0; i < v->n_acc; i++) {
-                    if (v->acc[i].write != (pass == 1))
-                        continue;
-                    loom_status st = apply(v, inst, &v->acc[i]);
-                    if (st != LOOM_OK)
-                        return st;
-                }
-            }
+            loom_status st = apply_all(v, step * v->n_tasks + k);
+            if (st != LOOM_OK)
+                return st;
+            /* the group's merge after its last task */
+            if (t->arrive < 0 || v->last_arrival[t->arrive] != k)
+                continue;
+            v->n_acc = 0;
+            merge_regions(v, &v->g->ops[t->op], t->group);
+            st = apply_all(v, v->n_inst + step * v->p->n_counters + t->arrive);
+            if (st != LOOM_OK)
+                return st;
         }
     }
     return LOOM_OK;
@@ -769,6 +909,7 @@ static void vstate_free(vstate *v)
     free(v->done);
     free(v->prod_off);
     free(v->prod);
+    free(v->last_arrival);
     free(v->join);
     free(v->join_ok);
     if (v->sh) {
@@ -806,12 +947,13 @@ static loom_status vstate_init(vstate *v, const loom_program *p)
     v->vc = calloc((size_t)(v->n_inst ? v->n_inst : 1) * p->n_sms, sizeof *v->vc);
     v->done = calloc((size_t)(v->n_inst ? v->n_inst : 1), 1);
     v->prod_off = calloc((size_t)nc + 1, sizeof *v->prod_off);
-    v->prod = malloc((size_t)nt * sizeof *v->prod);
+    v->prod = malloc((size_t)nt * 2 * sizeof *v->prod);   /* signal and arrive */
+    v->last_arrival = malloc((size_t)(nc ? nc : 1) * sizeof *v->last_arrival);
     v->join = calloc((size_t)(nc ? nc : 1) * v->n_steps * p->n_sms, sizeof *v->join);
     v->join_ok = calloc((size_t)(nc ? nc : 1) * v->n_steps, 1);
     v->sh = calloc((size_t)p->graph->n_tensors, sizeof *v->sh);
     if (!v->sm_of || !v->pos_of || !v->sm_len || !v->vc || !v->done || !v->prod_off ||
-        !v->prod || !v->join || !v->join_ok || !v->sh)
+        !v->prod || !v->last_arrival || !v->join || !v->join_ok || !v->sh)
         return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "verify: %d tasks x %d SMs x %d steps",
                          p->n_tasks, p->n_sms, v->n_steps);
     return LOOM_OK;

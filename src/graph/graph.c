@@ -5,8 +5,8 @@
  *   embed -> per layer: qkv -> attn [-> attn_merge] -> o_proj
  *                       -> gate_up -> down
  *
- * (with a split attention, the merge is an op or o_proj's prologue:
- * loom_attn_merge_fused)
+ * (with a split attention, the merge is an op, o_proj's prologue or the
+ * attention's own: loom_attn_merge_mode)
  *         -> lm_head -> argmax
  *
  * Every layer has its own activation tensors (x_l, qkv_l, attn_l,
@@ -159,9 +159,10 @@ static loom_status resolve_params(const loom_model *m, loom_graph_params *p)
     if (p->attn_split < 0 || p->attn_split > p->max_context)
         return loom_fail(LOOM_ERR_INVALID_ARGUMENT, "graph: attn_split %d outside 0..%d",
                          p->attn_split, p->max_context);
-    if (p->attn_merge < 0 || p->attn_merge > 2)
+    if (p->attn_merge < 0 || p->attn_merge > 3)
         return loom_fail(LOOM_ERR_INVALID_ARGUMENT,
-                         "graph: attn_merge %d outside 0..2 (0 chosen, 1 op, 2 fused)",
+                         "graph: attn_merge %d outside 0..3 (0 chosen, 1 op, 2 o_proj, "
+                         "3 attention)",
                          p->attn_merge);
     if (p->record_logits && p->max_batch != 1)
         return loom_fail(LOOM_ERR_UNSUPPORTED,
@@ -195,7 +196,8 @@ static void build_layer(builder *b, int32_t l, int32_t *x)
     int64_t qkv_rows = (int64_t)(c->n_heads + 2 * c->n_kv_heads) * hd;
     int64_t kv_rows = (int64_t)g->n_pages * g->params.page_size;
     int32_t S = loom_attn_split_choice(&g->params, c->n_kv_heads);
-    bool fused = loom_attn_merge_fused(&g->params, S);   /* false for S <= 1 */
+    int32_t merge = loom_attn_merge_mode(&g->params, S);   /* 0 for S <= 1 */
+    bool fused = merge == LOOM_MERGE_OPROJ;
     int32_t attn_norm, wqkv, bqkv = -1, qn = -1, kn = -1, wo, ffn_norm, wgu, wd;
     int32_t qkv, kc, vc, attn, part = -1, mid, act, xn;
     loom_op *op;
@@ -243,7 +245,7 @@ static void build_layer(builder *b, int32_t l, int32_t *x)
     op = add_op(b, LOOM_OP_ATTENTION, l, "attn");
     if (op) {
         op->x = qkv;
-        op->y = S > 1 ? -1 : attn;
+        op->y = S > 1 && merge != LOOM_MERGE_ATTN ? -1 : attn;
         op->aux = part;
         op->norm = qn;
         op->norm2 = kn;
@@ -252,7 +254,7 @@ static void build_layer(builder *b, int32_t l, int32_t *x)
         op->w = g->t_rope_inv_freq;
         op->split = S;
     }
-    if (S > 1 && !fused) {
+    if (merge == LOOM_MERGE_OP) {
         op = add_op(b, LOOM_OP_ATTN_MERGE, l, "attn_merge");
         if (op) {
             op->aux = part;

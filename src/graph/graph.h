@@ -45,7 +45,10 @@
  *               split == 1: y[head] = softmax-weighted sum of V (normalised)
  *               split  > 1: aux[b, head, s] = {o[hd] unnormalised, m, l}
  *                           (m = max score, l = sum exp(score - m);
- *                           empty chunk: m = -inf, l = 0, o = 0)
+ *                           empty chunk: m = -inf, l = 0, o = 0), and
+ *                           with y (the merge in the attention): y made
+ *                           from aux as ATTN_MERGE does, by the group's
+ *                           last tile to finish (program.h: arrive)
  *               RoPE is Hugging Face's rotate-half: for i < hd/2, angle =
  *               pos * inv_freq[i] (fp32), (a, b) = (x[i], x[i + hd/2]),
  *               out[i] = a cos - b sin, out[i + hd/2] = b cos + a sin
@@ -128,8 +131,9 @@ typedef struct loom_graph_params {
     int32_t max_context;       /* positions per sequence                      */
     int32_t page_size;         /* KV positions per page                       */
     int32_t attn_split;        /* KV splits per group; 0 = chosen from n_sms   */
-    int32_t attn_merge;        /* split > 1: 0 chosen (an op), 1 an ATTN_MERGE
-                                  op, 2 fused into o_proj (pro MERGE)        */
+    int32_t attn_merge;        /* split > 1: 0 chosen, 1 an ATTN_MERGE op,
+                                  2 fused into o_proj (pro MERGE), 3 in the
+                                  attention (its group's last tile merges)  */
     int32_t n_sms;             /* target workers (tile counts scale with it)  */
     bool    record_logits;     /* logits tensor has max_context rows          */
 } loom_graph_params;

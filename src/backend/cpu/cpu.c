@@ -542,11 +542,22 @@ static bool try_sm(worker *wk, vsm *v)
     loom_cpu_run_task(p, &s->bufs, task, v->step, ctx->req->n_prompt, wk->scratch, &token);
     if (p->graph->ops[t->op].kind == LOOM_OP_ARGMAX)
         after_argmax(ctx, v->step, token);
+    /* Arriving (program.h): the step's last arrival, whose acq_rel add
+     * follows every other's, merges the group and signals; the others
+     * do not signal. */
+    bool last = true;
+    if (t->arrive >= 0) {
+        uint64_t n = (uint64_t)atomic_fetch_add_explicit(&s->counters[t->arrive], 1u,
+                                                         memory_order_acq_rel) + 1;
+        last = n >= (uint64_t)p->counters[t->arrive].signals * (uint64_t)(v->step + 1);
+        if (last)
+            loom_cpu_run_merge(p, &s->bufs, task, v->step);
+    }
     /* The end is stamped before the release: a consumer's run begin (after
      * its acquire) is never before its producers' ends. */
     if (slot)
         slot[2] = now_ns();
-    if (t->signal >= 0)
+    if (last && t->signal >= 0)
         atomic_fetch_add_explicit(&s->counters[t->signal], 1u, memory_order_release);
     /* Signalled: after the release (no signal: right after the end). */
     if (slot)

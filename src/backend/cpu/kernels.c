@@ -397,3 +397,13 @@ void loom_cpu_run_task(const loom_program *p, const loom_cpu_bufs *m, int32_t ta
         }
     }
 }
+
+void loom_cpu_run_merge(const loom_program *p, const loom_cpu_bufs *m, int32_t task,
+                        int32_t step)
+{
+    const loom_task *t = &p->tasks[task];
+    int32_t B = p->graph->params.max_batch > 0 ? p->graph->params.max_batch : 1;
+
+    for (int32_t b = 0; b < B; b++)
+        loom_cpu_attn_merge(m, &p->graph->ops[t->op], t, b, step);
+}

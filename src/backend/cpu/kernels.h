@@ -49,6 +49,11 @@ int32_t loom_cpu_argmax(const loom_cpu_bufs *m, const loom_op *op, int32_t b,
 void loom_cpu_run_task(const loom_program *p, const loom_cpu_bufs *m, int32_t task,
                        int32_t step, int32_t n_prompt, float *scratch, int32_t *token);
 
+/* The merge of task `task`'s group (an ATTENTION that merges itself: the
+ * last of the group's tiles to arrive runs it) for every sequence. */
+void loom_cpu_run_merge(const loom_program *p, const loom_cpu_bufs *m, int32_t task,
+                        int32_t step);
+
 /* Address of KV position pos of sequence b, KV head h (head_dim bf16). */
 uint16_t *loom_cpu_kv_at(const loom_cpu_bufs *m, int32_t cache, int32_t b, int32_t pos,
                          int32_t h);

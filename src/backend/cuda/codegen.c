@@ -71,6 +71,12 @@ static int32_t group_size(const loom_graph *g)
     return g->cfg.n_heads / g->cfg.n_kv_heads;
 }
 
+/* An ATTENTION that merges its own partials (graph.h: split > 1 and y). */
+static bool op_merges(const loom_op *op)
+{
+    return op->kind == LOOM_OP_ATTENTION && op->split > 1 && op->y >= 0;
+}
+
 /* Two ops share a variant when they instantiate the same template. */
 static bool same_variant(const loom_op *a, const loom_op *b)
 {
@@ -84,7 +90,8 @@ static bool same_variant(const loom_op *a, const loom_op *b)
                (a->bias >= 0) == (b->bias >= 0) &&
                (a->pro != LOOM_PRO_MERGE || a->split == b->split);
     case LOOM_OP_ATTENTION:
-        return (a->norm >= 0) == (b->norm >= 0) && (a->norm2 >= 0) == (b->norm2 >= 0);
+        return (a->norm >= 0) == (b->norm >= 0) && (a->norm2 >= 0) == (b->norm2 >= 0) &&
+               op_merges(a) == op_merges(b);
     default:
         return true;
     }
@@ -213,8 +220,8 @@ static int64_t scratch_bytes(const loom_program *p)
             b = ((int64_t)op->cols + 2 * WARPS) * 4;
         else if (op->kind == LOOM_OP_ATTENTION)   /* attention.cuh attn_smem */
             b = (G * hd + WARPS * G * (hd + 2) + hd + 3 * hd) * 4;
-        else if (op->kind == LOOM_OP_ATTN_MERGE)   /* the group's partials */
-            b = G * op->split * (hd + 2) * 4;
+        if (op->kind == LOOM_OP_ATTN_MERGE || op_merges(op))   /* the group's partials */
+            b = b > G * op->split * (hd + 2) * 4 ? b : G * op->split * (hd + 2) * 4;
         if (b > need)
             need = b;
     }
@@ -327,6 +334,14 @@ void loom_cuda_task_table(const loom_program *p, loom_dtask *dt)
     }
 }
 
+int32_t loom_cuda_op_arrive(const loom_program *p, int32_t op)
+{
+    for (int32_t i = 0; i < p->n_tasks; i++)
+        if (p->tasks[i].op == op && p->tasks[i].arrive >= 0)
+            return p->tasks[i].arrive - p->tasks[i].group;
+    return -1;
+}
+
 /* With LL on, what the kernels read as LL words must be LL tensors, and
  * the step must fit the tag's 24 bits. */
 static loom_status check_ll(const loom_program *p)
@@ -412,6 +427,13 @@ static loom_status check_shapes(const loom_program *p)
             return loom_fail(LOOM_ERR_UNSUPPORTED,
                              "cuda codegen: task %d of '%s' (layer %d): rows [%d, %d) split a "
                              "gate/up pair", i, op->name, op->layer, t->row_begin, t->row_end);
+        /* attention.cuh attn_arrive: group g's counter is the op's + g */
+        if ((t->arrive >= 0) != op_merges(op) ||
+            (t->arrive >= 0 && t->arrive != loom_cuda_op_arrive(p, t->op) + t->group))
+            return loom_fail(LOOM_ERR_UNSUPPORTED,
+                             "cuda codegen: task %d of '%s' (layer %d, group %d) arrives at "
+                             "counter %d (need the op's first + group, and an attention that "
+                             "merges itself)", i, op->name, op->layer, t->group, t->arrive);
     }
     loom_status st = check_ll(p);
     if (st != LOOM_OK)
@@ -496,8 +518,9 @@ static void emit_case(sbuf *b, const loom_graph *g, const loom_op *op, int32_t v
             (int)op->epi, op->bias >= 0 ? "true" : "false");
         break;
     case LOOM_OP_ATTENTION:
-        put(b, "attention_task<%d, %d, %s, %s>(p, d, t, step, acq, pre); break;", hd, G,
-            op->norm >= 0 ? "true" : "false", op->norm2 >= 0 ? "true" : "false");
+        put(b, "attention_task<%d, %d, %s, %s, %s>(p, d, t, step, acq, pre); break;", hd, G,
+            op->norm >= 0 ? "true" : "false", op->norm2 >= 0 ? "true" : "false",
+            op_merges(op) ? "true" : "false");
         break;
     case LOOM_OP_ATTN_MERGE:
         put(b, "attn_merge_task<%d, %d>(p, d, t, step); break;", hd, G);

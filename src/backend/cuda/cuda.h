@@ -46,7 +46,9 @@ typedef struct loom_dop {
     int32_t  rows, cols;
     int32_t  n_tiles;
     int32_t  split;
-    int32_t  pad[3];
+    int32_t  arrive;            /* ATTENTION merging itself: the counter group 0's
+                                   tiles arrive at (group g: arrive + g), else -1 */
+    int32_t  pad[2];
 } loom_dop;
 
 /* The error record a timed-out wait fills (first one wins). */
@@ -114,6 +116,10 @@ void loom_cuda_op_variants(const loom_program *p, int32_t *variant, int32_t *n_v
 int loom_cuda_ll_mode(void);
 bool loom_cuda_tensor_ll(const loom_graph *g, int32_t tensor);
 void loom_cuda_task_table(const loom_program *p, loom_dtask *dt);
+
+/* loom_dop.arrive of op `op`: the counter its tiles of group 0 arrive at
+ * (program.h arrive; group g's: + g, which codegen checks), -1 none. */
+int32_t loom_cuda_op_arrive(const loom_program *p, int32_t op);
 
 /* Emits the CUDA C of p's megakernel: deterministic (same program, same
  * bytes), the model's shapes as compile-time constants. *source is malloc'd

@@ -244,6 +244,7 @@ static loom_status upload_tables(cuda_state *s)
         dop[i].cols = op->cols;
         dop[i].n_tiles = op->n_tiles;
         dop[i].split = op->split > 0 ? op->split : 1;
+        dop[i].arrive = loom_cuda_op_arrive(p, i);
     }
     /* ARGMAX reads the lm_head partials: their tile count. */
     if (g->op_argmax >= 0 && g->op_lm_head >= 0) {

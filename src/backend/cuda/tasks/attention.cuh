@@ -16,6 +16,9 @@
 // then merged through shared memory. split == 1 writes the normalised output,
 // split > 1 the partials {o, m, l} (empty chunk: o = 0, m = -inf, l = 0).
 //
+// ATTENTION merging itself (MERGE, graph.h): the group's last tile to finish
+// merges its partials as ATTN_MERGE does (attn_arrive).
+//
 // defines: attention_task, attn_merge_task
 #pragma once
 
@@ -243,9 +246,81 @@ __device__ __forceinline__ void attention_prefetch(const loom_kparams &p, const 
     }
 }
 
+// The merge of group g: its partials (G heads x split x {o, m, l}) first
+// into shared memory, 8 words per thread in flight (attention's scratch
+// holds them: split <= 16 <= LOOM_WARPS), then one thread per (head,
+// element).
+template <int HD, int G>
+__device__ __forceinline__ void attn_merge_group(const loom_kparams &p, const loom_dop &d,
+                                                 int g, ll_wait &w)
+{
+    constexpr int ST = HD + 2, K = 8;
+    const int split = d.split, n = G * split * ST, e0 = g * n;
+    float *ps = LOOM_SMEM;
+
+    for (int j0 = threadIdx.x; j0 < n; j0 += K * LOOM_THREADS) {
+        int idx[K];
+        float v[K];
+#pragma unroll
+        for (int k = 0; k < K; k++)
+            idx[k] = j0 + k * LOOM_THREADS < n ? e0 + j0 + k * LOOM_THREADS : -1;
+        ld_act_n(p, d.aux, idx, v, w);
+#pragma unroll
+        for (int k = 0; k < K; k++)
+            if (idx[k] >= 0)
+                ps[j0 + k * LOOM_THREADS] = v[k];
+    }
+    __syncthreads();
+    for (int k = threadIdx.x; k < G * HD; k += LOOM_THREADS) {
+        const int h = k / HD, i = k % HD, head = g * G + h;
+        const float *e = ps + h * split * ST;
+        float M = loom_neg_inf(), den = 0.0f, y = 0.0f;
+        for (int s = 0; s < split; s++)
+            M = fmaxf(M, e[s * ST + HD]);
+        for (int s = 0; s < split; s++) {
+            float a = expf(e[s * ST + HD] - M);
+            den += a * e[s * ST + HD + 1];
+            y += a * e[s * ST + i];
+        }
+        st_act(d.y, (u64)head * HD + i, y / den, w.tag);
+    }
+}
+
+template <int HD, int G>
+__device__ __forceinline__ void attn_merge_task(const loom_kparams &p, const loom_dop &d,
+                                                const loom_dtask *t, int step)
+{
+    ll_wait w = ll_begin(p, t, step, nullptr, 0);
+    attn_merge_group<HD, G>(p, d, t->group, w);
+}
+
+// An attention that merges itself (program.h arrive): after its partials,
+// the tile arrives at its group's counter; the last of the step's arrivals
+// merges the group and signals (loom_signal), the others do not. The
+// barrier orders every thread's partials before thread 0's add, whose
+// release half publishes them and whose acquire half (the last one's)
+// makes all the group's visible, as a counter wait does: after the next
+// barrier every thread's loads go through L2.
+template <int HD, int G>
+__device__ __forceinline__ void attn_arrive(const loom_kparams &p, const loom_dop &d,
+                                            const loom_dtask *t, int step)
+{
+    loom_wait_state *ws = (loom_wait_state *)loom_smem4;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        const u32 n = atom_acq_rel_add((u32 *)p.counters + d.arrive + t->group, 1u) + 1u;
+        ws->no_signal = n < (u32)d.split * (u32)(step + 1);
+    }
+    __syncthreads();
+    if (*(volatile int *)&ws->no_signal)
+        return;
+    ll_wait w = ll_begin(p, t, step, nullptr, 0);
+    attn_merge_group<HD, G>(p, d, t->group, w);
+}
+
 // acq and pre: as attention_prefetch had them (pre holds the first batch's
 // K/V rows when it loaded them).
-template <int HD, int G, bool QNORM, bool KNORM>
+template <int HD, int G, bool QNORM, bool KNORM, bool MERGE>
 __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom_dop &d,
                                                const loom_dtask *t, int step, bool acq,
                                                const uint4 (&pre)[LOOM_PRELOAD])
@@ -418,44 +493,6 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
             }
         }
     }
-}
-
-// The group's partials (G heads x split x {o, m, l}) first into shared
-// memory, 8 words per thread in flight (attention's scratch holds them:
-// split <= 16 <= LOOM_WARPS), then one thread per (head, element).
-template <int HD, int G>
-__device__ __forceinline__ void attn_merge_task(const loom_kparams &p, const loom_dop &d,
-                                                const loom_dtask *t, int step)
-{
-    constexpr int ST = HD + 2, K = 8;
-    const int split = d.split, n = G * split * ST, e0 = t->group * n;
-    float *ps = LOOM_SMEM;
-    ll_wait w = ll_begin(p, t, step, nullptr, 0);
-
-    for (int j0 = threadIdx.x; j0 < n; j0 += K * LOOM_THREADS) {
-        int idx[K];
-        float v[K];
-#pragma unroll
-        for (int k = 0; k < K; k++)
-            idx[k] = j0 + k * LOOM_THREADS < n ? e0 + j0 + k * LOOM_THREADS : -1;
-        ld_act_n(p, d.aux, idx, v, w);
-#pragma unroll
-        for (int k = 0; k < K; k++)
-            if (idx[k] >= 0)
-                ps[j0 + k * LOOM_THREADS] = v[k];
-    }
-    __syncthreads();
-    for (int k = threadIdx.x; k < G * HD; k += LOOM_THREADS) {
-        const int h = k / HD, i = k % HD, head = t->group * G + h;
-        const float *e = ps + h * split * ST;
-        float M = loom_neg_inf(), den = 0.0f, y = 0.0f;
-        for (int s = 0; s < split; s++)
-            M = fmaxf(M, e[s * ST + HD]);
-        for (int s = 0; s < split; s++) {
-            float a = expf(e[s * ST + HD] - M);
-            den += a * e[s * ST + HD + 1];
-            y += a * e[s * ST + i];
-        }
-        st_act(d.y, (u64)head * HD + i, y / den, w.tag);
-    }
+    if (MERGE && split > 1)
+        attn_arrive<HD, G>(p, d, t, step);
 }

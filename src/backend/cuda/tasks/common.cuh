@@ -30,7 +30,7 @@ static_assert(sizeof(loom_dtask) == 80, "loom_dtask layout (cuda.h)");
 
 struct loom_dop {
     u64 x, y, w, norm, norm2, bias, resid, aux, kcache, vcache;
-    int variant, rows, cols, n_tiles, split, pad[3];
+    int variant, rows, cols, n_tiles, split, arrive, pad[2];
 };
 static_assert(sizeof(loom_dop) == 112, "loom_dop layout (cuda.h)");
 
@@ -282,6 +282,14 @@ __device__ __forceinline__ void red_release_add(u32 *p, u32 v)
 __device__ __forceinline__ void red_relaxed_add(u32 *p, u32 v)
 {
     asm volatile("red.relaxed.gpu.global.add.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+
+// The value before the add.
+__device__ __forceinline__ u32 atom_acq_rel_add(u32 *p, u32 v)
+{
+    u32 old;
+    asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], %2;" : "=r"(old) : "l"(p), "r"(v) : "memory");
+    return old;
 }
 
 #endif // LOOM_EMU
@@ -688,9 +696,12 @@ enum { LOOM_WAIT_OK = 0, LOOM_WAIT_EXIT = 1 };
 // Shared state of the CTA's wait: thread 0 decides, everyone follows.
 // `failed`: a task gave up inside its run (an input activation that never
 // came, tasks read it after loom_signal's barrier); set once, never cleared.
+// `no_signal`: the task is not the last of its group to arrive (program.h
+// arrive; attention.cuh attn_arrive): thread 0 sets it, loom_signal clears it.
 struct loom_wait_state {
     int verdict;
     int failed;
+    int no_signal;
 };
 
 // Polling a counter: acquire loads back to back; LOOM_POLL_NS > 0 sleeps
@@ -1066,9 +1077,10 @@ __device__ __forceinline__ void ld_act_n(const loom_kparams &p, u64 x,
 // words is a relaxed add (LOOM_SIGNAL_RELAXED in t->signal: no fence, the
 // words carry their own step), with LOOM_LL 2 there is none (t->signal -1)
 // and the barrier only keeps the next task's use of shared memory behind
-// this one's.
+// this one's. A task that arrived at a counter and was not the last of its
+// step (ws->no_signal) does not signal either.
 __device__ __forceinline__ int loom_signal(const loom_kparams &p, const loom_dtask *t,
-                                           const loom_wait_state *ws)
+                                           loom_wait_state *ws)
 {
 #if defined(LOOM_SIGNAL_FENCE)
     asm volatile("fence.acq_rel.gpu;" ::: "memory");
@@ -1076,6 +1088,10 @@ __device__ __forceinline__ int loom_signal(const loom_kparams &p, const loom_dta
     __syncthreads();
     if (*(const volatile int *)&ws->failed)
         return LOOM_WAIT_EXIT;
+    if (threadIdx.x == 0 && ws->no_signal) {
+        ws->no_signal = 0;
+        return LOOM_WAIT_OK;
+    }
     if (threadIdx.x == 0 && t->signal >= 0) {
         u32 *c = (u32 *)p.counters + (t->signal & ~LOOM_SIGNAL_RELAXED);
         if (t->signal & LOOM_SIGNAL_RELAXED)

@@ -52,8 +52,10 @@ loom_megakernel(const loom_kparams p)
         ((int *)LOOM_SIDS)[i] = list[begin + i];
     for (int i = threadIdx.x; i < LOOM_N_PAGES; i += LOOM_THREADS)
         ((int *)LOOM_SPAGES)[i] = ((const int *)p.page_table)[i];
-    if (threadIdx.x == 0)
+    if (threadIdx.x == 0) {
         ws->failed = 0;
+        ws->no_signal = 0;
+    }
     __syncthreads();
 
     stage_state sg = {{nullptr, 0u, 0u, 0, 0, 0}, {nullptr, 0u, 0u, 0, 0, 1}, 0u, 0u};
