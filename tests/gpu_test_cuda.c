@@ -418,9 +418,9 @@ static void test_whole_model(void)
      * 2 splits, 160 steps - split 1 spans up to 80 positions by the end. */
     whole_model_at("qwen3-0.6b", 256, 2, 0, 160);
     /* 4 splits merged by an ATTN_MERGE op (1) and by the last tile of each
-     * group to finish (3, program.h arrive), whichever is the default. */
+     * group to finish (2, program.h arrive), whichever is the default. */
     whole_model_at("qwen3-0.6b", CTX, 4, 1, W_STEPS);
-    whole_model_at("qwen3-0.6b", CTX, 4, 3, W_STEPS);
+    whole_model_at("qwen3-0.6b", CTX, 4, 2, W_STEPS);
 }
 
 /* ------------------------------------------------------------------ (c) */

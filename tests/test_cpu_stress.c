@@ -190,7 +190,7 @@ static void test_stress_qwen3_tiny(void) { stress_preset("qwen3-tiny"); }
 static void test_stress_llama_tiny(void) { stress_preset("llama-tiny"); }
 /* 4 splits, each group merged by whichever of its tiles arrives last
  * (program.h arrive): the order changes from run to run, the bits do not. */
-static void test_stress_merge_by_last(void) { stress_preset_split("qwen3-tiny", 4, 3); }
+static void test_stress_merge_by_last(void) { stress_preset_split("qwen3-tiny", 4, 2); }
 
 /* The planted race: layer 0's attention tasks no longer wait for the qkv
  * tiles, so they may read qkv_out before it is written. Stress mode must

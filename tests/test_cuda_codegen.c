@@ -266,31 +266,45 @@ static void test_ll(void)
     }
 }
 
-/* A split attention merged in o_proj's prologue (graph.h pro MERGE): the
- * instance is there, no merge op, and the kernel compiles without spills in
- * the default and LL 2 modes (8B: 8 elements a thread, the largest). */
-static void test_merge_fused(void)
+/* A split attention merged by an ATTN_MERGE op (1) and by itself (2, the
+ * default: its group's last tile, attention_task's MERGE): the instances
+ * are there, the arrive counters in the op table, and the kernels compile
+ * without spills in the default and LL 2 modes. */
+static void test_merge_modes(void)
 {
-    static const char *const presets[] = {"qwen3-0.6b", "qwen3-1.7b", "qwen3-8b"};
+    static const char *const presets[] = {"qwen3-0.6b", "qwen3-8b"};
 
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
-        loom_program *p = compile_split(presets[i], i == 0 ? 4 : 8, 2);
-        if (!p)
-            continue;
-        for (int mode = 0; mode <= 2; mode += 2) {
-            char *src = NULL, v[2] = {(char)('0' + mode), 0}, want[48];
-            setenv("LOOM_CUDA_LL", v, 1);
-            CHECK_OK(loom_cuda_codegen(p, &src));
-            snprintf(want, sizeof want, "#define LOOM_MERGE_SPLIT %d\n", i == 0 ? 4 : 8);
-            CHECK(src && strstr(src, want) && strstr(src, ", 2, 1, false>") &&
-                  !strstr(src, "attn_merge_task"), "%s LL %d: no fused merge instance",
-                  presets[i], mode);
-            if (src)
-                compile_checked(presets[i], p, src, "sm_90a");
-            free(src);
+        for (int32_t merge = 1; merge <= 2; merge++) {
+            loom_program *p = compile_split(presets[i], 8, merge);
+            if (!p)
+                continue;
+            int32_t attn = -1;
+            for (int32_t k = 0; k < p->graph->n_ops && attn < 0; k++)
+                if (p->graph->ops[k].kind == LOOM_OP_ATTENTION)
+                    attn = k;
+            int32_t arrive = loom_cuda_op_arrive(p, attn);
+            CHECK(attn >= 0 && (arrive >= 0) == (merge == 2), "%s merge %d: arrive %d",
+                  presets[i], merge, arrive);
+            if (arrive >= 0)
+                CHECK(strstr(p->counters[arrive].name, ".arrive.g0"), "%s: counter %d is '%s'",
+                      presets[i], arrive, p->counters[arrive].name);
+            for (int mode = 0; mode <= 2; mode += 2) {
+                char *src = NULL, v[2] = {(char)('0' + mode), 0};
+                setenv("LOOM_CUDA_LL", v, 1);
+                CHECK_OK(loom_cuda_codegen(p, &src));
+                bool op = src && strstr(src, "attn_merge_task<");
+                bool self = src && strstr(src, merge == 2 ? ", true>(p, d, t, step, acq, pre)"
+                                                          : ", false>(p, d, t, step, acq, pre)");
+                CHECK(op == (merge == 1) && self, "%s merge %d, LL %d: merge op %d, attention "
+                      "instance %d", presets[i], merge, mode, op, self);
+                if (src)
+                    compile_checked(presets[i], p, src, "sm_90a");
+                free(src);
+            }
+            unsetenv("LOOM_CUDA_LL");
+            loom_program_free(p);
         }
-        unsetenv("LOOM_CUDA_LL");
-        loom_program_free(p);
     }
 }
 
@@ -300,7 +314,7 @@ static void test_all(void)
     test_report_parser();
     test_cache();
     test_ll();
-    test_merge_fused();
+    test_merge_modes();
     test_presets();
     if (g_tmp)
         loom_test_rmtree(g_tmp);

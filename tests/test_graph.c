@@ -79,17 +79,13 @@ static int32_t check_layer(const loom_graph *g, int32_t i, int32_t l, int32_t *x
                 LOOM_ROLE_KV, LOOM_DTYPE_BF16, "v_cache");
     S = o->split;
     int32_t attn = o->y;
-    bool fused = false;
     if (S > 1) {
         check_shape(g, o->aux, 1, (int64_t)c->n_heads * S * (hd + 2), LOOM_ROLE_ACT,
                     LOOM_DTYPE_F32, "attn partials");
-        /* the merge: in the attention (y set), o_proj's prologue or an op */
-        fused = o->y < 0 && g->ops[i + 1].kind == LOOM_OP_LINEAR;
-        int32_t mode = o->y >= 0 ? 3 : fused ? 2 : 1;
+        /* the merge: in the attention (y set, mode 2) or an op (1) */
+        int32_t mode = o->y >= 0 ? 2 : 1;
         CHECK(mode == loom_attn_merge_mode(&g->params, S), "L%d merge: mode %d, asked %d", l,
               mode, g->params.attn_merge);
-        if (mode == 1 || mode == 2)
-            attn = o->aux;
         if (mode == 1) {
             o = &g->ops[++i];
             CHECK(o->kind == LOOM_OP_ATTN_MERGE && o->aux == g->ops[i - 1].aux && o->split == S,
@@ -97,12 +93,10 @@ static int32_t check_layer(const loom_graph *g, int32_t i, int32_t l, int32_t *x
             attn = o->y;
         }
     }
-    if (!fused)
-        check_shape(g, attn, 1, c->n_heads * hd, LOOM_ROLE_ACT, LOOM_DTYPE_F32, "attn_out");
+    check_shape(g, attn, 1, c->n_heads * hd, LOOM_ROLE_ACT, LOOM_DTYPE_F32, "attn_out");
     o = &g->ops[++i];
     CHECK(!strcmp(o->name, "o_proj") && o->x == attn && o->resid == *x &&
-          o->epi == LOOM_EPI_RESIDUAL && o->pro == (fused ? LOOM_PRO_MERGE : LOOM_PRO_NONE) &&
-          o->split == (fused ? S : 1), "L%d o_proj", l);
+          o->epi == LOOM_EPI_RESIDUAL && o->pro == LOOM_PRO_NONE, "L%d o_proj", l);
     check_shape(g, o->w, H, c->n_heads * hd, LOOM_ROLE_WEIGHT, LOOM_DTYPE_BF16, "wo");
     int32_t mid = o->y;
     o = &g->ops[++i];
@@ -122,18 +116,18 @@ static int32_t check_layer(const loom_graph *g, int32_t i, int32_t l, int32_t *x
     return i + 1;
 }
 
-/* Every preset unsplit, and split 3 with the merge as an op, fused into
- * o_proj's prologue and in the attention (attn_merge n % 4 = 0 .. 3). */
+/* Every preset unsplit, and split 3 with the merge as an op and in the
+ * attention (attn_merge n % 3 = 0 .. 2). */
 static void test_ops_and_tensors(void)
 {
-    for (int n = 0; n < 12; n++) {
-        loom_model *m = load(tiny[n / 4]);
+    for (int n = 0; n < 9; n++) {
+        loom_model *m = load(tiny[n / 3]);
         loom_graph *g = NULL;
         loom_graph_params gp = params(8);
         if (!m)
             continue;
-        gp.attn_split = n % 4 ? 3 : 0;
-        gp.attn_merge = n % 4;
+        gp.attn_split = n % 3 ? 3 : 0;
+        gp.attn_merge = n % 3;
         CHECK_OK(loom_graph_build(m, gp, &g));
         if (!g) {
             loom_model_free(m);
@@ -195,7 +189,7 @@ static void test_bad_params(void)
     p.page_size = -1;
     CHECK(loom_graph_build(m, p, &g) == LOOM_ERR_INVALID_ARGUMENT && !g, "bad page size");
     p = params(8);
-    p.attn_merge = 4;
+    p.attn_merge = 3;
     CHECK(loom_graph_build(m, p, &g) == LOOM_ERR_INVALID_ARGUMENT && !g, "bad attn_merge");
     loom_model_free(m);
 }
@@ -307,13 +301,13 @@ static void test_attn_split_choice(void)
 }
 
 /* The merge mode: 0 with no split; else as the params ask, or when they
- * ask nothing (0) as LOOM_ATTN_MERGE does (1..3), else the op (1). */
+ * ask nothing (0) as LOOM_ATTN_MERGE does (1, 2), else the attention (2). */
 static void test_attn_merge_choice(void)
 {
     struct { int32_t split, asked; const char *env; int32_t want; } k[] = {
-        {1, 0, NULL, 0}, {1, 2, NULL, 0}, {1, 0, "3", 0}, {4, 0, NULL, 1}, {16, 0, NULL, 1},
-        {4, 1, NULL, 1}, {4, 2, NULL, 2}, {4, 3, NULL, 3}, {4, 0, "2", 2}, {4, 1, "2", 1},
-        {4, 0, "1", 1},  {4, 0, "3", 3},  {4, 2, "3", 2}, {4, 0, "4", 1}, {4, 0, "x", 1},
+        {1, 0, NULL, 0}, {1, 2, NULL, 0}, {1, 0, "1", 0}, {4, 0, NULL, 2}, {16, 0, NULL, 2},
+        {4, 1, NULL, 1}, {4, 2, NULL, 2}, {4, 0, "1", 1}, {4, 2, "1", 2}, {4, 0, "2", 2},
+        {4, 0, "3", 2},  {4, 0, "x", 2},
     };
     for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
         loom_graph_params p = params(132);

@@ -2,8 +2,10 @@
  * for EMU_SMS workers (several tiles per op) with EMU_SPLIT KV splits per
  * attention group, by default EMU_SMS / 2 (the tiny presets have 2 KV
  * heads): 4 at the default 8 workers, so ATTENTION writes partials and
- * ATTN_MERGE runs, which the compiler's own choice leaves out at a context
- * this short; 1 at EMU_SMS=2, the normalised-output path. */
+ * their merge runs (by the last tile of each group, or with
+ * LOOM_ATTN_MERGE=1 an ATTN_MERGE op), which the compiler's own choice
+ * leaves out at a context this short; 1 at EMU_SMS=2, the normalised-output
+ * path. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

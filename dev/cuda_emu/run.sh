@@ -51,20 +51,11 @@ for p in ${PRESETS:-qwen3-tiny qwen2-tiny llama-tiny}; do
             EMU_PLANT=$pl "$O/run_$p" "$p" "$NP" "$NS" || fails=$((fails + 1))
         done
         EMU_GRID=1 EMU_EOS=2 "$O/run_$p" "$p" "$NP" "$NS" || fails=$((fails + 1))
-        # The split attention's merge in o_proj's prologue (graph.h pro
-        # MERGE; by default it is an op).
-        LOOM_ATTN_MERGE=2 build "$p" fused
+        # The split attention merged by an ATTN_MERGE op (by default the
+        # last tile of each group to arrive merges it, program.h arrive).
+        LOOM_ATTN_MERGE=1 build "$p" mop
         for g in 0 1; do
-            LOOM_ATTN_MERGE=2 EMU_GRID=$g "$O/run_fused" "$p" "$NP" "$NS" || fails=$((fails + 1))
-        done
-        # ... and merged by the last tile of each group to arrive (program.h
-        # arrive), also with LL words.
-        for ll in 0 2; do
-            LOOM_CUDA_LL=$ll LOOM_ATTN_MERGE=3 build "$p" last
-            for g in 0 1; do
-                LOOM_CUDA_LL=$ll LOOM_ATTN_MERGE=3 EMU_GRID=$g "$O/run_last" "$p" "$NP" "$NS" ||
-                    fails=$((fails + 1))
-            done
+            LOOM_ATTN_MERGE=1 EMU_GRID=$g "$O/run_mop" "$p" "$NP" "$NS" || fails=$((fails + 1))
         done
         # The LL activations (LOOM_CUDA_LL 1 and 2, common.cuh), not the
         # default: one CTA and the per-SM lists, and a planted LL input.

@@ -17,13 +17,11 @@
 int32_t loom_attn_split_choice(const loom_graph_params *params, int32_t n_kv_heads);
 
 /* Where the partials of a `split`-way attention are merged: 0 for
- * split <= 1 (nothing to merge), else LOOM_MERGE_OP (an ATTN_MERGE op),
- * LOOM_MERGE_OPROJ (o_proj's prologue, pro MERGE: every o_proj tile merges
- * all heads' partials itself) or LOOM_MERGE_ATTN (the attention: the last
- * tile of each group to finish merges it, program.h arrive):
- * params->attn_merge, or when it is 0, LOOM_ATTN_MERGE (experiments), else
- * the op. */
-enum { LOOM_MERGE_OP = 1, LOOM_MERGE_OPROJ = 2, LOOM_MERGE_ATTN = 3 };
+ * split <= 1 (nothing to merge), else LOOM_MERGE_OP (an ATTN_MERGE op) or
+ * LOOM_MERGE_ATTN (the attention: the last tile of each group to finish
+ * merges it, program.h arrive): params->attn_merge, or when it is 0,
+ * LOOM_ATTN_MERGE (experiments), else the attention. */
+enum { LOOM_MERGE_OP = 1, LOOM_MERGE_ATTN = 2 };
 int32_t loom_attn_merge_mode(const loom_graph_params *params, int32_t split);
 
 /* Tiles of a LINEAR op of rows x cols BF16 weights with rows grouped in

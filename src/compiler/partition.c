@@ -2,8 +2,8 @@
  *
  * Tile counts follow the SM count: linear ops get n_sms tiles (one per SM:
  * every extra tile costs a task's fixed overhead), qkv tiles never straddle a
- * KV-head group, attn_merge
- * gets one tile per group, attention n_kv * split tiles.
+ * KV-head group, attn_merge (when there is one) gets one tile per group,
+ * attention n_kv * split tiles.
  *
  * Counters are per group where producer and consumer tiles line up
  * (qkv g -> attention tiles of g -> merge g), per op otherwise. A split
@@ -48,13 +48,13 @@ int32_t loom_attn_split_choice(const loom_graph_params *p, int32_t n_kv_heads)
 }
 
 /* Where a split attention's partials are merged (graph.h attn_merge):
- * params->attn_merge when set, else (0) LOOM_ATTN_MERGE (experiments: 1, 2,
- * 3), else an ATTN_MERGE op. In o_proj's prologue (2) every o_proj tile
- * reads all heads' partials (n_heads * split * (head_dim + 2) floats)
- * instead of the merged vector, and that measured slower than the merge op
- * and its hop at every split tried (H200, perf-notes v14: 0.6B split 4
- * 0.746 vs 0.737 ms, 8B 4.143 vs 4.015; split 16 at 4096 positions 17%
- * slower). */
+ * params->attn_merge when set, else (0) LOOM_ATTN_MERGE (experiments: 1 or
+ * 2), else in the attention, by the last tile of each group: no merge op
+ * and no hop to it (H100, perf-notes v16: 0.6B 0.772 -> 0.731 ms, 1.7B
+ * 1.522 -> 1.502, 8B 5.368 -> 5.351, 0.6B at 4096 positions 1.033 ->
+ * 1.020). (A merge in o_proj's prologue, every o_proj tile reading all
+ * heads' partials, measured slower than the op at every split tried and
+ * was removed: perf-notes v14, v16.) */
 int32_t loom_attn_merge_mode(const loom_graph_params *p, int32_t split)
 {
     const char *force = getenv("LOOM_ATTN_MERGE");
@@ -62,9 +62,9 @@ int32_t loom_attn_merge_mode(const loom_graph_params *p, int32_t split)
 
     if (split <= 1)
         return 0;
-    if (mode == 0 && force && atoi(force) >= 1 && atoi(force) <= 3)
+    if (mode == 0 && force && atoi(force) >= 1 && atoi(force) <= 2)
         mode = atoi(force);
-    return mode == 0 ? LOOM_MERGE_OP : mode;
+    return mode == 0 ? LOOM_MERGE_ATTN : mode;
 }
 
 /* Weight bytes a linear tile may hold: no limit (one tile per SM and op)
@@ -186,8 +186,7 @@ static void op_label(const loom_op *o, char *buf, size_t len)
 }
 
 /* Counters of op i: one per group for qkv and for split attention followed
- * by a merge op (group by group), one for the op otherwise (o_proj with
- * the merge in its prologue reads every group's partials); a split
+ * by a merge op (group by group), one for the op otherwise; a split
  * attention that merges itself also has one per group its tiles arrive at
  * (the last merges the group), after the op's. */
 static loom_status make_counters(part *s, int32_t i)
@@ -196,8 +195,7 @@ static loom_status make_counters(part *s, int32_t i)
     const loom_op *o = &g->ops[i];
     char label[40], name[64];
     bool per_group = (o->kind == LOOM_OP_LINEAR && strcmp(o->name, "qkv") == 0) ||
-                     (o->kind == LOOM_OP_ATTENTION && o->split > 1 && i + 1 < g->n_ops &&
-                      g->ops[i + 1].kind == LOOM_OP_ATTN_MERGE);
+                     (o->kind == LOOM_OP_ATTENTION && o->split > 1 && o->y < 0);
     bool arrive = o->kind == LOOM_OP_ATTENTION && o->split > 1 && o->y >= 0;
     int32_t n = per_group ? g->cfg.n_kv_heads : 1, id;
 

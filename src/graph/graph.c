@@ -5,8 +5,8 @@
  *   embed -> per layer: qkv -> attn [-> attn_merge] -> o_proj
  *                       -> gate_up -> down
  *
- * (with a split attention, the merge is an op, o_proj's prologue or the
- * attention's own: loom_attn_merge_mode)
+ * (with a split attention, the merge is an op or the attention's own:
+ * loom_attn_merge_mode)
  *         -> lm_head -> argmax
  *
  * Every layer has its own activation tensors (x_l, qkv_l, attn_l,
@@ -159,10 +159,9 @@ static loom_status resolve_params(const loom_model *m, loom_graph_params *p)
     if (p->attn_split < 0 || p->attn_split > p->max_context)
         return loom_fail(LOOM_ERR_INVALID_ARGUMENT, "graph: attn_split %d outside 0..%d",
                          p->attn_split, p->max_context);
-    if (p->attn_merge < 0 || p->attn_merge > 3)
+    if (p->attn_merge < 0 || p->attn_merge > 2)
         return loom_fail(LOOM_ERR_INVALID_ARGUMENT,
-                         "graph: attn_merge %d outside 0..3 (0 chosen, 1 op, 2 o_proj, "
-                         "3 attention)",
+                         "graph: attn_merge %d outside 0..2 (0 chosen, 1 op, 2 attention)",
                          p->attn_merge);
     if (p->record_logits && p->max_batch != 1)
         return loom_fail(LOOM_ERR_UNSUPPORTED,
@@ -197,7 +196,6 @@ static void build_layer(builder *b, int32_t l, int32_t *x)
     int64_t kv_rows = (int64_t)g->n_pages * g->params.page_size;
     int32_t S = loom_attn_split_choice(&g->params, c->n_kv_heads);
     int32_t merge = loom_attn_merge_mode(&g->params, S);   /* 0 for S <= 1 */
-    bool fused = merge == LOOM_MERGE_OPROJ;
     int32_t attn_norm, wqkv, bqkv = -1, qn = -1, kn = -1, wo, ffn_norm, wgu, wd;
     int32_t qkv, kc, vc, attn, part = -1, mid, act, xn;
     loom_op *op;
@@ -222,7 +220,7 @@ static void build_layer(builder *b, int32_t l, int32_t *x)
                      (int64_t)c->n_kv_heads * hd);
     vc = add_ltensor(b, l, "v_cache", LOOM_ROLE_KV, LOOM_DTYPE_BF16, kv_rows,
                      (int64_t)c->n_kv_heads * hd);
-    attn = fused ? -1 : add_ltensor(b, l, "attn_out", LOOM_ROLE_ACT, LOOM_DTYPE_F32, B, q_cols);
+    attn = add_ltensor(b, l, "attn_out", LOOM_ROLE_ACT, LOOM_DTYPE_F32, B, q_cols);
     if (S > 1) /* aux[b, head, s] = {o[hd], m, l} */
         part = add_ltensor(b, l, "attn_partials", LOOM_ROLE_ACT, LOOM_DTYPE_F32, B,
                            (int64_t)c->n_heads * S * (hd + 2));
@@ -262,12 +260,9 @@ static void build_layer(builder *b, int32_t l, int32_t *x)
             op->split = S;
         }
     }
-    op = add_linear(b, l, "o_proj", fused ? part : attn, mid, wo,
-                    fused ? LOOM_PRO_MERGE : LOOM_PRO_NONE, -1, LOOM_EPI_RESIDUAL);
-    if (op) {
+    op = add_linear(b, l, "o_proj", attn, mid, wo, LOOM_PRO_NONE, -1, LOOM_EPI_RESIDUAL);
+    if (op)
         op->resid = *x;
-        op->split = fused ? S : 1;
-    }
     add_linear(b, l, "gate_up", mid, act, wgu, LOOM_PRO_RMSNORM, ffn_norm, LOOM_EPI_SILU_MUL);
     op = add_linear(b, l, "down", act, xn, wd, LOOM_PRO_NONE, -1, LOOM_EPI_RESIDUAL);
     if (op)

@@ -18,9 +18,6 @@
  *   EMBED       y[c] = embed[tokens[b, step], c]                for c in tile
  *   LINEAR      xn = pro(x); acc[r] = sum_c W[r, c] * xn[c]     for r in tile
  *               pro NONE: xn = x; RMSNORM: xn = x * rsqrt(mean(x^2) + eps) * norm
- *                   MERGE: x is a split ATTENTION's aux; xn[head * hd + i] is
- *                          ATTN_MERGE's y (below), op split = the attention's
- *                          (o_proj, when the merge is fused: no merge op)
  *               epi STORE:    y[r] = acc[r] (+ bias[r])
  *                   RESIDUAL: y[r] = resid[r] + acc[r]
  *                   SILU_MUL: W rows interleaved (2i: gate i, 2i+1: up i);
@@ -91,7 +88,7 @@ typedef enum loom_op_kind {
     LOOM_OP_KIND_COUNT
 } loom_op_kind;
 
-typedef enum loom_prologue { LOOM_PRO_NONE = 0, LOOM_PRO_RMSNORM, LOOM_PRO_MERGE } loom_prologue;
+typedef enum loom_prologue { LOOM_PRO_NONE = 0, LOOM_PRO_RMSNORM } loom_prologue;
 
 typedef enum loom_epilogue {
     LOOM_EPI_STORE = 0,
@@ -122,8 +119,7 @@ typedef struct loom_op {
     loom_prologue pro;
     loom_epilogue epi;
     int32_t n_tiles;           /* set by the partitioner                      */
-    int32_t split;             /* ATTENTION: KV-length splits (>= 1);
-                                  LINEAR with pro MERGE: the attention's     */
+    int32_t split;             /* ATTENTION, ATTN_MERGE: KV-length splits (>= 1) */
 } loom_op;
 
 typedef struct loom_graph_params {
@@ -131,9 +127,9 @@ typedef struct loom_graph_params {
     int32_t max_context;       /* positions per sequence                      */
     int32_t page_size;         /* KV positions per page                       */
     int32_t attn_split;        /* KV splits per group; 0 = chosen from n_sms   */
-    int32_t attn_merge;        /* split > 1: 0 chosen, 1 an ATTN_MERGE op,
-                                  2 fused into o_proj (pro MERGE), 3 in the
-                                  attention (its group's last tile merges)  */
+    int32_t attn_merge;        /* split > 1: 0 chosen (2), 1 an ATTN_MERGE op,
+                                  2 in the attention (its group's last tile
+                                  merges)                                    */
     int32_t n_sms;             /* target workers (tile counts scale with it)  */
     bool    record_logits;     /* logits tensor has max_context rows          */
 } loom_graph_params;

@@ -195,11 +195,6 @@ void loom_cpu_linear(const loom_cpu_bufs *m, const loom_op *op, const loom_task 
     if (op->pro == LOOM_PRO_RMSNORM) {
         rmsnorm(scratch, xn, m->data[op->norm], cols, m->g->cfg.rms_norm_eps);
         xn = scratch;
-    } else if (op->pro == LOOM_PRO_MERGE) {   /* xn: every head merged (x: partials) */
-        int32_t hd = m->g->cfg.head_dim;
-        for (int32_t h = 0; h < cols / hd; h++)
-            merge_head(xn, h, op->split, hd, scratch + (int64_t)h * hd);
-        xn = scratch;
     }
     if (op->epi == LOOM_EPI_ARGMAX) {
         linear_argmax(m, op, t, b, step, xn);

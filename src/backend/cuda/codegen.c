@@ -87,8 +87,7 @@ static bool same_variant(const loom_op *a, const loom_op *b)
         return a->cols == b->cols;
     case LOOM_OP_LINEAR:
         return a->cols == b->cols && a->pro == b->pro && a->epi == b->epi &&
-               (a->bias >= 0) == (b->bias >= 0) &&
-               (a->pro != LOOM_PRO_MERGE || a->split == b->split);
+               (a->bias >= 0) == (b->bias >= 0);
     case LOOM_OP_ATTENTION:
         return (a->norm >= 0) == (b->norm >= 0) && (a->norm2 >= 0) == (b->norm2 >= 0) &&
                op_merges(a) == op_merges(b);
@@ -377,16 +376,6 @@ static loom_status check_ll(const loom_program *p)
 
 /* ------------------------------------------------------------ checks */
 
-/* The split of the linear ops that merge attention partials in their
- * prologue (check_shapes: all the same), 1 when none does. */
-static int32_t merge_split(const loom_graph *g)
-{
-    for (int32_t i = 0; i < g->n_ops; i++)
-        if (g->ops[i].kind == LOOM_OP_LINEAR && g->ops[i].pro == LOOM_PRO_MERGE)
-            return g->ops[i].split;
-    return 1;
-}
-
 /* Shapes the kernels handle; names the op and shape otherwise. */
 static loom_status check_shapes(const loom_program *p)
 {
@@ -410,14 +399,6 @@ static loom_status check_shapes(const loom_program *p)
         if (op->kind == LOOM_OP_ATTENTION && op->split < 1)
             return loom_fail(LOOM_ERR_UNSUPPORTED, "cuda codegen: op %d '%s': split %d", i,
                              op->name, op->split);
-        if (op->kind == LOOM_OP_LINEAR && op->pro == LOOM_PRO_MERGE &&
-            (op->cols != c->n_heads * c->head_dim || op->split < 2 ||
-             (i > 0 && op->split != g->ops[i - 1].split) || op->split != merge_split(g)))
-            return loom_fail(LOOM_ERR_UNSUPPORTED,
-                             "cuda codegen: op %d '%s' (layer %d): merge prologue over %d "
-                             "columns, split %d (need %d columns = heads x head_dim, the "
-                             "attention's split >= 2)", i, op->name, op->layer, op->cols,
-                             op->split, c->n_heads * c->head_dim);
     }
     for (int32_t i = 0; i < p->n_tasks; i++) {
         const loom_task *t = &p->tasks[i];
@@ -481,8 +462,6 @@ static void emit_header(sbuf *b, const loom_program *p)
     put(b, "#define LOOM_STAGE_BYTES %lld\n", (long long)stage_bytes(p));
     put(b, "#define LOOM_STAGE_SLOTS %d\n", stage_slots(p));
     put(b, "#define LOOM_LL %d\n", loom_cuda_ll_mode());
-    put(b, "#define LOOM_HEAD_DIM %d\n", c->head_dim);
-    put(b, "#define LOOM_MERGE_SPLIT %d\n", merge_split(g));
     if (loom_cuda_xcheck_enabled())   /* debug mode: xcheck.h */
         put(b, "#define LOOM_XCHECK 1\n");
     put(b, "#include \"loom/common.cuh\"\n#include \"loom/embed.cuh\"\n"

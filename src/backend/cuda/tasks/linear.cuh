@@ -27,7 +27,7 @@
 #define LOOM_LIN_UNROLL 4
 #endif
 
-enum { LOOM_PRO_NONE = 0, LOOM_PRO_RMSNORM = 1, LOOM_PRO_MERGE = 2 };
+enum { LOOM_PRO_NONE = 0, LOOM_PRO_RMSNORM = 1 };
 enum { LOOM_EPI_STORE = 0, LOOM_EPI_RESIDUAL = 1, LOOM_EPI_SILU_MUL = 2, LOOM_EPI_ARGMAX = 3 };
 
 #ifndef LOOM_PREFETCH_BYTES
@@ -249,91 +249,6 @@ __device__ __forceinline__ bool linear_stage_x_ll(const loom_kparams &p, const l
     return ok;
 }
 
-// PRO MERGE (o_proj reading a split attention's partials, graph.h): xs =
-// every head's merged output, each tile merging all heads itself (no merge
-// op, no hop). The partials are {o[HD], m, l} per (head, split), S =
-// LOOM_MERGE_SPLIT splits (all the fused ops' attention have the same).
-// Thread j takes E contiguous elements of one head (E = COLS / threads,
-// rounded to divide HD) and loads, for SB splits at once, their m, l and its
-// E elements of o (one L2 round trip for SB splits: all at once when
-// S <= SB; SB = 4 at 8 elements), folding them into a running {M, den, y} as an online softmax
-// would. Issued together, polled again together when they are LL words
-// (ld_act_n). The tiles merge in the same order: bit-identical inputs.
-#ifndef LOOM_MERGE_SPLIT
-#define LOOM_MERGE_SPLIT 1
-#endif
-#ifndef LOOM_HEAD_DIM
-#define LOOM_HEAD_DIM 0
-#endif
-__host__ __device__ constexpr int merge_elems(int cols, int hd)
-{
-    return cols > 4 * LOOM_THREADS && hd % 8 == 0   ? 8
-           : cols > 2 * LOOM_THREADS && hd % 4 == 0 ? 4
-           : hd % 2 == 0                            ? 2
-                                                    : 1;
-}
-
-template <int COLS>
-__device__ __forceinline__ void linear_stage_x_merge(const loom_kparams &p, const loom_dop &d,
-                                                     float *xs, ll_wait &w, u32 *xc)
-{
-    constexpr int HD = LOOM_HEAD_DIM, S = LOOM_MERGE_SPLIT, ST = HD + 2;
-    constexpr int E = merge_elems(COLS, HD > 0 ? HD : 2);
-    // loads per thread at once: 40 floats, 20 LL words (40 spill in LL 2)
-    constexpr int SB0 = (LOOM_LL ? 20 : 40) / (E + 2), SB = SB0 < 1 ? 1 : SB0 > S ? S : SB0;
-    constexpr int N = SB * (E + 2);
-    static_assert(HD > 0 && HD % E == 0 && COLS % HD == 0, "merge prologue: head_dim");
-
-    for (int c = threadIdx.x; c < COLS / E; c += LOOM_THREADS) {
-        const int h = (c * E) / HD, i0 = (c * E) % HD;
-        float M = loom_neg_inf(), den = 0.0f, y[E];
-#pragma unroll
-        for (int e = 0; e < E; e++)
-            y[e] = 0.0f;
-#pragma unroll 1
-        for (int s0 = 0; s0 < S; s0 += SB) {
-            int idx[N];
-            float v[N];
-#pragma unroll
-            for (int b = 0; b < SB; b++) {
-                const int s = s0 + b, base = (h * S + s) * ST;
-#pragma unroll
-                for (int e = 0; e < E + 2; e++)   // E of o, then m, l
-                    idx[b * (E + 2) + e] =
-                        s < S ? base + (e < E ? i0 + e : HD + (e - E)) : -1;
-            }
-            ld_act_n(p, d.x, idx, v, w);
-            float mn = M;
-#pragma unroll
-            for (int b = 0; b < SB; b++)
-                if (s0 + b < S)
-                    mn = fmaxf(mn, v[b * (E + 2) + E]);
-            const float corr = expf(M - mn);   // M = -inf (first): 0
-            den *= corr;
-#pragma unroll
-            for (int e = 0; e < E; e++)
-                y[e] *= corr;
-#pragma unroll
-            for (int b = 0; b < SB; b++) {
-                if (s0 + b >= S)
-                    continue;
-                const float a = expf(v[b * (E + 2) + E] - mn);   // empty split: m = -inf, 0
-                den = fmaf(a, v[b * (E + 2) + E + 1], den);
-#pragma unroll
-                for (int e = 0; e < E; e++)
-                    y[e] = fmaf(a, v[b * (E + 2) + e], y[e]);
-            }
-            M = mn;
-        }
-#pragma unroll
-        for (int e = 0; e < E; e++) {
-            const float v = y[e] / den;
-            xs[c * E + e] = v;
-            xc_add(xc, (c * E * 8) / COLS, __float_as_uint(v));
-        }
-    }
-}
-
 // After the barrier that follows linear_stage_x: the RMSNorm scale
 // 1 / sqrt(mean(x^2) + eps) (every thread sums the warps' partials), or 1.
 template <int COLS, int PRO>
@@ -390,11 +305,7 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
 #define XC_OUT(i, v) xc_out(xc, t, step, (i), (v))
 
     ll_wait w = ll_begin(p, t, step, &sg, 0);
-    if (PRO == LOOM_PRO_MERGE) {
-        linear_stage_x_merge<COLS>(p, d, xs, w, xc);
-        if (LOOM_LL == 2 && threadIdx.x == 0)
-            stage_pump_all(sg.cur);   // no counter wait did (as linear_stage_x_ll)
-    } else if (LOOM_LL) {
+    if (LOOM_LL) {
         linear_stage_x_ll<COLS, PRO>(p, d, xs, red, w, sg, xc);
     } else {
         linear_stage_x<COLS, PRO>(d, xs, red, xc);
