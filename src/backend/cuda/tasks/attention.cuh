@@ -247,9 +247,8 @@ __device__ __forceinline__ void attention_prefetch(const loom_kparams &p, const 
 }
 
 // The merge of group g: its partials (G heads x split x {o, m, l}) first
-// into shared memory, 8 words per thread in flight (attention's scratch
-// holds them: split <= 16 <= LOOM_WARPS), then one thread per (head,
-// element).
+// into shared memory, 8 words per thread in flight (the task scratch holds
+// them: codegen's scratch_bytes), then one thread per (head, element).
 template <int HD, int G>
 __device__ __forceinline__ void attn_merge_group(const loom_kparams &p, const loom_dop &d,
                                                  int g, ll_wait &w)
