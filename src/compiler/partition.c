@@ -195,8 +195,8 @@ static loom_status make_counters(part *s, int32_t i)
     const loom_op *o = &g->ops[i];
     char label[40], name[64];
     bool per_group = (o->kind == LOOM_OP_LINEAR && strcmp(o->name, "qkv") == 0) ||
-                     (o->kind == LOOM_OP_ATTENTION && o->split > 1 && o->y < 0);
-    bool arrive = o->kind == LOOM_OP_ATTENTION && o->split > 1 && o->y >= 0;
+                     (o->kind == LOOM_OP_ATTENTION && o->split > 1 && !loom_attn_merges(o));
+    bool arrive = loom_attn_merges(o);
     int32_t n = per_group ? g->cfg.n_kv_heads : 1, id;
 
     op_label(o, label, sizeof label);
@@ -265,7 +265,7 @@ static loom_status make_tasks(part *s, int32_t i)
         for (int32_t gr = 0; gr < kv; gr++)
             for (int32_t sp = 0; sp < o->split && st == LOOM_OK; sp++)
                 st = add_task(s, i, 0, 0, gr, sp, s->op_per_group[i] ? ctr + gr : ctr,
-                              o->split > 1 && o->y >= 0 ? ctr + 1 + gr : -1);
+                              loom_attn_merges(o) ? ctr + 1 + gr : -1);
         break;
     case LOOM_OP_ATTN_MERGE:
         for (int32_t gr = 0; gr < kv && st == LOOM_OK; gr++)
@@ -342,7 +342,7 @@ static void task_cost(const loom_graph *g, const loom_task *t, double *bytes, do
         *flops = B * (4 * G * hd * ctx + (G + kv) * hd * 10);
         /* merging itself: the last tile of the group merges, so the
          * group's signal comes a merge after its slowest tile */
-        if (o->split > 1 && o->y >= 0)
+        if (loom_attn_merges(o))
             *bytes += B * (G * o->split * (hd + 2) * 4 + G * hd * 4);
         break;
     }

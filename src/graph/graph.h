@@ -122,6 +122,12 @@ typedef struct loom_op {
     int32_t split;             /* ATTENTION, ATTN_MERGE: KV-length splits (>= 1) */
 } loom_op;
 
+/* An ATTENTION that merges its own partials (split > 1 with y: above). */
+static inline bool loom_attn_merges(const loom_op *o)
+{
+    return o->kind == LOOM_OP_ATTENTION && o->split > 1 && o->y >= 0;
+}
+
 typedef struct loom_graph_params {
     int32_t max_batch;         /* B (1 tested)                                */
     int32_t max_context;       /* positions per sequence                      */

@@ -71,12 +71,6 @@ static int32_t group_size(const loom_graph *g)
     return g->cfg.n_heads / g->cfg.n_kv_heads;
 }
 
-/* An ATTENTION that merges its own partials (graph.h: split > 1 and y). */
-static bool op_merges(const loom_op *op)
-{
-    return op->kind == LOOM_OP_ATTENTION && op->split > 1 && op->y >= 0;
-}
-
 /* Two ops share a variant when they instantiate the same template. */
 static bool same_variant(const loom_op *a, const loom_op *b)
 {
@@ -90,7 +84,7 @@ static bool same_variant(const loom_op *a, const loom_op *b)
                (a->bias >= 0) == (b->bias >= 0);
     case LOOM_OP_ATTENTION:
         return (a->norm >= 0) == (b->norm >= 0) && (a->norm2 >= 0) == (b->norm2 >= 0) &&
-               op_merges(a) == op_merges(b);
+               loom_attn_merges(a) == loom_attn_merges(b);
     default:
         return true;
     }
@@ -219,7 +213,7 @@ static int64_t scratch_bytes(const loom_program *p)
             b = ((int64_t)op->cols + 2 * WARPS) * 4;
         else if (op->kind == LOOM_OP_ATTENTION)   /* attention.cuh attn_smem */
             b = (G * hd + WARPS * G * (hd + 2) + hd + 3 * hd) * 4;
-        if (op->kind == LOOM_OP_ATTN_MERGE || op_merges(op))   /* the group's partials */
+        if (op->kind == LOOM_OP_ATTN_MERGE || loom_attn_merges(op))   /* the group's partials */
             b = b > G * op->split * (hd + 2) * 4 ? b : G * op->split * (hd + 2) * 4;
         if (b > need)
             need = b;
@@ -409,7 +403,7 @@ static loom_status check_shapes(const loom_program *p)
                              "cuda codegen: task %d of '%s' (layer %d): rows [%d, %d) split a "
                              "gate/up pair", i, op->name, op->layer, t->row_begin, t->row_end);
         /* attention.cuh attn_arrive: group g's counter is the op's + g */
-        if ((t->arrive >= 0) != op_merges(op) ||
+        if ((t->arrive >= 0) != loom_attn_merges(op) ||
             (t->arrive >= 0 && t->arrive != loom_cuda_op_arrive(p, t->op) + t->group))
             return loom_fail(LOOM_ERR_UNSUPPORTED,
                              "cuda codegen: task %d of '%s' (layer %d, group %d) arrives at "
@@ -499,7 +493,7 @@ static void emit_case(sbuf *b, const loom_graph *g, const loom_op *op, int32_t v
     case LOOM_OP_ATTENTION:
         put(b, "attention_task<%d, %d, %s, %s, %s>(p, d, t, step, acq, pre); break;", hd, G,
             op->norm >= 0 ? "true" : "false", op->norm2 >= 0 ? "true" : "false",
-            op_merges(op) ? "true" : "false");
+            loom_attn_merges(op) ? "true" : "false");
         break;
     case LOOM_OP_ATTN_MERGE:
         put(b, "attn_merge_task<%d, %d>(p, d, t, step); break;", hd, G);
