@@ -321,6 +321,8 @@ static void task_cost(const loom_graph *g, const loom_task *t, double *bytes, do
     const loom_config *c = &g->cfg;
     double B = g->params.max_batch, hd = c->head_dim, G = c->n_heads / c->n_kv_heads;
     double nr = t->row_end - t->row_begin;
+    /* a group's merge: its partials in, its heads out */
+    double merge = B * (G * o->split * (hd + 2) * 4 + G * hd * 4);
 
     *flops = 0;
     switch (o->kind) {
@@ -343,11 +345,11 @@ static void task_cost(const loom_graph *g, const loom_task *t, double *bytes, do
         /* merging itself: the last tile of the group merges, so the
          * group's signal comes a merge after its slowest tile */
         if (loom_attn_merges(o))
-            *bytes += B * (G * o->split * (hd + 2) * 4 + G * hd * 4);
+            *bytes += merge;
         break;
     }
     case LOOM_OP_ATTN_MERGE:
-        *bytes = B * (G * o->split * (hd + 2) * 4 + G * hd * 4);
+        *bytes = merge;
         break;
     case LOOM_OP_ARGMAX:
         *bytes = B * (g->tensors[o->x].cols * 4 + 8);

@@ -288,7 +288,10 @@ __device__ __forceinline__ void red_relaxed_add(u32 *p, u32 v)
 __device__ __forceinline__ u32 atom_acq_rel_add(u32 *p, u32 v)
 {
     u32 old;
-    asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], %2;" : "=r"(old) : "l"(p), "r"(v) : "memory");
+    asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], %2;"
+                 : "=r"(old)
+                 : "l"(p), "r"(v)
+                 : "memory");
     return old;
 }
 
