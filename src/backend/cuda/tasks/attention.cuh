@@ -317,10 +317,10 @@ __device__ __forceinline__ void st_partial(u64 aux, u64 i, float v, u32 tag)
 // release half publishes them and whose acquire half (the last one's)
 // makes all the group's visible, as a counter wait does: after the next
 // barrier every thread's loads go through L2.
-// LOOM_MERGE_LL: the partials are LL words, so the threads past warp 0
-// load the group's partials while thread 0's add is in flight, and the
-// last tile loads again only the words that did not carry this step's tag
-// (a thread's first 64; any after those always): the loads' round trip
+// LOOM_MERGE_LL: the partials are LL words, so every thread loads its
+// words of the group's partials while thread 0's add is in flight, and
+// the last tile loads again only those that did not carry this step's tag
+// (its thread's first 64; any after those always): the load's round trip
 // overlaps the add's instead of following it.
 template <int HD, int G>
 __device__ __forceinline__ void attn_arrive(const loom_kparams &p, const loom_dop &d,
@@ -339,20 +339,17 @@ __device__ __forceinline__ void attn_arrive(const loom_kparams &p, const loom_do
         const u32 a = atom_acq_rel_add((u32 *)p.counters + d.arrive + t->group, 1u) + 1u;
         ws->no_signal = a < (u32)d.split * (u32)(step + 1);
     }
-    // (not warp 0: thread 0's add would come before its loads)
-    constexpr int T0 = LOOM_THREADS > 32 ? 32 : 0, NT = LOOM_THREADS - T0;
-    const int tid = threadIdx.x - T0;
-    if (LOOM_MERGE_LL && tid >= 0) {
-        for (int j0 = tid, c0 = 0; j0 < n; j0 += K * NT, c0 += K) {
+    if (LOOM_MERGE_LL) {
+        for (int j0 = threadIdx.x, c0 = 0; j0 < n; j0 += K * LOOM_THREADS, c0 += K) {
             u64 v[K];
 #pragma unroll
             for (int k = 0; k < K; k++)
-                v[k] = j0 + k * NT < n ? ld_ll8(words + j0 + k * NT) : 0ull;
+                v[k] = j0 + k * LOOM_THREADS < n ? ld_ll8(words + j0 + k * LOOM_THREADS) : 0ull;
 #pragma unroll
             for (int k = 0; k < K; k++) {
-                if (j0 + k * NT >= n)
+                if (j0 + k * LOOM_THREADS >= n)
                     continue;
-                ps[j0 + k * NT] = ll_word_value(v[k]);
+                ps[j0 + k * LOOM_THREADS] = ll_word_value(v[k]);
                 if (ll_word_tag(v[k]) != tag && c0 + k < 64)
                     stale |= 1ull << (c0 + k);
             }
@@ -366,17 +363,13 @@ __device__ __forceinline__ void attn_arrive(const loom_kparams &p, const loom_do
         return;
     }
     ll_wait w = ll_begin(p, t, step, nullptr, 0);
-    for (int j0 = tid, c0 = 0; tid >= 0 && j0 < n; j0 += K * NT, c0 += K) {
-#pragma unroll 1
-        for (int k = 0; k < K && j0 + k * NT < n; k++) {
-            const int j = j0 + k * NT, c = c0 + k;
-            if (c < 64 && !(stale >> c & 1))
-                continue;
-            u64 word = ld_ll8(words + j);
-            while (ll_word_tag(word) != tag && ll_poll(p, w, (u32)j))
-                word = ld_ll8(words + j);
-            ps[j] = ll_word_value(word);
-        }
+    for (int j = threadIdx.x, c = 0; j < n; j += LOOM_THREADS, c++) {
+        if (c < 64 && !(stale >> c & 1))
+            continue;
+        u64 word = ld_ll8(words + j);
+        while (ll_word_tag(word) != tag && ll_poll(p, w, (u32)j))
+            word = ld_ll8(words + j);
+        ps[j] = ll_word_value(word);
     }
     __syncthreads();
     attn_merge_heads<HD, G>(d, t->group, ps, tag);
