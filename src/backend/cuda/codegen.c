@@ -282,24 +282,9 @@ static bool op_ll_output(const loom_op *op)
     }
 }
 
-/* LOOM_CUDA_MERGE_LL (1, the default; 0 for experiments): the partials of
- * an attention that merges itself are LL words whatever the LL mode, so
- * its last tile can load them while its add is in flight
- * (attention.cuh attn_arrive). */
-static bool merge_ll(void)
-{
-    const char *e = getenv("LOOM_CUDA_MERGE_LL");
-    return !(e && *e && atoi(e) == 0);
-}
-
 bool loom_cuda_tensor_ll(const loom_graph *g, int32_t tensor)
 {
-    if (tensor < 0)
-        return false;
-    for (int32_t i = 0; i < g->n_ops && merge_ll(); i++)
-        if (loom_attn_merges(&g->ops[i]) && g->ops[i].aux == tensor)
-            return true;
-    if (loom_cuda_ll_mode() == 0)
+    if (tensor < 0 || loom_cuda_ll_mode() == 0)
         return false;
     for (int32_t i = 0; i < g->n_ops; i++) {
         const loom_op *op = &g->ops[i];
@@ -471,7 +456,6 @@ static void emit_header(sbuf *b, const loom_program *p)
     put(b, "#define LOOM_STAGE_BYTES %lld\n", (long long)stage_bytes(p));
     put(b, "#define LOOM_STAGE_SLOTS %d\n", stage_slots(p));
     put(b, "#define LOOM_LL %d\n", loom_cuda_ll_mode());
-    put(b, "#define LOOM_MERGE_LL %d\n", merge_ll() ? 1 : 0);
     if (loom_cuda_xcheck_enabled())   /* debug mode: xcheck.h */
         put(b, "#define LOOM_XCHECK 1\n");
     put(b, "#include \"loom/common.cuh\"\n#include \"loom/embed.cuh\"\n"

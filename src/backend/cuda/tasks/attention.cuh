@@ -246,39 +246,16 @@ __device__ __forceinline__ void attention_prefetch(const loom_kparams &p, const 
     }
 }
 
-// The merge of group g from its partials (G heads x split x {o, m, l}) in
-// shared memory (ps): one thread per (head, element).
+// The merge of group g: its partials (G heads x split x {o, m, l}) first
+// into shared memory, 8 words per thread in flight (the task scratch holds
+// them: codegen's scratch_bytes), then one thread per (head, element).
 template <int HD, int G>
-__device__ __forceinline__ void attn_merge_heads(const loom_dop &d, int g, const float *ps,
-                                                 u32 tag)
-{
-    constexpr int ST = HD + 2;
-    const int split = d.split;
-    for (int k = threadIdx.x; k < G * HD; k += LOOM_THREADS) {
-        const int h = k / HD, i = k % HD, head = g * G + h;
-        const float *e = ps + h * split * ST;
-        float M = loom_neg_inf(), den = 0.0f, y = 0.0f;
-        for (int s = 0; s < split; s++)
-            M = fmaxf(M, e[s * ST + HD]);
-        for (int s = 0; s < split; s++) {
-            float a = expf(e[s * ST + HD] - M);
-            den += a * e[s * ST + HD + 1];
-            y += a * e[s * ST + i];
-        }
-        st_act(d.y, (u64)head * HD + i, y / den, tag);
-    }
-}
-
-// ATTN_MERGE of group g: its partials first into shared memory, 8 words per
-// thread in flight (the task scratch holds them: codegen's scratch_bytes).
-template <int HD, int G>
-__device__ __forceinline__ void attn_merge_task(const loom_kparams &p, const loom_dop &d,
-                                                const loom_dtask *t, int step)
+__device__ __forceinline__ void attn_merge_group(const loom_kparams &p, const loom_dop &d,
+                                                 int g, ll_wait &w)
 {
     constexpr int ST = HD + 2, K = 8;
-    const int n = G * d.split * ST, e0 = t->group * n;
+    const int split = d.split, n = G * split * ST, e0 = g * n;
     float *ps = LOOM_SMEM;
-    ll_wait w = ll_begin(p, t, step, nullptr, 0);
 
     for (int j0 = threadIdx.x; j0 < n; j0 += K * LOOM_THREADS) {
         int idx[K];
@@ -293,21 +270,27 @@ __device__ __forceinline__ void attn_merge_task(const loom_kparams &p, const loo
                 ps[j0 + k * LOOM_THREADS] = v[k];
     }
     __syncthreads();
-    attn_merge_heads<HD, G>(d, t->group, ps, w.tag);
+    for (int k = threadIdx.x; k < G * HD; k += LOOM_THREADS) {
+        const int h = k / HD, i = k % HD, head = g * G + h;
+        const float *e = ps + h * split * ST;
+        float M = loom_neg_inf(), den = 0.0f, y = 0.0f;
+        for (int s = 0; s < split; s++)
+            M = fmaxf(M, e[s * ST + HD]);
+        for (int s = 0; s < split; s++) {
+            float a = expf(e[s * ST + HD] - M);
+            den += a * e[s * ST + HD + 1];
+            y += a * e[s * ST + i];
+        }
+        st_act(d.y, (u64)head * HD + i, y / den, w.tag);
+    }
 }
 
-#ifndef LOOM_MERGE_LL
-#define LOOM_MERGE_LL 0   // the generated source says (codegen.c merge_ll)
-#endif
-// A partial of an attention tile: with the merge in the attention an LL
-// word (LOOM_MERGE_LL, codegen's LOOM_CUDA_MERGE_LL), else as activations.
-template <bool MERGE>
-__device__ __forceinline__ void st_partial(u64 aux, u64 i, float v, u32 tag)
+template <int HD, int G>
+__device__ __forceinline__ void attn_merge_task(const loom_kparams &p, const loom_dop &d,
+                                                const loom_dtask *t, int step)
 {
-    if (MERGE && LOOM_MERGE_LL)
-        st_ll((u64 *)aux + i, v, tag);
-    else
-        st_act(aux, i, v, tag);
+    ll_wait w = ll_begin(p, t, step, nullptr, 0);
+    attn_merge_group<HD, G>(p, d, t->group, w);
 }
 
 // An attention that merges itself (program.h arrive): after its partials,
@@ -317,62 +300,21 @@ __device__ __forceinline__ void st_partial(u64 aux, u64 i, float v, u32 tag)
 // release half publishes them and whose acquire half (the last one's)
 // makes all the group's visible, as a counter wait does: after the next
 // barrier every thread's loads go through L2.
-// LOOM_MERGE_LL: the partials are LL words, so every thread loads its
-// words of the group's partials while thread 0's add is in flight, and
-// the last tile loads again only those that did not carry this step's tag
-// (its thread's first 64; any after those always): the load's round trip
-// overlaps the add's instead of following it.
 template <int HD, int G>
 __device__ __forceinline__ void attn_arrive(const loom_kparams &p, const loom_dop &d,
                                             const loom_dtask *t, int step)
 {
-    constexpr int ST = HD + 2, K = 8;
     loom_wait_state *ws = (loom_wait_state *)loom_smem4;
-    const int n = G * d.split * ST;
-    const u64 *words = (const u64 *)d.aux + (u64)t->group * n;
-    const u32 tag = ll_tag(p, step);
-    float *ps = LOOM_SMEM;
-    u64 stale = 0;   // bit c: the thread's word c was not this step's
-
     __syncthreads();
     if (threadIdx.x == 0) {
-        const u32 a = atom_acq_rel_add((u32 *)p.counters + d.arrive + t->group, 1u) + 1u;
-        ws->no_signal = a < (u32)d.split * (u32)(step + 1);
-    }
-    if (LOOM_MERGE_LL) {
-        for (int j0 = threadIdx.x, c0 = 0; j0 < n; j0 += K * LOOM_THREADS, c0 += K) {
-            u64 v[K];
-#pragma unroll
-            for (int k = 0; k < K; k++)
-                v[k] = j0 + k * LOOM_THREADS < n ? ld_ll8(words + j0 + k * LOOM_THREADS) : 0ull;
-#pragma unroll
-            for (int k = 0; k < K; k++) {
-                if (j0 + k * LOOM_THREADS >= n)
-                    continue;
-                ps[j0 + k * LOOM_THREADS] = ll_word_value(v[k]);
-                if (ll_word_tag(v[k]) != tag && c0 + k < 64)
-                    stale |= 1ull << (c0 + k);
-            }
-        }
+        const u32 n = atom_acq_rel_add((u32 *)p.counters + d.arrive + t->group, 1u) + 1u;
+        ws->no_signal = n < (u32)d.split * (u32)(step + 1);
     }
     __syncthreads();
     if (*(volatile int *)&ws->no_signal)
         return;
-    if (!LOOM_MERGE_LL) {
-        attn_merge_task<HD, G>(p, d, t, step);
-        return;
-    }
     ll_wait w = ll_begin(p, t, step, nullptr, 0);
-    for (int j = threadIdx.x, c = 0; j < n; j += LOOM_THREADS, c++) {
-        if (c < 64 && !(stale >> c & 1))
-            continue;
-        u64 word = ld_ll8(words + j);
-        while (ll_word_tag(word) != tag && ll_poll(p, w, (u32)j))
-            word = ld_ll8(words + j);
-        ps[j] = ll_word_value(word);
-    }
-    __syncthreads();
-    attn_merge_heads<HD, G>(d, t->group, ps, tag);
+    attn_merge_group<HD, G>(p, d, t->group, w);
 }
 
 // acq and pre: as attention_prefetch had them (pre holds the first batch's
@@ -543,10 +485,10 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
             st_act(d.y, (u64)head * HD + i, O / L, tag);
         } else {
             const u64 e = ((u64)head * split + s) * ST;
-            st_partial<MERGE>(d.aux, e + i, O, tag);
+            st_act(d.aux, e + i, O, tag);
             if (i == 0) {
-                st_partial<MERGE>(d.aux, e + HD, M, tag);
-                st_partial<MERGE>(d.aux, e + HD + 1, L, tag);
+                st_act(d.aux, e + HD, M, tag);
+                st_act(d.aux, e + HD + 1, L, tag);
             }
         }
     }
