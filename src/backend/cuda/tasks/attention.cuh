@@ -317,6 +317,13 @@ __device__ __forceinline__ void attn_arrive(const loom_kparams &p, const loom_do
     attn_merge_group<HD, G>(p, d, t->group, w);
 }
 
+#ifndef LOOM_ATTN_PLAIN_ALL
+#define LOOM_ATTN_PLAIN_ALL 0   // experiments: the plain batches' loop at any G
+#endif
+// (at G = 4, 8B on the H100: 16 bytes spilled, 4096 positions 5.834 ->
+// 5.778 ms but 64 positions 5.341 -> 5.395; with LOOM_ATTN_PB=2, no spill,
+// 5.795 at 4096. Off: perf-notes v16.)
+
 // acq and pre: as attention_prefetch had them (pre holds the first batch's
 // K/V rows when it loaded them).
 template <int HD, int G, bool QNORM, bool KNORM, bool MERGE>
@@ -379,7 +386,8 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
         // loads all in flight at once (with the two other sources in the
         // same unrolled loop, 0.6B at 4096 positions was 6% slower; perf-notes
         // v15). Only with the preload: at G = 4 (8B) the second copy spills.
-        const bool plain = attn_preloads(HD, G) && !(preloaded && first) &&
+        const bool plain = (attn_preloads(HD, G) || LOOM_ATTN_PLAIN_ALL) &&
+                           !(preloaded && first) &&
                            !(pos0 <= step && step < pos0 + LOOM_WARPS * PB);
         if (plain) {
 #pragma unroll
