@@ -246,15 +246,18 @@ __device__ __forceinline__ void attention_prefetch(const loom_kparams &p, const 
     }
 }
 
-// The merge of group g: its partials (G heads x split x {o, m, l}) first
-// into shared memory, 8 words per thread in flight (the task scratch holds
-// them: codegen's scratch_bytes), then one thread per (head, element).
+// ATTN_MERGE of group t->group: its partials (G heads x split x {o, m, l})
+// first into shared memory, 8 words per thread in flight (the task scratch
+// holds them: codegen's scratch_bytes), then one thread per (head,
+// element). Also the merge an attention that merges itself runs
+// (attn_arrive).
 template <int HD, int G>
-__device__ __forceinline__ void attn_merge_group(const loom_kparams &p, const loom_dop &d,
-                                                 int g, ll_wait &w)
+__device__ __forceinline__ void attn_merge_task(const loom_kparams &p, const loom_dop &d,
+                                                const loom_dtask *t, int step)
 {
+    ll_wait w = ll_begin(p, t, step, nullptr, 0);
     constexpr int ST = HD + 2, K = 8;
-    const int split = d.split, n = G * split * ST, e0 = g * n;
+    const int g = t->group, split = d.split, n = G * split * ST, e0 = g * n;
     float *ps = LOOM_SMEM;
 
     for (int j0 = threadIdx.x; j0 < n; j0 += K * LOOM_THREADS) {
@@ -285,14 +288,6 @@ __device__ __forceinline__ void attn_merge_group(const loom_kparams &p, const lo
     }
 }
 
-template <int HD, int G>
-__device__ __forceinline__ void attn_merge_task(const loom_kparams &p, const loom_dop &d,
-                                                const loom_dtask *t, int step)
-{
-    ll_wait w = ll_begin(p, t, step, nullptr, 0);
-    attn_merge_group<HD, G>(p, d, t->group, w);
-}
-
 // An attention that merges itself (program.h arrive): after its partials,
 // the tile arrives at its group's counter; the last of the step's arrivals
 // merges the group and signals (loom_signal), the others do not. The
@@ -313,8 +308,7 @@ __device__ __forceinline__ void attn_arrive(const loom_kparams &p, const loom_do
     __syncthreads();
     if (*(volatile int *)&ws->no_signal)
         return;
-    ll_wait w = ll_begin(p, t, step, nullptr, 0);
-    attn_merge_group<HD, G>(p, d, t->group, w);
+    attn_merge_task<HD, G>(p, d, t, step);
 }
 
 #ifndef LOOM_ATTN_PLAIN_ALL
