@@ -421,6 +421,12 @@ static void test_whole_model(void)
      * group to finish (2, program.h arrive), whichever is the default. */
     whole_model_at("qwen3-0.6b", CTX, 4, 1, W_STEPS);
     whole_model_at("qwen3-0.6b", CTX, 4, 2, W_STEPS);
+    /* One staging slot, as 1.7B and 8B have it (0.6B takes two): the
+     * cases above run the two-slot protocol only. */
+    setenv("LOOM_CUDA_STAGE_SLOTS", "1", 1);
+    printf("  with LOOM_CUDA_STAGE_SLOTS=1:\n");
+    whole_model("qwen3-0.6b");
+    unsetenv("LOOM_CUDA_STAGE_SLOTS");
 }
 
 /* ------------------------------------------------------------------ (c) */

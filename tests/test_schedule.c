@@ -144,6 +144,47 @@ static void test_big_preset(void)
     }
     loom_program_free(p);
     p = NULL;
+    /* At 320 positions attention takes 8 x 5 SMs: o_proj runs on the other
+     * 92, one tile each (partition.c loom_linear_after_attention) - none on
+     * an SM with an attention tile of its layer; 132 tiles with
+     * LOOM_AFTER_ATTN_TILES=0. */
+    for (int off = 0; off < 2; off++) {
+        loom_compile_params cp = loom_compile_default_params(132);
+        cp.graph.max_context = 320;
+        if (off)
+            setenv("LOOM_AFTER_ATTN_TILES", "0", 1);
+        CHECK_OK(loom_compile(m, cp, &p));
+        unsetenv("LOOM_AFTER_ATTN_TILES");
+        if (!p)
+            continue;
+        check_lists(p, "qwen3-0.6b at 320");
+        check_tiles(p, "qwen3-0.6b at 320", 0);
+        int32_t attn = -1, shared = 0, n_attn = 0;
+        const loom_op *o = NULL;
+        for (int32_t i = 0; i < p->graph->n_ops && !o; i++)
+            if (p->graph->ops[i].kind == LOOM_OP_ATTENTION) {
+                attn = i;
+                n_attn = p->graph->ops[i].n_tiles;
+                o = &p->graph->ops[i + 1];
+            }
+        if (!o)
+            continue;
+        CHECK(n_attn == 40 && strcmp(o->name, "o_proj") == 0 &&
+                  o->n_tiles == (off ? 132 : 132 - n_attn),
+              "off %d: %d attention tiles, then %s of %d tiles", off, n_attn, o->name,
+              o->n_tiles);
+        for (int32_t s = 0; s < p->n_sms; s++) {
+            bool a = false, b = false;
+            for (int32_t j = p->sm_offset[s]; j < p->sm_offset[s + 1]; j++) {
+                a |= p->tasks[p->sm_tasks[j]].op == attn;
+                b |= p->tasks[p->sm_tasks[j]].op == attn + 1;
+            }
+            shared += a && b;
+        }
+        CHECK(off || shared == 0, "%d SMs run layer 0's attention and o_proj", shared);
+        loom_program_free(p);
+        p = NULL;
+    }
     /* LOOM_TILE_MAX_KB caps a tile's weights: lm_head then takes a multiple
      * of n_sms tiles, none over the cap */
     setenv("LOOM_TILE_MAX_KB", "256", 1);

@@ -7,6 +7,7 @@
 #ifndef LOOM_COMPILER_INTERNAL_H
 #define LOOM_COMPILER_INTERNAL_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "compiler/program.h"
@@ -29,6 +30,17 @@ int32_t loom_attn_merge_mode(const loom_graph_params *params, int32_t split);
  * n_sms) only when LOOM_TILE_MAX_KB (experiments) caps a tile's weights,
  * never more than rows / unit. */
 int32_t loom_linear_tile_count(int64_t rows, int64_t cols, int32_t n_sms, int32_t unit);
+
+/* Whether LINEAR op `op` runs on the SMs the ATTENTION op before it leaves
+ * free: when that attention's tiles take at most a third of the SMs (each
+ * tile an SM of its own), the op is cut into n_sms - (its tiles) tiles,
+ * and the schedule places them by when their staged rows land
+ * (loom_compile_params.stage_bytes) - on the SMs that wait through the
+ * attention with nothing else to do, so every tile's rows are in shared
+ * memory when its input comes, and none waits behind an attention tile on
+ * its SM (docs/perf-notes.md v17). Needs the attention's n_tiles (set by the
+ * partitioner in op order). LOOM_AFTER_ATTN_TILES=0 (experiments): never. */
+bool loom_linear_after_attention(const loom_graph *g, int32_t op);
 
 /* Tiles per KV-head group of the qkv op (tiles never straddle groups):
  * k * n_sms / n_kv (at least 1), k the smallest multiple keeping tiles

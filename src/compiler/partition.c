@@ -92,6 +92,17 @@ int32_t loom_linear_tile_count(int64_t rows, int64_t cols, int32_t n_sms, int32_
     return n < 1 ? 1 : (int32_t)n;
 }
 
+bool loom_linear_after_attention(const loom_graph *g, int32_t op)
+{
+    const char *e = getenv("LOOM_AFTER_ATTN_TILES");
+
+    if (op <= 0 || op >= g->n_ops || (e && atoi(e) == 0))
+        return false;
+    const loom_op *o = &g->ops[op], *a = &g->ops[op - 1];
+    return o->kind == LOOM_OP_LINEAR && a->kind == LOOM_OP_ATTENTION && a->n_tiles > 0 &&
+           3 * a->n_tiles <= g->params.n_sms;
+}
+
 int32_t loom_qkv_tiles_per_group(const loom_config *c, int32_t n_sms)
 {
     int64_t G = c->n_heads / c->n_kv_heads, rows = (G + 2) * c->head_dim, n = 1;
@@ -253,8 +264,10 @@ static loom_status make_tasks(part *s, int32_t i)
                     st = add_task(s, i, gr * per + cut(per, n, t), gr * per + cut(per, n, t + 1),
                                   gr, -1, ctr + gr, -1);
         } else {
-            int32_t unit = o->epi == LOOM_EPI_SILU_MUL ? 2 : 1;
-            int32_t n = loom_linear_tile_count(o->rows, o->cols, n_sms, unit);
+            int32_t unit = o->epi == LOOM_EPI_SILU_MUL ? 2 : 1, sms = n_sms;
+            if (loom_linear_after_attention(g, i))
+                sms -= g->ops[i - 1].n_tiles;
+            int32_t n = loom_linear_tile_count(o->rows, o->cols, sms, unit);
             int64_t units = o->rows / unit;
             for (int32_t t = 0; t < n && st == LOOM_OK; t++)
                 st = add_task(s, i, unit * cut(units, n, t), unit * cut(units, n, t + 1),
@@ -359,6 +372,20 @@ static void task_cost(const loom_graph *g, const loom_task *t, double *bytes, do
     }
 }
 
+/* Weight bytes of task t its SM stages before its inputs are ready, if it
+ * waits long enough: counted for the op after an attention only
+ * (loom_linear_after_attention), whose SMs wait through the attention. */
+static double staged_bytes(const loom_program *p, const loom_compile_params *cp,
+                           const loom_task *t)
+{
+    const loom_op *o = &p->graph->ops[t->op];
+    double w = (double)(t->row_end - t->row_begin) * o->cols * 2, s = (double)cp->stage_bytes;
+
+    if (!loom_linear_after_attention(p->graph, t->op))
+        return 0;
+    return w < s ? w : s;
+}
+
 static void set_costs(loom_program *p, const loom_compile_params *cp)
 {
     double bw = (cp->bw_gbps > 0 ? cp->bw_gbps : 3000) * 1e3 / p->n_sms;   /* B/us/SM */
@@ -370,6 +397,7 @@ static void set_costs(loom_program *p, const loom_compile_params *cp)
         task_cost(p->graph, &p->tasks[k], &bytes, &flops);
         p->tasks[k].bytes = (uint64_t)bytes;
         p->tasks[k].est_us = (float)(bytes / bw + flops / fl + ov);
+        p->tasks[k].staged_us = (float)(staged_bytes(p, cp, &p->tasks[k]) / bw);
     }
 }
 

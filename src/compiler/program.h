@@ -52,6 +52,9 @@ typedef struct loom_task {
                               step signals; every task arriving at a counter
                               signals the same one                         */
     float     est_us;      /* cost model estimate                            */
+    float     staged_us;   /* of est_us: the rows that stream into its SM
+                              while it waits, if it waits long enough
+                              (loom_linear_after_attention), else 0          */
     uint64_t  bytes;       /* bytes the task reads + writes (cost model)     */
 } loom_task;
 
@@ -81,6 +84,9 @@ typedef struct loom_compile_params {
     double  bw_gbps;           /* cost model: device read bandwidth (GB/s)   */
     double  tflops;            /* cost model: fp32 FMA rate (TFLOP/s)        */
     double  task_overhead_us;  /* cost model: fixed cost per task            */
+    int64_t stage_bytes;       /* cost model: weight bytes a task can have
+                                  in its SM before its inputs are ready (the
+                                  CUDA backend's staging slot)              */
     bool    skip_verify;       /* tests only                                 */
 } loom_compile_params;
 

@@ -1,9 +1,11 @@
 /* schedule.c - list scheduling of one decode step onto the SMs.
  *
  * Tasks are placed in program order; each goes to the SM on which it would
- * finish earliest, given when that SM is free and when the counters it waits
- * on (this step's) are complete; among equally good SMs the one that became
- * free last (best fit), so SMs idle since earlier stay free for later work.
+ * finish earliest, given when that SM is free, when the counters it waits
+ * on (this step's) are complete and, for the op after an attention, how
+ * much of its rows the SM stages while it waits (loom_task.staged_us);
+ * among equally good SMs the one that became free last (best fit), so SMs
+ * idle since earlier stay free for later work.
  * Every SM list is thus a subsequence of program order, which is a
  * topological order of the dependencies. No SM is reserved.
  *
@@ -38,7 +40,7 @@ static loom_status critical_path(const loom_program *p, double *fin, int32_t *pr
                 pred[k] = clast[wt->counter];
             }
         }
-        fin[k] = ready + t->est_us;
+        fin[k] = ready + t->est_us - t->staged_us;   /* on an SM idle long before */
         if (t->signal >= 0 && fin[k] > cready[t->signal]) {
             cready[t->signal] = fin[k];
             clast[t->signal] = k;
@@ -49,7 +51,9 @@ static loom_status critical_path(const loom_program *p, double *fin, int32_t *pr
     return LOOM_OK;
 }
 
-/* Places every task; fills sm_offset / sm_tasks and est_step_us. */
+/* Places every task; fills sm_offset / sm_tasks and est_step_us. A task
+ * with staged rows (staged_us) finishes up to that much sooner on an SM
+ * idle before its inputs are ready. */
 static loom_status place(loom_program *p)
 {
     int32_t n = p->n_sms;
@@ -70,11 +74,14 @@ static loom_status place(loom_program *p)
         const loom_task *t = &p->tasks[k];
         double ready = 0, best_fin = 0, best_free = -1;
         int32_t best = 0;
+        const double pre = t->staged_us;
         for (int32_t w = 0; w < t->n_waits; w++)
             if (t->waits[w].step_offset == 0 && cready[t->waits[w].counter] > ready)
                 ready = cready[t->waits[w].counter];
         for (int32_t s = 0; s < n; s++) {
-            double fin = (free_at[s] > ready ? free_at[s] : ready) + t->est_us;
+            double idle = ready > free_at[s] ? ready - free_at[s] : 0;
+            double fin = (free_at[s] > ready ? free_at[s] : ready) + t->est_us -
+                         (idle < pre ? idle : pre);
             if (s == 0 || fin < best_fin - 1e-9 ||
                 (fin < best_fin + 1e-9 && free_at[s] > best_free)) {
                 best = s;

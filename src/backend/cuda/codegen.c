@@ -160,6 +160,22 @@ static int stage_slots(const loom_program *p)
     return n > 0 && med <= room / 2 ? 2 : 1;
 }
 
+/* The L2 look-ahead's budget (common.cuh LOOM_L2_AHEAD), unless
+ * LOOM_CUDA_L2_AHEAD_KB says: L2_AHEAD_KB with one staging slot, where the
+ * SMs that wait through an attention then bring gate_up's rows toward L2
+ * (H100, perf-notes v17: 1.7B 1.461 -> 1.430-1.438 ms, 8B at 4096
+ * positions 1% faster, 8B at 64 within noise; 128 and 384 KB no better);
+ * none with two, where the next task's copy streams through the waits
+ * already and the look-ahead measured 3-4% slower (0.6B). */
+#define L2_AHEAD_KB 192
+static int64_t l2_ahead_bytes(int slots)
+{
+    const char *e = getenv("LOOM_CUDA_L2_AHEAD_KB");
+    int64_t kb = e && *e ? atoll(e) : slots == 1 ? L2_AHEAD_KB : 0;
+
+    return kb > 0 ? kb * 1024 : 0;
+}
+
 /* The longest SM task list. */
 static int32_t max_sm_tasks(const loom_program *p)
 {
@@ -455,6 +471,7 @@ static void emit_header(sbuf *b, const loom_program *p)
         (long long)(SMEM_HEAD + tables_bytes(p) + scratch_bytes(p)));
     put(b, "#define LOOM_STAGE_BYTES %lld\n", (long long)stage_bytes(p));
     put(b, "#define LOOM_STAGE_SLOTS %d\n", stage_slots(p));
+    put(b, "#define LOOM_L2_AHEAD %lld\n", (long long)l2_ahead_bytes(stage_slots(p)));
     put(b, "#define LOOM_LL %d\n", loom_cuda_ll_mode());
     if (loom_cuda_xcheck_enabled())   /* debug mode: xcheck.h */
         put(b, "#define LOOM_XCHECK 1\n");

@@ -60,6 +60,7 @@ extern __shared__ float4 loom_smem4[];
 // Layout of the dynamic shared memory (offsets from the generated source):
 //   [0, 16)                 loom_wait_state (the CTA's wait verdict)
 //   [16, 32)                the staging slots' mbarriers (LOOM_STAGE_BAR(s))
+//   [32, 52)                the L2 look-ahead's state (LOOM_L2_AHEAD_STATE)
 //   [LOOM_TABLES_OFFSET, LOOM_SCRATCH_OFFSET) the tables, copied at kernel
 //                           start: the op table (LOOM_OPS_BYTES), this SM's
 //                           task records in list order (LOOM_TASKS_BYTES),
@@ -134,6 +135,31 @@ struct stage_state {
 #ifndef LOOM_STAGE_CHUNK
 #define LOOM_STAGE_CHUNK 32768
 #endif
+
+// L2 look-ahead (LOOM_L2_AHEAD bytes; 0: off): while a task waits and the
+// pieces of its copies are all out, thread 0 sends the weights that no copy
+// covers - the current task's rows after its staged ones, then the tiles of
+// the next linear tasks on the list, at most LOOM_L2_AHEAD_TASKS ahead - to
+// L2 by bulk prefetch, one piece per poll, never more than LOOM_L2_AHEAD
+// bytes beyond the current task's staged rows. The pieces go out only while
+// the SM waits, so they take the HBM time a wait would leave unused (at
+// 1.7B, ~7 us a layer in which 92 SMs wait for attention). The state lives
+// in shared memory (l2_ahead_state, thread 0's); l2_ahead_pump is defined in
+// megakernel.cuh, after the task headers it reads (stage_rows, the tables).
+#ifndef LOOM_L2_AHEAD
+#define LOOM_L2_AHEAD 0
+#endif
+#ifndef LOOM_L2_AHEAD_TASKS
+#define LOOM_L2_AHEAD_TASKS 3
+#endif
+struct l2_ahead_state {
+    int n, n_steps;   // the SM's list length, the run's steps
+    int cur;          // the current task instance (step * n + k)
+    int inst;         // the look-ahead's frontier: task instance and
+    u32 off;          // bytes of its tile sent
+};
+#define LOOM_L2_AHEAD_STATE ((l2_ahead_state *)((char *)loom_smem4 + 32))
+__device__ __forceinline__ void l2_ahead_pump();
 
 // ------------------------------------------------------------ numbers
 
@@ -352,6 +378,13 @@ __device__ __forceinline__ void bulk_copy(void *dst, const void *src, u32 bytes,
                  : "memory");
 }
 
+// Send `bytes` (a multiple of 16, 16-byte aligned) toward L2: no
+// destination, no completion to wait for.
+__device__ __forceinline__ void bulk_prefetch_l2(const void *src, u32 bytes)
+{
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
+}
+
 __device__ __forceinline__ bool mbar_test(u64 *bar, u32 parity)
 {
     u32 ok;
@@ -401,11 +434,12 @@ __device__ __forceinline__ bool stage_pump_one(stage_copy &c)
     return true;
 }
 
-// Thread 0, before a poll: one piece, the current task's before the next's.
+// Thread 0, before a poll: one piece, the current task's before the next's,
+// and after both an L2 look-ahead piece.
 __device__ __forceinline__ void stage_pump(stage_state &sg)
 {
-    if (!stage_pump_one(sg.cur))
-        stage_pump_one(sg.nxt);
+    if (!stage_pump_one(sg.cur) && !stage_pump_one(sg.nxt) && LOOM_L2_AHEAD > 0)
+        l2_ahead_pump();
 }
 
 // Thread 0: every piece of copy c not yet issued.

@@ -17,6 +17,8 @@ __device__ __forceinline__ void stage_ahead(stage_state &sg, int step, int k, in
     const loom_dtask *t = LOOM_STASKS + k;
     const loom_dop &d = LOOM_SOPS[t->op];
     const int tag = step * n + k + 1;
+    if (LOOM_L2_AHEAD > 0 && threadIdx.x == 0)
+        LOOM_L2_AHEAD_STATE->cur = tag - 1;
     if (sg.nxt.tag == tag) {
         sg.cur = sg.nxt;
     } else {
@@ -33,6 +35,62 @@ __device__ __forceinline__ void stage_ahead(stage_state &sg, int step, int k, in
                 (const bf16raw *)dn.w + (u64)tn->row_begin * dn.cols, ahead ? stage_rows(tn, dn) : 0,
                 dn.cols);
 }
+
+#if LOOM_STAGE
+// Thread 0 (common.cuh "L2 look-ahead"): the next look-ahead piece, if the
+// frontier is less than LOOM_L2_AHEAD bytes past the current task's staged
+// rows. A linear task's range is its tile's bytes, less the staged rows of
+// the current task and (two slots) of the next, whose copies carry them.
+__device__ __forceinline__ void l2_ahead_pump()
+{
+    constexpr int budget = LOOM_L2_AHEAD;
+    l2_ahead_state *la = LOOM_L2_AHEAD_STATE;
+    const int cur = la->cur, last = la->n * la->n_steps;
+    int inst = la->inst;
+    u32 off = la->off;
+    int ahead = 0;   // bytes from the current task's range to the frontier
+    if (inst < cur) {
+        inst = cur;
+        off = 0;
+    }
+    for (int i = cur; i < last && i <= cur + LOOM_L2_AHEAD_TASKS; i++) {
+        const loom_dtask *t = LOOM_STASKS + i % la->n;
+        const loom_dop &d = LOOM_SOPS[t->op];
+        if (!loom_variant_linear(d.variant)) {
+            if (i == inst) {
+                inst = i + 1;
+                off = 0;
+            }
+            continue;
+        }
+        const u32 row = (u32)d.cols * 2u, total = (u32)(t->row_end - t->row_begin) * row;
+        const bool staged = i == cur || (LOOM_STAGE_SLOTS > 1 && i == cur + 1);
+        const u32 lo = staged ? (u32)stage_rows(t, d) * row : 0u;
+        if (i < inst) {
+            ahead += (int)(total - lo);
+            continue;
+        }
+        off = off > lo ? off : lo;
+        ahead += (int)(off - lo);
+        if (ahead >= budget)
+            break;
+        if (off >= total) {
+            inst = i + 1;
+            off = 0;
+            continue;
+        }
+        u32 b = total - off;
+        b = b < (u32)LOOM_STAGE_CHUNK ? b : (u32)LOOM_STAGE_CHUNK;
+        b = b < (u32)(budget - ahead) ? b : (u32)(budget - ahead);
+        bulk_prefetch_l2((const char *)d.w + (u64)t->row_begin * row + off, b);
+        la->inst = i;
+        la->off = off + b;
+        return;
+    }
+    la->inst = inst;
+    la->off = off;
+}
+#endif
 
 extern "C" __global__ void __launch_bounds__(LOOM_THREADS, 1)
 loom_megakernel(const loom_kparams p)
@@ -55,6 +113,8 @@ loom_megakernel(const loom_kparams p)
     if (threadIdx.x == 0) {
         ws->failed = 0;
         ws->no_signal = 0;
+        if (LOOM_L2_AHEAD > 0)
+            *LOOM_L2_AHEAD_STATE = {n, p.n_steps, 0, 0, 0u};
     }
     __syncthreads();
 
