@@ -11,7 +11,8 @@
  * (b) whole model: greedy tokens and per-step logits (rel L2 <= 1e-2) over
  *     40 steps, up to the first step where the two backends pick different
  *     tokens out of a near tie (which must be one); qwen3-0.6b also at 160
- *     steps, and with 4 splits merged by an op and by the attention.
+ *     steps, with 4 splits merged by an op and by the attention, and with
+ *     one staging slot (which runs the L2 look-ahead).
  * (c) a wait that can never be met (threshold mutated, skip_verify,
  *     wait_timeout_ms 300) ends in LOOM_ERR_TIMEOUT naming the SM, the task,
  *     the counter, its value and threshold.
