@@ -136,14 +136,17 @@ struct stage_state {
 #define LOOM_STAGE_CHUNK 32768
 #endif
 
-// L2 look-ahead (LOOM_L2_AHEAD bytes; 0: off): while a task waits and the
-// pieces of its copies are all out, thread 0 sends the weights that no copy
-// covers - the current task's rows after its staged ones, then the tiles of
-// the next linear tasks on the list, at most LOOM_L2_AHEAD_TASKS ahead - to
-// L2 by bulk prefetch, one piece per poll, never more than LOOM_L2_AHEAD
-// bytes beyond the current task's staged rows. The pieces go out only while
-// the SM waits, so they take the HBM time a wait would leave unused (at
-// 1.7B, ~7 us a layer in which 92 SMs wait for attention). The state lives
+// L2 look-ahead (LOOM_L2_AHEAD bytes; 0: off): while a linear task waits
+// and the pieces of its copies are all out, thread 0 sends the weights that
+// no copy covers - the current task's rows after its staged ones, then the
+// tiles of the next linear tasks on the list, at most LOOM_L2_AHEAD_TASKS
+// ahead - to L2 by bulk prefetch, one piece of LOOM_L2_AHEAD_PIECE bytes
+// per poll, never more than LOOM_L2_AHEAD bytes beyond the current task's
+// staged rows. The pieces go out only while the SM waits, so they take the
+// HBM time a wait would leave unused (at 1.7B, ~7 us a layer in which 92
+// SMs wait for attention). 16 KB pieces and no look-ahead while an
+// attention waits: 8B 1.8-2.5% faster than 32 KB pieces at every wait,
+// 1.7B the same (perf-notes v17). The state lives
 // in shared memory (l2_ahead_state, thread 0's); l2_ahead_pump is defined in
 // megakernel.cuh, after the task headers it reads (stage_rows, the tables).
 #ifndef LOOM_L2_AHEAD
@@ -151,6 +154,9 @@ struct stage_state {
 #endif
 #ifndef LOOM_L2_AHEAD_TASKS
 #define LOOM_L2_AHEAD_TASKS 3
+#endif
+#ifndef LOOM_L2_AHEAD_PIECE
+#define LOOM_L2_AHEAD_PIECE 16384
 #endif
 struct l2_ahead_state {
     int n, n_steps;   // the SM's list length, the run's steps

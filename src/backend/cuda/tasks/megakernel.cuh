@@ -38,8 +38,8 @@ __device__ __forceinline__ void stage_ahead(stage_state &sg, int step, int k, in
 
 #if LOOM_STAGE
 // Thread 0 (common.cuh "L2 look-ahead"): the next look-ahead piece, if the
-// frontier is less than LOOM_L2_AHEAD bytes past the current task's staged
-// rows. A linear task's range is its tile's bytes, less the staged rows of
+// current task is linear and the frontier is less than LOOM_L2_AHEAD bytes
+// past its staged rows. A linear task's range is its tile's bytes, less the staged rows of
 // the current task and (two slots) of the next, whose copies carry them.
 __device__ __forceinline__ void l2_ahead_pump()
 {
@@ -53,6 +53,8 @@ __device__ __forceinline__ void l2_ahead_pump()
         inst = cur;
         off = 0;
     }
+    if (!loom_variant_linear(LOOM_SOPS[LOOM_STASKS[cur % la->n].op].variant))
+        return;   // not while an attention waits: it is on the critical path
     for (int i = cur; i < last && i <= cur + LOOM_L2_AHEAD_TASKS; i++) {
         const loom_dtask *t = LOOM_STASKS + i % la->n;
         const loom_dop &d = LOOM_SOPS[t->op];
@@ -80,7 +82,7 @@ __device__ __forceinline__ void l2_ahead_pump()
             continue;
         }
         u32 b = total - off;
-        b = b < (u32)LOOM_STAGE_CHUNK ? b : (u32)LOOM_STAGE_CHUNK;
+        b = b < (u32)LOOM_L2_AHEAD_PIECE ? b : (u32)LOOM_L2_AHEAD_PIECE;
         b = b < (u32)(budget - ahead) ? b : (u32)(budget - ahead);
         bulk_prefetch_l2((const char *)d.w + (u64)t->row_begin * row + off, b);
         la->inst = i;
