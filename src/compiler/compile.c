@@ -21,7 +21,7 @@ loom_compile_params loom_compile_default_params(int32_t n_sms)
     p.bw_gbps = 3000.0;
     p.tflops = 60.0;
     p.task_overhead_us = 1.0;
-    p.stage_bytes = 96 * 1024;
+    p.stage_bytes = 96 * 1024;   /* the CUDA backend's slot (codegen.c STAGE_MAX_KB) */
     p.skip_verify = false;
     return p;
 }
