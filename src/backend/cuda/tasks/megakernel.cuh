@@ -39,13 +39,16 @@ __device__ __forceinline__ void stage_ahead(stage_state &sg, int step, int k, in
 #if LOOM_STAGE
 // Thread 0 (common.cuh "L2 look-ahead"): the next look-ahead piece, if the
 // current task is linear and the frontier is less than LOOM_L2_AHEAD bytes
-// past its staged rows. A linear task's range is its tile's bytes, less the staged rows of
-// the current task and (two slots) of the next, whose copies carry them.
+// past its staged rows. A linear task's range is its tile's bytes, less the
+// staged rows of the current task and (two slots) of the next, whose copies
+// carry them.
 __device__ __forceinline__ void l2_ahead_pump()
 {
     constexpr int budget = LOOM_L2_AHEAD;
     l2_ahead_state *la = LOOM_L2_AHEAD_STATE;
     const int cur = la->cur, last = la->n * la->n_steps;
+    if (!loom_variant_linear(LOOM_SOPS[LOOM_STASKS[cur % la->n].op].variant))
+        return;   // not while an attention waits: it is on the critical path
     int inst = la->inst;
     u32 off = la->off;
     int ahead = 0;   // bytes from the current task's range to the frontier
@@ -53,8 +56,6 @@ __device__ __forceinline__ void l2_ahead_pump()
         inst = cur;
         off = 0;
     }
-    if (!loom_variant_linear(LOOM_SOPS[LOOM_STASKS[cur % la->n].op].variant))
-        return;   // not while an attention waits: it is on the critical path
     for (int i = cur; i < last && i <= cur + LOOM_L2_AHEAD_TASKS; i++) {
         const loom_dtask *t = LOOM_STASKS + i % la->n;
         const loom_dop &d = LOOM_SOPS[t->op];
