@@ -6,7 +6,10 @@
 #      qwen3-0.6b@4096:LOOM_ATTN_MERGE=1
 # Context 4096 runs a 3840-token prompt, else 64; 256 new tokens, --repeat
 # AB_REPEAT (2). Logs in $OUT/ab-N.log; the table last. LOOM (./build-dev/loom)
-# is the binary.
+# is the binary. AB_TRACE=1: one traced run per variant instead (steps 64-67
+# recorded), the trace summary's per-op table (release times) and critical
+# path in $OUT/ab-N.txt, printed before the table; AB_TRACE_KEEP=1 keeps the
+# traces ($OUT/ab-N.trace).
 set -uo pipefail
 LOOM=${LOOM:-./build-dev/loom}
 OUT=${OUT:-/tmp/loom-out}
@@ -24,10 +27,20 @@ for a in "$@"; do
   IFS=',' read -ra kv <<< "$vars"
   for v in "${kv[@]}"; do [ -n "$v" ] && env_args+=("$v"); done
   log="$OUT/ab-$n.log"
+  trace=() rep=${AB_REPEAT:-2}
+  [ "${AB_TRACE:-0}" = 1 ] && trace=(--trace "$OUT/ab-$n.trace") rep=${AB_REPEAT:-1}
   env "${env_args[@]}" "$LOOM" bench --preset "$preset" --prompt-len "$prompt" --new 256 \
-      --repeat "${AB_REPEAT:-2}" > "$log" 2>&1
+      --repeat "$rep" "${trace[@]}" > "$log" 2>&1
   rc=$?
   ms=$(grep -m1 'ms/token' "$log" | awk '{print $3}')
+  if [ "${#trace[@]}" -gt 0 ]; then
+    rm -f "$OUT/ab-$n.trace.perfetto.json"
+    { echo "== $a: ${ms:-?} ms/token"
+      "$LOOM" trace "$OUT/ab-$n.trace" --summary |
+        sed -n '/per op type/,/^$/p;/critical path/,/releases/p'; } > "$OUT/ab-$n.txt" 2>&1
+    cat "$OUT/ab-$n.txt"
+    [ "${AB_TRACE_KEEP:-0}" = 1 ] || rm -f "$OUT/ab-$n.trace"
+  fi
   rows+=("$(printf '%-12s %5s  %-52s %8s  rc=%s' "$preset" "$ctx" "${vars:--}" "${ms:-?}" "$rc")")
 done
 printf '%-12s %5s  %-52s %8s\n' preset ctx variant ms/token
