@@ -168,7 +168,8 @@ __global__ void __launch_bounds__(THREADS, 1) bench(args a)
         u64 off = 0;
         u32 phase[3] = {0, 0, 0};
         const u64 bytes = per * 16;
-        for (int k = 0; !*a.stop; k++) {
+        int k = 0;
+        for (; !*a.stop; k++) {
             const int s = k % 3;
             if (k >= 3) {   // wait for this slot's previous copy
                 u32 done = 0;
@@ -190,7 +191,7 @@ __global__ void __launch_bounds__(THREADS, 1) bench(args a)
                          : "memory");
             off += BULK_PIECE;
         }
-        for (int s = 0; s < 3; s++) {   // drain: no copy may outlive the CTA
+        for (int s = 0; s < 3 && s < k; s++) {   // drain: no copy may outlive the CTA
             u32 done = 0;
             while (!done)
                 asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared.b64 p, [%1], %2;"
