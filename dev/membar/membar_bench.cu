@@ -12,8 +12,8 @@
 //   store - thread 0 stores one word before the release (loom's outputs), or
 //           not.
 // Each case: 256 releases by the probe CTA (SM of block 0), each after its own
-// loads from a fresh region (L2 misses), timed with %globaltimer (and clock64
-// for the short ones) around the red.release; percentiles printed, and the
+// loads from a fresh region (L2 misses), timed with %globaltimer around the
+// red.release; percentiles printed, and the
 // bandwidth the other SMs got (loads).
 //
 // Build and run on the GPU machine (nvcc only, no loom):
@@ -73,7 +73,7 @@ struct args {
     u64 *span;           // [2]: the probe's first and last globaltimer
     u32 *counter, *out_word, *sink;
     volatile u32 *stop;
-    u64 *ns, *cyc;       // [ITERS]
+    u64 *ns;             // [ITERS]
 };
 
 // One warp's share of streaming: U 16-byte loads per lane in flight, each
@@ -119,11 +119,10 @@ __global__ void __launch_bounds__(THREADS, 1) bench(args a)
                 a.out_word[threadIdx.x] = acc + it;
             __syncthreads();
             if (threadIdx.x == 0) {
-                u64 t0 = gtimer(), c0 = clock64();
+                u64 t0 = gtimer();
                 asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(a.counter) : "memory");
-                u64 c1 = clock64(), t1 = gtimer();
+                u64 t1 = gtimer();
                 a.ns[it] = t1 - t0;
-                a.cyc[it] = c1 - c0;
             }
             __syncthreads();
             // let the memory system settle into the background's steady state
@@ -220,13 +219,12 @@ int main()
     const int max_own = 192 * 1024;
     uint4 *w, *own;
     u32 *words;
-    u64 *ns, *cyc, *big;
+    u64 *ns, *big;
     CK(cudaMalloc(&w, wbytes));
     CK(cudaMalloc(&own, (u64)ITERS * max_own));
     CK(cudaMalloc(&words, 4096));
     CK(cudaMalloc(&big, 64));
     CK(cudaMalloc(&ns, ITERS * sizeof(u64)));
-    CK(cudaMalloc(&cyc, ITERS * sizeof(u64)));
     CK(cudaMemset(own, 2, (u64)ITERS * max_own));
     CK(cudaMemset(w, 1, wbytes));   // after own: own's lines leave L2
     const int smem = 128 + 3 * BULK_PIECE;
@@ -258,7 +256,6 @@ int main()
         a.bytes = big;
         a.span = big + 2;
         a.ns = ns;
-        a.cyc = cyc;
         CK(cudaMemset(words, 0, 4096));
         CK(cudaMemset(big, 0, 64));
         CK(cudaMemset(w, 1, 256ull << 20));   // the last case's own lines out of L2
