@@ -18,34 +18,12 @@
 //
 // Build and run on the GPU machine (nvcc only, no loom):
 //   nvcc -O2 -arch=sm_90a -o /tmp/membar dev/membar/membar_bench.cu && /tmp/membar
-#include <cstdio>
-#include <cstdlib>
 #include <algorithm>
 #include <vector>
-#include <cuda_runtime.h>
-
-typedef unsigned long long u64;
-typedef unsigned int u32;
-
-#define CK(x)                                                                          \
-    do {                                                                               \
-        cudaError_t e_ = (x);                                                          \
-        if (e_ != cudaSuccess) {                                                       \
-            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x,                  \
-                    cudaGetErrorString(e_));                                           \
-            exit(1);                                                                   \
-        }                                                                              \
-    } while (0)
+#include "bench.cuh"
 
 enum { BG_NONE = 0, BG_LOADS = 1, BG_BULK = 2 };
 enum { THREADS = 512, ITERS = 256, BULK_PIECE = 32768 };
-
-__device__ __forceinline__ u64 gtimer()
-{
-    u64 t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
-}
 
 __device__ __forceinline__ uint4 ld_nc(const uint4 *p)
 {
@@ -59,6 +37,16 @@ __device__ __forceinline__ uint4 ld_nc(const uint4 *p)
 __device__ __forceinline__ u32 smem_u32(const void *p)
 {
     return (u32)__cvta_generic_to_shared(p);
+}
+
+__device__ __forceinline__ void mbar_wait(u64 *bar, u32 parity)
+{
+    u32 done = 0;
+    while (!done)
+        asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared.b64 p, [%1], %2;"
+                     " selp.u32 %0, 1, 0, p; }"
+                     : "=r"(done)
+                     : "r"(smem_u32(bar)), "r"(parity));
 }
 
 struct args {
@@ -120,7 +108,7 @@ __global__ void __launch_bounds__(THREADS, 1) bench(args a)
             __syncthreads();
             if (threadIdx.x == 0) {
                 u64 t0 = gtimer();
-                asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(a.counter) : "memory");
+                red_release(a.counter);
                 u64 t1 = gtimer();
                 a.ns[it] = t1 - t0;
             }
@@ -171,12 +159,7 @@ __global__ void __launch_bounds__(THREADS, 1) bench(args a)
         for (; !*a.stop; k++) {
             const int s = k % 3;
             if (k >= 3) {   // wait for this slot's previous copy
-                u32 done = 0;
-                while (!done)
-                    asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared.b64 p, [%1], %2;"
-                                 " selp.u32 %0, 1, 0, p; }"
-                                 : "=r"(done)
-                                 : "r"(smem_u32(bar + s)), "r"(phase[s]));
+                mbar_wait(bar + s, phase[s]);
                 phase[s] ^= 1;
             }
             if (off + BULK_PIECE > bytes)
@@ -190,14 +173,8 @@ __global__ void __launch_bounds__(THREADS, 1) bench(args a)
                          : "memory");
             off += BULK_PIECE;
         }
-        for (int s = 0; s < 3 && s < k; s++) {   // drain: no copy may outlive the CTA
-            u32 done = 0;
-            while (!done)
-                asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared.b64 p, [%1], %2;"
-                             " selp.u32 %0, 1, 0, p; }"
-                             : "=r"(done)
-                             : "r"(smem_u32(bar + s)), "r"(phase[s]));
-        }
+        for (int s = 0; s < 3 && s < k; s++)   // drain: no copy may outlive the CTA
+            mbar_wait(bar + s, phase[s]);
     }
 }
 

@@ -17,32 +17,10 @@
 //
 // Build and run on the GPU machine (nvcc only, no loom):
 //   nvcc -O2 -arch=sm_90a -o /tmp/reduce dev/membar/reduce_bench.cu && /tmp/reduce
-#include <cstdio>
-#include <cstdlib>
-#include <cuda_runtime.h>
-
-typedef unsigned long long u64;
-typedef unsigned int u32;
-
-#define CK(x)                                                                          \
-    do {                                                                               \
-        cudaError_t e_ = (x);                                                          \
-        if (e_ != cudaSuccess) {                                                       \
-            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x,                  \
-                    cudaGetErrorString(e_));                                           \
-            exit(1);                                                                   \
-        }                                                                              \
-    } while (0)
+#include "bench.cuh"
 
 enum { THREADS = 512, REPS = 200 };
 enum { M_ROWS = 0, M_F32 = 1, M_V4 = 2, M_U64 = 3 };
-
-__device__ __forceinline__ u64 gtimer()
-{
-    u64 t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
-}
 
 __device__ __forceinline__ u32 ld_acquire(const u32 *p)
 {
@@ -80,7 +58,7 @@ hops(int mode, int n, float *accf, u64 *accu, u32 *counter, u64 *span)
         }
         __syncthreads();
         if (threadIdx.x == 0) {
-            asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(counter) : "memory");
+            red_release(counter);
             const u32 want = ctas * (u32)(r + 1);
             while (ld_acquire(counter) < want) {
             }
