@@ -373,15 +373,16 @@ static void task_cost(const loom_graph *g, const loom_task *t, double *bytes, do
 }
 
 /* Weight bytes of task t its SM stages before its inputs are ready, if it
- * waits long enough: counted for the op after an attention only
- * (loom_linear_after_attention), whose SMs wait through the attention. */
+ * waits long enough: counted for the op after an attention only (`after`:
+ * loom_linear_after_attention of t's op), whose SMs wait through the
+ * attention. */
 static double staged_bytes(const loom_program *p, const loom_compile_params *cp,
-                           const loom_task *t)
+                           const loom_task *t, bool after)
 {
     const loom_op *o = &p->graph->ops[t->op];
     double w = (double)(t->row_end - t->row_begin) * o->cols * 2, s = (double)cp->stage_bytes;
 
-    if (!loom_linear_after_attention(p->graph, t->op))
+    if (!after)
         return 0;
     return w < s ? w : s;
 }
@@ -391,13 +392,19 @@ static void set_costs(loom_program *p, const loom_compile_params *cp)
     double bw = (cp->bw_gbps > 0 ? cp->bw_gbps : 3000) * 1e3 / p->n_sms;   /* B/us/SM */
     double fl = (cp->tflops > 0 ? cp->tflops : 60) * 1e6 / p->n_sms;        /* flop/us */
     double ov = cp->task_overhead_us >= 0 ? cp->task_overhead_us : 1.0;
+    int32_t op = -1;
+    bool after = false;   /* loom_linear_after_attention(op), once per op */
 
     for (int32_t k = 0; k < p->n_tasks; k++) {
         double bytes, flops;
+        if (p->tasks[k].op != op) {
+            op = p->tasks[k].op;
+            after = loom_linear_after_attention(p->graph, op);
+        }
         task_cost(p->graph, &p->tasks[k], &bytes, &flops);
         p->tasks[k].bytes = (uint64_t)bytes;
         p->tasks[k].est_us = (float)(bytes / bw + flops / fl + ov);
-        p->tasks[k].staged_us = (float)(staged_bytes(p, cp, &p->tasks[k]) / bw);
+        p->tasks[k].staged_us = (float)(staged_bytes(p, cp, &p->tasks[k], after) / bw);
     }
 }
 
