@@ -53,6 +53,9 @@ static loom_model *open_preset(const char *name, uint64_t seed)
 
 /* ctx positions, split KV splits per group (0: the compiler's choice),
  * their merge (graph.h attn_merge; 0: the compiler's choice). */
+/* graph.h mlp_fuse of every compile (test_fused_mlp sets it). */
+static int32_t g_mlp_fuse;
+
 static loom_program *compile_at(const loom_model *m, bool skip_verify, int32_t ctx,
                                 int32_t split, int32_t merge)
 {
@@ -61,6 +64,7 @@ static loom_program *compile_at(const loom_model *m, bool skip_verify, int32_t c
     cp.graph.max_context = ctx;
     cp.graph.attn_split = split;
     cp.graph.attn_merge = merge;
+    cp.graph.mlp_fuse = g_mlp_fuse;
     cp.graph.page_size = PAGE;
     cp.graph.record_logits = true;
     cp.skip_verify = skip_verify;
@@ -206,13 +210,20 @@ static int32_t compare_states_with(const loom_program *p, const loom_backend_vta
         }
         CHECK_OK(va->read_tensor(gpu, i, a));
         CHECK_OK(vb->read_tensor(cpu, i, b));
+        if (t->dtype == LOOM_DTYPE_I64) {   /* the fused MLP's fixed point: its values */
+            for (int64_t k = 0; k < n; k++) {
+                ((float *)a)[k] = loom_fix_to_f32(((const int64_t *)a)[k]);
+                ((float *)b)[k] = loom_fix_to_f32(((const int64_t *)b)[k]);
+            }
+        }
+        bool f32 = t->dtype == LOOM_DTYPE_F32 || t->dtype == LOOM_DTYPE_I64;
         if (i == plant && n > 0) {   /* element 0: written by step 0 */
-            if (t->dtype == LOOM_DTYPE_F32)
+            if (f32)
                 ((float *)a)[0] += 0.5f + 2.0f * fabsf(((float *)a)[0]);
             else
                 ((uint16_t *)a)[0] ^= 0x4000;   /* the top exponent bit */
         }
-        if (t->dtype == LOOM_DTYPE_F32) {
+        if (f32) {
             double e = nmse_f32(a, b, n);
             if (!(e <= ACT_NMSE)) {
                 bad = i;
@@ -428,6 +439,24 @@ static void test_whole_model(void)
     printf("  with LOOM_CUDA_STAGE_SLOTS=1:\n");
     whole_model("qwen3-0.6b");
     unsetenv("LOOM_CUDA_STAGE_SLOTS");
+}
+
+static void test_deterministic(void);
+
+/* (a), (b) and (f) with the MLP fused (graph.h mlp_fuse 2, not the
+ * default): down's tiles after gate_up's on each SM, their terms added to
+ * the fixed-point residual stream by 64-bit atomics (linear.cuh ACCUM),
+ * in any order and still bit-identical run to run. */
+static void test_fused_mlp(void)
+{
+    g_mlp_fuse = 2;
+    setenv("LOOM_CUDA_SENTINELS", "1", 1);
+    op_by_op("qwen3-tiny");
+    op_by_op("qwen3-0.6b");
+    unsetenv("LOOM_CUDA_SENTINELS");
+    whole_model("qwen3-0.6b");
+    test_deterministic();
+    g_mlp_fuse = 0;
 }
 
 /* ------------------------------------------------------------------ (c) */
@@ -670,7 +699,7 @@ out:
 int main(void)
 {
     static const loom_test_case cases[] = {
-        TEST(test_op_by_op), TEST(test_whole_model), TEST(test_timeout),
+        TEST(test_op_by_op), TEST(test_whole_model), TEST(test_fused_mlp), TEST(test_timeout),
         TEST(test_stop_and_limits), TEST(test_deterministic),
     };
     char name[256] = "";

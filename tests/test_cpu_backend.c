@@ -39,6 +39,9 @@ static loom_model *open_preset(const char *name)
     return m;
 }
 
+/* graph.h mlp_fuse of every compile here (test_fused_mlp sets it). */
+static int32_t g_mlp_fuse;
+
 /* attn_split 0: the compiler's choice (1 at these short contexts);
  * attn_merge (split > 1): 0 chosen, 1 a merge op, 2 in the attention. */
 static loom_program *compile_split(const loom_model *m, int32_t n_sms, int32_t ctx,
@@ -49,6 +52,7 @@ static loom_program *compile_split(const loom_model *m, int32_t n_sms, int32_t c
     cp.graph.max_context = ctx;
     cp.graph.attn_split = attn_split;
     cp.graph.attn_merge = attn_merge;
+    cp.graph.mlp_fuse = g_mlp_fuse;
     cp.graph.page_size = 16;       /* several pages: the page table matters */
     cp.graph.record_logits = true;
     cp.skip_verify = skip_verify;
@@ -222,6 +226,20 @@ static void test_split_attention_vs_oracle(void)
         run_vs_oracle(tiny[i], 4, 3, CTX, N_STEPS, 3, 2, false);
         run_vs_oracle(tiny[i], 16, 3, CTX, N_STEPS, 5, 2, false);
     }
+}
+
+/* The fused MLP (graph.h mlp_fuse 2: down's tiles after gate_up's on each
+ * SM, summing into the fixed-point residual stream) against the oracle:
+ * on 1, 4 and 16 virtual SMs, the tiles' adds racing on 3 threads. */
+static void test_fused_mlp_vs_oracle(void)
+{
+    g_mlp_fuse = 2;
+    for (int i = 0; i < N_TINY; i++) {
+        run_vs_oracle(tiny[i], 1, 1, CTX, N_STEPS, 0, 0, false);
+        run_vs_oracle(tiny[i], 4, 3, CTX, N_STEPS, 0, 0, false);
+        run_vs_oracle(tiny[i], 16, 3, CTX, N_STEPS, 3, 2, false);
+    }
+    g_mlp_fuse = 0;
 }
 
 static void test_qwen3_06b_vs_oracle(void)
@@ -458,5 +476,5 @@ out:
 }
 
 TEST_MAIN(TEST(test_tiny_vs_oracle), TEST(test_split_attention_vs_oracle),
-          TEST(test_n_sms_same_tokens), TEST(test_bad_inputs),
+          TEST(test_fused_mlp_vs_oracle), TEST(test_n_sms_same_tokens), TEST(test_bad_inputs),
           TEST(test_stop), TEST(test_timeout), TEST(test_qwen3_06b_vs_oracle))

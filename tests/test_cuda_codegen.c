@@ -27,6 +27,9 @@ static const char *const k_presets[] = {
     "llama-3.2-1b",
 };
 
+/* graph.h mlp_fuse of every compile (test_fused_mlp sets it). */
+static int32_t g_mlp_fuse;
+
 /* split 0: the compiler's choices of the KV split and the merge. */
 static loom_program *compile_split(const char *name, int32_t split, int32_t merge)
 {
@@ -37,6 +40,7 @@ static loom_program *compile_split(const char *name, int32_t split, int32_t merg
 
     cp.graph.attn_split = split;
     cp.graph.attn_merge = merge;
+    cp.graph.mlp_fuse = g_mlp_fuse;
     mp.seed = loom_test_seed();
     CHECK_OK(loom_model_from_preset(name, mp, &m));
     if (!m)
@@ -308,6 +312,40 @@ static void test_merge_modes(void)
     }
 }
 
+/* The fused MLP (graph.h mlp_fuse 2): down as linear_accum_task, the
+ * readers of the fixed-point residual stream as linear_task's FIX
+ * instances (qkv 1; o_proj 6: its residual, and the sum's first term),
+ * compiled without spills for both archs; LL activations refused. */
+static void test_fused_mlp(void)
+{
+    static const char *const presets[] = {"qwen3-tiny", "qwen3-0.6b", "qwen3-1.7b", "qwen3-8b"};
+    static const char *const archs[] = {"sm_90a", "sm_80"};
+
+    g_mlp_fuse = 2;
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
+        loom_program *p = compile_preset(presets[i]);
+        char *src = NULL;
+        if (!p)
+            continue;
+        CHECK_OK(loom_cuda_codegen(p, &src));
+        CHECK(src && strstr(src, "linear_accum_task<") && strstr(src, ", 1>(p, d, t, step, pre") &&
+                  strstr(src, ", 6>(p, d, t, step, pre"),
+              "%s: no ACCUM or FIX instances in the source", presets[i]);
+        for (size_t k = 0; src && k < 2; k++)
+            compile_checked(presets[i], p, src, archs[k]);
+        free(src);
+        src = NULL;
+        setenv("LOOM_CUDA_LL", "1", 1);
+        CHECK(loom_cuda_codegen(p, &src) == LOOM_ERR_UNSUPPORTED &&
+                  strstr(loom_last_error(), "LOOM_MLP_FUSE=1"),
+              "%s: LL with the fused MLP: %s", presets[i], loom_last_error());
+        unsetenv("LOOM_CUDA_LL");
+        free(src);
+        loom_program_free(p);
+    }
+    g_mlp_fuse = 0;
+}
+
 static void test_all(void)
 {
     setup();
@@ -315,6 +353,7 @@ static void test_all(void)
     test_cache();
     test_ll();
     test_merge_modes();
+    test_fused_mlp();
     test_presets();
     if (g_tmp)
         loom_test_rmtree(g_tmp);

@@ -24,7 +24,8 @@ static loom_model *load(const char *name)
 static loom_graph_params params(int32_t n_sms)
 {
     loom_graph_params p = {.max_batch = 1, .max_context = 100, .page_size = 16,
-                           .attn_split = 0, .n_sms = n_sms, .record_logits = false};
+                           .attn_split = 0, .mlp_fuse = 1, .n_sms = n_sms,
+                           .record_logits = false};
     return p;
 }
 
@@ -352,6 +353,81 @@ static void test_fill_weight_packing(void)
     }
 }
 
+/* The fused MLP (mlp_fuse 2): o_proj writes the first term of x_{l+1}
+ * (I64), down sums into it by the intermediate dimension from the
+ * transposed weight, whose rows are the model's w_down columns; every reader
+ * of x_{l+1} reads the I64 tensor. Too many gate_up tiles for the fixed
+ * point's bound: refused. */
+static void test_fused_mlp(void)
+{
+    for (int n = 0; n < 3; n++) {
+        loom_model *m = load(tiny[n]);
+        loom_graph *g = NULL;
+        loom_graph_params gp = params(8);
+        if (!m)
+            continue;
+        gp.mlp_fuse = 2;
+        CHECK_OK(loom_graph_build(m, gp, &g));
+        if (!g) {
+            loom_model_free(m);
+            continue;
+        }
+        const loom_config *c = &g->cfg;
+        int64_t H = c->hidden_size, I = c->intermediate_size;
+        int32_t x = g->ops[0].y;
+        for (int32_t i = 0; i < g->n_ops; i++) {
+            const loom_op *o = &g->ops[i];
+            if ((o->kind == LOOM_OP_LINEAR && (!strcmp(o->name, "qkv") || o->epi == LOOM_EPI_ARGMAX)))
+                CHECK(o->x == x, "%s op %d '%s' reads the residual stream", tiny[n], i, o->name);
+            if (strcmp(o->name, "down"))
+                continue;
+            const loom_op *op = &g->ops[i - 2], *gu = &g->ops[i - 1];
+            CHECK(o->epi == LOOM_EPI_ACCUM && o->x == gu->y && o->resid < 0 &&
+                  o->rows == I && o->cols == H, "%s L%d down: ACCUM over gate_up's act",
+                  tiny[n], o->layer);
+            CHECK(!strcmp(op->name, "o_proj") && op->aux == o->y && op->resid == x &&
+                  op->epi == LOOM_EPI_RESIDUAL, "%s L%d o_proj: the first term", tiny[n],
+                  o->layer);
+            check_shape(g, o->w, I, H, LOOM_ROLE_WEIGHT, LOOM_DTYPE_BF16, "w_down_t");
+            check_shape(g, o->y, 1, H, LOOM_ROLE_ACT, LOOM_DTYPE_I64, "x_next (fixed point)");
+            CHECK(loom_op_feeds_accum(g, i - 1) && !loom_op_feeds_accum(g, i - 2),
+                  "%s L%d: gate_up feeds the sum", tiny[n], o->layer);
+            /* rows 3 .. 5 of w_down_t: columns 3 .. 5 of w_down */
+            uint16_t *t = malloc((size_t)(3 * H) * 2), *src = malloc((size_t)I * 2);
+            if (t && src) {
+                CHECK_OK(loom_graph_fill_weight(g, o->w, 3, 3, t));
+                int bad = 0;
+                for (int64_t j = 0; j < H; j++) {
+                    loom_tensor_read_bf16(&m->w.layers[o->layer].w_down, j * I, I, src);
+                    for (int64_t r = 0; r < 3; r++)
+                        bad += t[r * H + j] != src[3 + r];
+                }
+                CHECK(bad == 0, "%s L%d: w_down_t rows 3..5: %d elements not w_down's columns",
+                      tiny[n], o->layer, bad);
+            }
+            free(t);
+            free(src);
+            x = o->y;
+        }
+        loom_graph_free(g);
+        loom_model_free(m);
+    }
+    loom_model *m = load("qwen3-0.6b");
+    loom_graph *g = NULL;
+    loom_graph_params gp = params(300);   /* 300 gate_up tiles > LOOM_FIX_MAX_TILES */
+    if (m) {
+        gp.mlp_fuse = 2;
+        CHECK(loom_graph_build(m, gp, &g) == LOOM_ERR_LIMIT && strstr(loom_last_error(), "300"),
+              "mlp_fuse 2 at 300 SMs: %s", loom_last_error());
+        gp.mlp_fuse = 3;
+        CHECK(loom_graph_build(m, gp, &g) == LOOM_ERR_INVALID_ARGUMENT, "mlp_fuse 3");
+        gp.mlp_fuse = 0;   /* chosen: not fused where it cannot be */
+        CHECK_OK(loom_graph_build(m, gp, &g));
+        loom_graph_free(g);
+    }
+    loom_model_free(m);
+}
+
 /* HF's _compute_default_rope_parameters and _compute_llama3_parameters. */
 static double hf_inv_freq(const loom_config *c, int i)
 {
@@ -402,5 +478,5 @@ static void test_rope_inv_freq(void)
 
 TEST_MAIN(TEST(test_ops_and_tensors), TEST(test_bad_params), TEST(test_attn_split_choice),
           TEST(test_attn_merge_choice),
-          TEST(test_fill_weight_packing),
+          TEST(test_fill_weight_packing), TEST(test_fused_mlp),
           TEST(test_rope_inv_freq))

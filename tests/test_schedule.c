@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "compiler/program.h"
+#include "compiler/internal.h"
 #include "harness.h"
 
 static loom_model *load(const char *name)
@@ -53,6 +53,14 @@ static int check_lists(const loom_program *p, const char *what)
         }
     }
     CHECK(bad == 0, "%s: %d same-SM dependencies out of order", what, bad);
+    /* a task reading its input with no counter: on that input's SM, after it */
+    int local = 0;
+    for (int32_t k = 0; k < p->n_tasks; k++) {
+        int32_t q = loom_task_local_input(p, k);
+        local += q >= 0 && (sm[q] != sm[k] || pos[q] >= pos[k]);
+    }
+    CHECK(local == 0, "%s: %d tasks not after their local input on its SM", what, local);
+    bad += local;
     free(sm);
     free(pos);
     return bad;
@@ -83,6 +91,10 @@ static void check_tiles(const loom_program *p, const char *what, int32_t max_kb)
             bad += t->row_begin / per != (t->row_end - 1) / per;
         if (o->epi == LOOM_EPI_SILU_MUL)
             bad += (t->row_end - t->row_begin) % 2 != 0;
+        if (o->epi == LOOM_EPI_ACCUM)   /* gate_up's tile of its index, halved */
+            bad += loom_task_local_input(p, k) < 0 ||
+                   p->tasks[loom_task_local_input(p, k)].row_begin != 2 * t->row_begin ||
+                   p->tasks[loom_task_local_input(p, k)].row_end != 2 * t->row_end;
         if (max_kb > 0 && o->n_tiles >= p->n_sms)   /* LOOM_TILE_MAX_KB */
             bad += (uint64_t)(t->row_end - t->row_begin) * o->cols * 2 >
                        (uint64_t)max_kb * 1024 &&
@@ -104,12 +116,15 @@ static void test_lists_and_tiles(void)
         loom_model *m = load(names[i]);
         if (!m)
             continue;
-        for (int j = 0; j < 4; j++) {
+        for (int j = 0; j < 8; j++) {   /* the MLP as graph.h mlp_fuse 1, then 2 */
             loom_program *p = NULL;
-            CHECK_OK(loom_compile(m, loom_compile_default_params(sms[j]), &p));
+            loom_compile_params cp = loom_compile_default_params(sms[j % 4]);
+            cp.graph.mlp_fuse = 1 + j / 4;
+            CHECK_OK(loom_compile(m, cp, &p));
             if (!p)
                 continue;
-            snprintf(what, sizeof what, "%s at %d SMs", names[i], sms[j]);
+            snprintf(what, sizeof what, "%s at %d SMs, mlp_fuse %d", names[i], sms[j % 4],
+                     cp.graph.mlp_fuse);
             check_lists(p, what);
             check_tiles(p, what, 0);
             loom_program_free(p);

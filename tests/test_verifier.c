@@ -200,6 +200,58 @@ out:
     loom_model_free(m);
 }
 
+/* The fused MLP (graph.h mlp_fuse 2) verifies at every SM count; then: a
+ * down tile reading one act row of the next gate_up tile (another SM, no
+ * counter); o_proj not writing the sum's first term; a down tile moved
+ * to another SM's list (its input then unordered). */
+static void test_fused_mlp(void)
+{
+    static const int32_t sms[] = {1, 3, 8, 132};
+    loom_model *m = load("qwen3-tiny");
+    loom_program *p = NULL;
+
+    if (!m)
+        return;
+    for (int j = 0; j < 4; j++) {
+        loom_compile_params cp = loom_compile_default_params(sms[j]);
+        cp.graph.mlp_fuse = 2;
+        CHECK(loom_compile(m, cp, &p) == LOOM_OK, "fused at %d SMs: %s", sms[j],
+              loom_last_error());
+        loom_program_free(p);
+        p = NULL;
+    }
+    loom_compile_params cp = loom_compile_default_params(8);
+    cp.graph.mlp_fuse = 2;
+    cp.skip_verify = true;
+    CHECK_OK(loom_compile(m, cp, &p));
+    int32_t k = p ? find_task(p, 1, "down", 2) : -1, pos, pos2;
+    CHECK(k >= 0 && p->tasks[k].n_waits == 0, "L1.down[2], no wait");
+    if (k < 0)
+        goto out;
+    CHECK_OK(loom_verify(p));
+    p->tasks[k].row_end += 1;
+    expect_fail(p, "a row of the next gate_up tile", "missing dependency", "L1.gate_up[3]");
+    p->tasks[k].row_end -= 1;
+    int32_t o = p->tasks[k].op - 2;
+    CHECK(!strcmp(p->graph->ops[o].name, "o_proj"), "o_proj two ops before down");
+    p->graph->ops[o].aux = -1;
+    expect_fail(p, "no first term", "that no task wrote", "L1.down[");
+    p->graph->ops[o].aux = p->graph->ops[o + 2].y;
+    CHECK_OK(loom_verify(p));
+    /* swap L1.down[2] with L1.down[5] in the lists: each after another
+     * SM's gate_up tile */
+    int32_t k2 = find_task(p, 1, "down", 5), s1 = sm_of(p, k, &pos), s2 = sm_of(p, k2, &pos2);
+    CHECK(s1 >= 0 && s2 >= 0 && s1 != s2, "L1.down[2] and [5] on SMs %d and %d", s1, s2);
+    if (s1 < 0 || s2 < 0 || s1 == s2)
+        goto out;
+    p->sm_tasks[pos] = k2;
+    p->sm_tasks[pos2] = k;
+    expect_fail(p, "down tiles on other SMs", "missing dependency", "L1.gate_up[");
+out:
+    loom_program_free(p);
+    loom_model_free(m);
+}
+
 /* Moves a consumer in front of its producer on the same SM: a cycle. */
 static void test_cyclic_order(void)
 {
@@ -366,6 +418,7 @@ out:
 }
 
 TEST_MAIN(TEST(test_tiny_presets_pass), TEST(test_big_presets_pass),
-          TEST(test_merge_by_last_tile), TEST(test_missing_dependency), TEST(test_wrong_threshold),
+          TEST(test_merge_by_last_tile), TEST(test_fused_mlp), TEST(test_missing_dependency),
+          TEST(test_wrong_threshold),
           TEST(test_overlapping_write), TEST(test_cyclic_order), TEST(test_step_race),
           TEST(test_write_after_read))

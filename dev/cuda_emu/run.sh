@@ -57,14 +57,23 @@ for p in ${PRESETS:-qwen3-tiny qwen2-tiny llama-tiny}; do
         for g in 0 1; do
             LOOM_ATTN_MERGE=1 EMU_GRID=$g "$O/run_mop" "$p" "$NP" "$NS" || fails=$((fails + 1))
         done
+        # The fused MLP (graph.h mlp_fuse: down's tiles sum into the
+        # fixed-point residual stream).
+        LOOM_MLP_FUSE=2 build "$p" fused
+        for g in 0 1; do
+            LOOM_MLP_FUSE=2 EMU_GRID=$g "$O/run_fused" "$p" "$NP" "$NS" || fails=$((fails + 1))
+        done
         # The LL activations (LOOM_CUDA_LL 1 and 2, common.cuh), not the
         # default: one CTA and the per-SM lists, and a planted LL input.
+        # They carry no fixed-point tensor: the MLP unfused.
         [ -n "$LOOM_CUDA_LL" ] || for ll in 1 2; do
-            LOOM_CUDA_LL=$ll build "$p" ll
+            LOOM_MLP_FUSE=1 LOOM_CUDA_LL=$ll build "$p" ll
             for g in 0 1; do
-                LOOM_CUDA_LL=$ll EMU_GRID=$g "$O/run_ll" "$p" "$NP" "$NS" || fails=$((fails + 1))
+                LOOM_MLP_FUSE=1 LOOM_CUDA_LL=$ll EMU_GRID=$g "$O/run_ll" "$p" "$NP" "$NS" ||
+                    fails=$((fails + 1))
             done
-            LOOM_CUDA_LL=$ll EMU_PLANT=2 "$O/run_ll" "$p" "$NP" "$NS" || fails=$((fails + 1))
+            LOOM_MLP_FUSE=1 LOOM_CUDA_LL=$ll EMU_PLANT=2 "$O/run_ll" "$p" "$NP" "$NS" ||
+                fails=$((fails + 1))
         done
     fi
 done

@@ -25,6 +25,12 @@ int32_t loom_attn_split_choice(const loom_graph_params *params, int32_t n_kv_hea
 enum { LOOM_MERGE_OP = 1, LOOM_MERGE_ATTN = 2 };
 int32_t loom_attn_merge_mode(const loom_graph_params *params, int32_t split);
 
+/* Whether the graph fuses the MLP (graph.h mlp_fuse): params->mlp_fuse
+ * when set, else (0) LOOM_MLP_FUSE (experiments: 1 or 2), else
+ * LOOM_MLP_FUSE_DEFAULT; never when gate_up would have more than
+ * LOOM_FIX_MAX_TILES tiles. */
+bool loom_mlp_fused(const loom_graph_params *params, const loom_config *cfg);
+
 /* Tiles of a LINEAR op of rows x cols BF16 weights with rows grouped in
  * units of `unit` rows (gate/up pairs: 2): n_sms tiles, more (a multiple of
  * n_sms) only when LOOM_TILE_MAX_KB (experiments) caps a tile's weights,
@@ -46,6 +52,16 @@ bool loom_linear_after_attention(const loom_graph *g, int32_t op);
  * k * n_sms / n_kv (at least 1), k the smallest multiple keeping tiles
  * under the LOOM_TILE_MAX_KB cap (k = 1 without one). */
 int32_t loom_qkv_tiles_per_group(const loom_config *cfg, int32_t n_sms);
+
+/* Whether op's outputs are read only by the ACCUM op right after it (the
+ * fused MLP's gate_up): its tile k by that op's tile k, on the same SM
+ * after it (the schedule), so the op has no counter. */
+bool loom_op_feeds_accum(const loom_graph *g, int32_t op);
+
+/* For a task of an ACCUM op: the task whose outputs it reads with no
+ * counter between them (gate_up's tile of the same index), which the
+ * schedule puts before it on its SM; -1 for every other task. */
+int32_t loom_task_local_input(const loom_program *p, int32_t task);
 
 /* Number of positions the cost model assumes attention reads. */
 int64_t loom_cost_context(const loom_graph *g);

@@ -92,6 +92,23 @@ int32_t loom_linear_tile_count(int64_t rows, int64_t cols, int32_t n_sms, int32_
     return n < 1 ? 1 : (int32_t)n;
 }
 
+/* LOOM_MLP_FUSE_DEFAULT: 1 until the fused MLP measures faster. */
+#define LOOM_MLP_FUSE_DEFAULT 1
+
+bool loom_mlp_fused(const loom_graph_params *p, const loom_config *c)
+{
+    const char *force = getenv("LOOM_MLP_FUSE");
+    int32_t mode = p->mlp_fuse;
+
+    if (mode == 0 && force && atoi(force) >= 1 && atoi(force) <= 2)
+        mode = atoi(force);
+    if (mode == 0)
+        mode = LOOM_MLP_FUSE_DEFAULT;
+    return mode == 2 && loom_linear_tile_count(2 * (int64_t)c->intermediate_size, c->hidden_size,
+                                               p->n_sms > 0 ? p->n_sms : 1, 2) <=
+                            LOOM_FIX_MAX_TILES;
+}
+
 bool loom_linear_after_attention(const loom_graph *g, int32_t op)
 {
     const char *e = getenv("LOOM_AFTER_ATTN_TILES");
@@ -118,6 +135,27 @@ int32_t loom_qkv_tiles_per_group(const loom_config *c, int32_t n_sms)
     if (n > rows)
         n = rows;
     return n < 1 ? 1 : (int32_t)n;
+}
+
+bool loom_op_feeds_accum(const loom_graph *g, int32_t op)
+{
+    if (op < 0 || op + 1 >= g->n_ops)
+        return false;
+    const loom_op *o = &g->ops[op], *n = &g->ops[op + 1];
+    return o->kind == LOOM_OP_LINEAR && o->epi == LOOM_EPI_SILU_MUL && n->kind == LOOM_OP_LINEAR &&
+           n->epi == LOOM_EPI_ACCUM && n->x == o->y;
+}
+
+int32_t loom_task_local_input(const loom_program *p, int32_t task)
+{
+    const loom_task *t = &p->tasks[task];
+    const loom_op *o = &p->graph->ops[t->op];
+
+    if (o->kind != LOOM_OP_LINEAR || o->epi != LOOM_EPI_ACCUM || t->op == 0)
+        return -1;
+    /* the op before has as many tiles, its tasks just before this op's */
+    int32_t k = task - p->graph->ops[t->op - 1].n_tiles;
+    return k >= 0 && p->tasks[k].op == t->op - 1 && p->tasks[k].tile == t->tile ? k : -1;
 }
 
 int64_t loom_cost_context(const loom_graph *g)
@@ -181,7 +219,7 @@ static loom_status add_task(part *s, int32_t op, int32_t rb, int32_t re, int32_t
     t->signal = signal;
     t->arrive = arrive;
     /* the tasks arriving at one counter signal once a step: the last */
-    if (arrive < 0 || ++p->counters[arrive].signals == 1)
+    if (signal >= 0 && (arrive < 0 || ++p->counters[arrive].signals == 1))
         p->counters[signal].signals++;
     p->n_tasks++;
     return LOOM_OK;
@@ -212,6 +250,10 @@ static loom_status make_counters(part *s, int32_t i)
 
     op_label(o, label, sizeof label);
     s->op_per_group[i] = per_group;
+    if (loom_op_feeds_accum(g, i)) {   /* read on its own SM only: no counter */
+        s->op_counter[i] = -1;
+        return LOOM_OK;
+    }
     s->op_counter[i] = s->p->n_counters;
     for (int32_t k = 0; k < n; k++) {
         if (per_group)
@@ -263,6 +305,16 @@ static loom_status make_tasks(part *s, int32_t i)
                 for (int32_t t = 0; t < n && st == LOOM_OK; t++)
                     st = add_task(s, i, gr * per + cut(per, n, t), gr * per + cut(per, n, t + 1),
                                   gr, -1, ctr + gr, -1);
+        } else if (o->epi == LOOM_EPI_ACCUM) {
+            /* tile k sums over gate_up tile k's outputs */
+            const loom_op *gu = i > 0 ? &g->ops[i - 1] : NULL;
+            if (!gu || !loom_op_feeds_accum(g, i - 1))
+                return loom_fail(LOOM_ERR_UNSUPPORTED, "partition: op '%s' (layer %d) sums "
+                                 "over a tensor no gate_up before it writes", o->name, o->layer);
+            for (int32_t k = s->op_first_task[i - 1]; k < s->op_first_task[i] && st == LOOM_OK;
+                 k++)
+                st = add_task(s, i, s->p->tasks[k].row_begin / 2, s->p->tasks[k].row_end / 2,
+                              -1, -1, ctr, -1);
         } else {
             int32_t unit = o->epi == LOOM_EPI_SILU_MUL ? 2 : 1, sms = n_sms;
             if (loom_linear_after_attention(g, i))
@@ -314,7 +366,9 @@ static void make_waits(part *s, int32_t i)
 
     for (int32_t k = s->op_first_task[i]; k < s->op_first_task[i + 1]; k++) {
         loom_task *t = &p->tasks[k];
-        if (o->kind == LOOM_OP_EMBED) {
+        if (o->kind == LOOM_OP_LINEAR && o->epi == LOOM_EPI_ACCUM) {
+            continue;   /* its input is its own SM's (loom_task_local_input) */
+        } else if (o->kind == LOOM_OP_EMBED) {
             int32_t c = s->op_counter[g->op_argmax];
             add_wait(t, c, p->counters[c].signals, -1);
         } else if (s->op_per_group[prev] && t->group >= 0 && o->kind != LOOM_OP_LINEAR) {
@@ -343,6 +397,11 @@ static void task_cost(const loom_graph *g, const loom_task *t, double *bytes, do
         *bytes = B * (4 + nr * 2 + nr * 4);
         break;
     case LOOM_OP_LINEAR:
+        if (o->epi == LOOM_EPI_ACCUM) {   /* its rows of x in, a term of every y out */
+            *bytes = nr * o->cols * 2 + B * nr * 4 + B * o->cols * 8;
+            *flops = 2 * B * nr * o->cols;
+            break;
+        }
         *bytes = nr * o->cols * 2 + B * g->tensors[o->x].cols * 4 +
                  (o->pro == LOOM_PRO_RMSNORM ? o->cols * 4 : 0);
         *bytes += (o->bias >= 0 ? nr * 4 : 0) + (o->resid >= 0 ? B * nr * 4 : 0);

@@ -6,6 +6,8 @@
  * much of its rows the SM stages while it waits (loom_task.staged_us);
  * among equally good SMs the one that became free last (best fit), so SMs
  * idle since earlier stay free for later work.
+ * A task that reads its input with no counter (the fused MLP's down tile,
+ * loom_task_local_input) goes on the SM of the task that writes it.
  * Every SM list is thus a subsequence of program order, which is a
  * topological order of the dependencies. No SM is reserved.
  *
@@ -32,7 +34,9 @@ static loom_status critical_path(const loom_program *p, double *fin, int32_t *pr
     for (int32_t k = 0; k < p->n_tasks; k++) {
         const loom_task *t = &p->tasks[k];
         double ready = 0;
-        pred[k] = -1;
+        int32_t local = loom_task_local_input(p, k);
+        pred[k] = local;
+        ready = local >= 0 ? fin[local] : 0;
         for (int32_t w = 0; w < t->n_waits; w++) {
             const loom_wait *wt = &t->waits[w];
             if (wt->step_offset == 0 && cready[wt->counter] > ready) {
@@ -75,14 +79,17 @@ static loom_status place(loom_program *p)
         double ready = 0, best_fin = 0, best_free = -1;
         int32_t best = 0;
         const double pre = t->staged_us;
+        const int32_t local = loom_task_local_input(p, k);
         for (int32_t w = 0; w < t->n_waits; w++)
             if (t->waits[w].step_offset == 0 && cready[t->waits[w].counter] > ready)
                 ready = cready[t->waits[w].counter];
-        for (int32_t s = 0; s < n; s++) {
+        /* on its input's SM, after it, or anywhere */
+        const int32_t s0 = local >= 0 ? sm_of[local] : 0, s1 = local >= 0 ? s0 + 1 : n;
+        for (int32_t s = s0; s < s1; s++) {
             double idle = ready > free_at[s] ? ready - free_at[s] : 0;
             double fin = (free_at[s] > ready ? free_at[s] : ready) + t->est_us -
                          (idle < pre ? idle : pre);
-            if (s == 0 || fin < best_fin - 1e-9 ||
+            if (s == s0 || fin < best_fin - 1e-9 ||
                 (fin < best_fin + 1e-9 && free_at[s] > best_free)) {
                 best = s;
                 best_fin = fin;

@@ -77,6 +77,8 @@ typedef struct vstate {
     int32_t *join;               /* [n_counters * n_steps * n_sms]           */
     uint8_t *join_ok;            /* [n_counters * n_steps]                   */
     shadow *sh;                  /* [n_tensors]                              */
+    int32_t *terms;              /* [n_tensors] tiles of the ACCUM op summing
+                                    into it, 0 none (regions, below)         */
     int32_t **free_clocks;
     int32_t n_free, cap_free;
     access *acc;
@@ -563,14 +565,46 @@ static void emit_kv(vstate *v, int32_t tensor, int64_t pos0, int64_t pos1, int32
     }
 }
 
+/* A tensor an ACCUM op sums into (graph.h) has, past its elements, one
+ * range of as many per tile of that op: what the tile adds. The tile
+ * reads the elements (the first term, written by an earlier op, must be
+ * there before its adds) and writes its own range, so the tiles' adds
+ * need no order among themselves; a reader of the sum reads the elements
+ * and every tile's range (the sum is done when all tiles are); the next
+ * step's first term is a write of the elements, after every tile that
+ * read them. Reads of the ranges are of all of them, whatever columns the
+ * reader wants: more than it needs, so nothing wrong passes. */
+static int64_t extent(const vstate *v, int32_t tensor)
+{
+    return loom_gtensor_numel(&v->g->tensors[tensor]) * (1 + v->terms[tensor]);
+}
+
+static void emit_read(vstate *v, int32_t tensor, int64_t c0, int64_t c1)
+{
+    if (tensor < 0)
+        return;
+    emit_cols(v, tensor, c0, c1, false);
+    if (v->terms[tensor] > 0)
+        emit(v, tensor, loom_gtensor_numel(&v->g->tensors[tensor]), extent(v, tensor), false);
+}
+
 static void linear_regions(vstate *v, const loom_op *o, const loom_task *t, int32_t step)
 {
     const loom_graph *g = v->g;
-    int64_t B = g->params.max_batch, rb = t->row_begin, re = t->row_end;
+    int64_t rb = t->row_begin, re = t->row_end;
 
-    emit(v, o->x, 0, B * g->tensors[o->x].cols, false);
+    if (o->epi == LOOM_EPI_ACCUM) {
+        int64_t n = loom_gtensor_numel(&g->tensors[o->y]);
+        emit_read(v, o->x, rb, re);
+        emit_cols(v, o->y, 0, g->tensors[o->y].cols, false);
+        emit(v, o->y, n * (1 + t->tile), n * (2 + t->tile), true);
+        return;
+    }
+    emit_read(v, o->x, 0, g->tensors[o->x].cols);
     if (o->resid >= 0)
-        emit_cols(v, o->resid, rb, re, false);
+        emit_read(v, o->resid, rb, re);
+    if (o->aux >= 0 && o->epi == LOOM_EPI_RESIDUAL)
+        emit_cols(v, o->aux, rb, re, true);
     switch (o->epi) {
     case LOOM_EPI_SILU_MUL:
         emit_cols(v, o->y, rb / 2, (re + 1) / 2, true);
@@ -754,45 +788,55 @@ static shadow *shadow_of(vstate *v, int32_t tensor)
         }
         sh->cap = 16;
         sh->n = 1;
-        sh->s[0] = (seg){0, loom_gtensor_numel(&v->g->tensors[tensor]), -1, NULL};
+        sh->s[0] = (seg){0, extent(v, tensor), -1, NULL};
     }
     return sh;
 }
 
+/* "'layers.3.mid' elements [0, 1024)", or for the ranges past an ACCUM
+ * sum's elements "the terms tiles 3..4 add to 'layers.4.x'". */
+static void span(const vstate *v, int32_t tensor, int64_t lo, int64_t hi, char *buf, size_t len)
+{
+    const loom_gtensor *t = &v->g->tensors[tensor];
+    int64_t n = loom_gtensor_numel(t);
+
+    if (lo < n || n <= 0)
+        snprintf(buf, len, "'%s' elements [%lld, %lld)", t->name, (long long)lo, (long long)hi);
+    else
+        snprintf(buf, len, "the terms tiles %lld..%lld add to '%s'", (long long)(lo / n - 1),
+                 (long long)((hi - 1) / n - 1), t->name);
+}
+
 static loom_status read_error(vstate *v, int32_t inst, const access *a, const seg *sg)
 {
-    const loom_gtensor *t = &v->g->tensors[a->tensor];
-    char d[160], e[160];
+    char d[160], e[160], r[128];
 
     describe(v, inst, d, sizeof d);
+    span(v, a->tensor, sg->lo, sg->hi, r, sizeof r);
     if (sg->writer < 0)
-        return loom_fail(LOOM_ERR_VERIFY,
-                         "verify: %s reads '%s' elements [%lld, %lld) that no task wrote "
-                         "before it", d, t->name, (long long)sg->lo, (long long)sg->hi);
+        return loom_fail(LOOM_ERR_VERIFY, "verify: %s reads %s that no task wrote before it", d,
+                         r);
     describe(v, sg->writer, e, sizeof e);
     return loom_fail(LOOM_ERR_VERIFY,
-                     "verify: missing dependency: %s reads '%s' elements [%lld, %lld) "
-                     "written by %s without waiting for it", d, t->name, (long long)sg->lo,
-                     (long long)sg->hi, e);
+                     "verify: missing dependency: %s reads %s written by %s without waiting "
+                     "for it", d, r, e);
 }
 
 static loom_status write_error(vstate *v, int32_t inst, const access *a, const seg *sg,
                                int32_t other, bool other_reads)
 {
-    const loom_gtensor *t = &v->g->tensors[a->tensor];
-    char d[160], e[160];
+    char d[160], e[160], r[128];
 
     describe(v, inst, d, sizeof d);
     describe(v, other, e, sizeof e);
+    span(v, a->tensor, sg->lo, sg->hi, r, sizeof r);
     if (other_reads)
         return loom_fail(LOOM_ERR_VERIFY,
-                         "verify: write-after-read race: %s may write '%s' elements "
-                         "[%lld, %lld) before %s has read them", d, t->name,
-                         (long long)sg->lo, (long long)sg->hi, e);
+                         "verify: write-after-read race: %s may write %s before %s has read "
+                         "them", d, r, e);
     return loom_fail(LOOM_ERR_VERIFY,
-                     "verify: overlapping writes: %s and %s both write '%s' elements "
-                     "[%lld, %lld) and are not ordered", e, d, t->name, (long long)sg->lo,
-                     (long long)sg->hi);
+                     "verify: overlapping writes: %s and %s both write %s and are not ordered",
+                     e, d, r);
 }
 
 /* One access of instance inst: checks it against the segments' history and
@@ -805,11 +849,12 @@ static loom_status apply(vstate *v, int32_t inst, const access *a)
     shadow *sh;
     char d[160];
 
-    if (a->lo < 0 || a->hi > loom_gtensor_numel(t)) {
+    if (a->lo < 0 || a->hi > extent(v, a->tensor)) {
         describe(v, inst, d, sizeof d);
         return loom_fail(LOOM_ERR_VERIFY, "verify: %s %s '%s' elements [%lld, %lld) outside "
-                         "its %lld elements", d, a->write ? "writes" : "reads", t->name,
-                         (long long)a->lo, (long long)a->hi, (long long)loom_gtensor_numel(t));
+                         "its %lld elements (and its sum's terms)", d,
+                         a->write ? "writes" : "reads", t->name, (long long)a->lo,
+                         (long long)a->hi, (long long)loom_gtensor_numel(t));
     }
     if (t->role == LOOM_ROLE_WEIGHT && !a->write)
         return LOOM_OK;
@@ -920,6 +965,7 @@ static void vstate_free(vstate *v)
         }
     }
     free(v->sh);
+    free(v->terms);
     for (int32_t i = 0; i < v->n_free; i++)
         free(v->free_clocks[i]);
     free(v->free_clocks);
@@ -952,6 +998,14 @@ static loom_status vstate_init(vstate *v, const loom_program *p)
     v->join = calloc((size_t)(nc ? nc : 1) * v->n_steps * p->n_sms, sizeof *v->join);
     v->join_ok = calloc((size_t)(nc ? nc : 1) * v->n_steps, 1);
     v->sh = calloc((size_t)p->graph->n_tensors, sizeof *v->sh);
+    v->terms = calloc((size_t)p->graph->n_tensors, sizeof *v->terms);
+    if (!v->terms)
+        return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "verify: %d tensors", p->graph->n_tensors);
+    for (int32_t i = 0; i < p->graph->n_ops; i++) {
+        const loom_op *o = &p->graph->ops[i];
+        if (o->kind == LOOM_OP_LINEAR && o->epi == LOOM_EPI_ACCUM && o->y >= 0)
+            v->terms[o->y] = o->n_tiles;
+    }
     if (!v->sm_of || !v->pos_of || !v->sm_len || !v->vc || !v->done || !v->prod_off ||
         !v->prod || !v->last_arrival || !v->join || !v->join_ok || !v->sh)
         return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "verify: %d tasks x %d SMs x %d steps",

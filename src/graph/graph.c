@@ -5,6 +5,9 @@
  *   embed -> per layer: qkv -> attn [-> attn_merge] -> o_proj
  *                       -> gate_up -> down
  *
+ * (with the MLP fused, loom_mlp_fused: down's weight transposed, its tiles
+ * summing into the fixed-point x_{l+1}, whose first term o_proj writes)
+ *
  * (with a split attention, the merge is an op or the attention's own:
  * loom_attn_merge_mode)
  *         -> lm_head -> argmax
@@ -163,6 +166,17 @@ static loom_status resolve_params(const loom_model *m, loom_graph_params *p)
         return loom_fail(LOOM_ERR_INVALID_ARGUMENT,
                          "graph: attn_merge %d outside 0..2 (0 chosen, 1 op, 2 attention)",
                          p->attn_merge);
+    if (p->mlp_fuse < 0 || p->mlp_fuse > 2)
+        return loom_fail(LOOM_ERR_INVALID_ARGUMENT,
+                         "graph: mlp_fuse %d outside 0..2 (0 chosen, 1 down by rows, 2 fused)",
+                         p->mlp_fuse);
+    if (p->mlp_fuse == 2 && !loom_mlp_fused(p, c))
+        return loom_fail(LOOM_ERR_LIMIT,
+                         "graph: mlp_fuse 2: gate_up would have %d tiles on %d SMs, more than "
+                         "the fixed-point residual's %d terms", 
+                         loom_linear_tile_count(2 * (int64_t)c->intermediate_size,
+                                                c->hidden_size, p->n_sms, 2),
+                         p->n_sms, LOOM_FIX_MAX_TILES);
     if (p->record_logits && p->max_batch != 1)
         return loom_fail(LOOM_ERR_UNSUPPORTED,
                          "graph: record_logits needs max_batch 1 (got %d)", p->max_batch);
@@ -198,6 +212,7 @@ static void build_layer(builder *b, int32_t l, int32_t *x)
     int32_t merge = loom_attn_merge_mode(&g->params, S);   /* 0 for S <= 1 */
     int32_t attn_norm, wqkv, bqkv = -1, qn = -1, kn = -1, wo, ffn_norm, wgu, wd;
     int32_t qkv, kc, vc, attn, part = -1, mid, act, xn;
+    bool fused = loom_mlp_fused(&g->params, c);
     loom_op *op;
 
     attn_norm = add_ltensor(b, l, "attn_norm", LOOM_ROLE_WEIGHT, LOOM_DTYPE_F32, 1, H);
@@ -212,8 +227,12 @@ static void build_layer(builder *b, int32_t l, int32_t *x)
     ffn_norm = add_ltensor(b, l, "ffn_norm", LOOM_ROLE_WEIGHT, LOOM_DTYPE_F32, 1, H);
     wgu = add_ltensor(b, l, "w_gate_up", LOOM_ROLE_WEIGHT, LOOM_DTYPE_BF16,
                       2 * (int64_t)c->intermediate_size, H);
-    wd = add_ltensor(b, l, "w_down", LOOM_ROLE_WEIGHT, LOOM_DTYPE_BF16, H,
-                     c->intermediate_size);
+    if (fused) /* transposed: row i is column i of the model's w_down */
+        wd = add_ltensor(b, l, "w_down_t", LOOM_ROLE_WEIGHT, LOOM_DTYPE_BF16,
+                         c->intermediate_size, H);
+    else
+        wd = add_ltensor(b, l, "w_down", LOOM_ROLE_WEIGHT, LOOM_DTYPE_BF16, H,
+                         c->intermediate_size);
 
     qkv = add_ltensor(b, l, "qkv_out", LOOM_ROLE_ACT, LOOM_DTYPE_F32, B, qkv_rows);
     kc = add_ltensor(b, l, "k_cache", LOOM_ROLE_KV, LOOM_DTYPE_BF16, kv_rows,
@@ -227,7 +246,7 @@ static void build_layer(builder *b, int32_t l, int32_t *x)
     mid = add_ltensor(b, l, "mid", LOOM_ROLE_ACT, LOOM_DTYPE_F32, B, H);
     act = add_ltensor(b, l, "act", LOOM_ROLE_ACT, LOOM_DTYPE_F32, B, c->intermediate_size);
     xn = add_ltensor(b, l + 1 < c->n_layers ? l + 1 : -1, "", LOOM_ROLE_ACT,
-                     LOOM_DTYPE_F32, B, H);
+                     fused ? LOOM_DTYPE_I64 : LOOM_DTYPE_F32, B, H);
     if (b->oom)
         return;
     /* x_{l+1} is named after the layer that reads it (or "x_final"). */
@@ -261,12 +280,18 @@ static void build_layer(builder *b, int32_t l, int32_t *x)
         }
     }
     op = add_linear(b, l, "o_proj", attn, mid, wo, LOOM_PRO_NONE, -1, LOOM_EPI_RESIDUAL);
-    if (op)
+    if (op) {
         op->resid = *x;
+        op->aux = fused ? xn : -1;   /* x_{l+1}'s first term: mid */
+    }
     add_linear(b, l, "gate_up", mid, act, wgu, LOOM_PRO_RMSNORM, ffn_norm, LOOM_EPI_SILU_MUL);
-    op = add_linear(b, l, "down", act, xn, wd, LOOM_PRO_NONE, -1, LOOM_EPI_RESIDUAL);
-    if (op)
-        op->resid = mid;
+    if (fused) {
+        add_linear(b, l, "down", act, xn, wd, LOOM_PRO_NONE, -1, LOOM_EPI_ACCUM);
+    } else {
+        op = add_linear(b, l, "down", act, xn, wd, LOOM_PRO_NONE, -1, LOOM_EPI_RESIDUAL);
+        if (op)
+            op->resid = mid;
+    }
     *x = xn;
 }
 

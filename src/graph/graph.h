@@ -8,7 +8,13 @@
  * Storage conventions, identical on every backend:
  *   weights      BF16 matrices (packed, see below), F32 vectors (norms, biases,
  *                rope inverse frequencies)
- *   activations  F32, [B, n]
+ *   activations  F32, [B, n]; with the MLP fused (mlp_fuse below) the
+ *                residual stream after each layer (layers.l.x for l >= 1,
+ *                x_final) is I64 fixed point: the value times 2^32
+ *                (LOOM_FIX_FRAC_BITS), rounded to nearest even, each term
+ *                clamped to +-LOOM_FIX_LIMIT first (NaN to -LOOM_FIX_LIMIT),
+ *                so sums of terms are exact and their order does not
+ *                matter; every reader converts it to F32 (loom_fix_to_f32)
  *   KV cache     BF16, paged: per layer K and V of [n_pages, page_size,
  *                n_kv_heads, head_dim]; position p of sequence b lives in page
  *                page_table[b, p / page_size], slot p % page_size
@@ -18,10 +24,18 @@
  *   EMBED       y[c] = embed[tokens[b, step], c]                for c in tile
  *   LINEAR      xn = pro(x); acc[r] = sum_c W[r, c] * xn[c]     for r in tile
  *               pro NONE: xn = x; RMSNORM: xn = x * rsqrt(mean(x^2) + eps) * norm
+ *               (x, resid: F32, or I64 fixed point converted to F32)
  *               epi STORE:    y[r] = acc[r] (+ bias[r])
- *                   RESIDUAL: y[r] = resid[r] + acc[r]
+ *                   RESIDUAL: y[r] = resid[r] + acc[r]; with aux >= 0 (an
+ *                             I64 tensor) also aux[r] = fix(y[r]): the first
+ *                             term of the ACCUM op that sums into aux
  *                   SILU_MUL: W rows interleaved (2i: gate i, 2i+1: up i);
  *                             y[i] = silu(acc[2i]) * acc[2i+1]
+ *                   ACCUM:    the tile's rows are the sum's dimension:
+ *                             y[c] += fix(sum_{r in tile} W[r, c] * x[r])
+ *                             for every c < cols (y I64, its first term
+ *                             written by an earlier op; the tiles' adds are
+ *                             atomic and commute exactly)
  *                   ARGMAX:   y[r] = acc[r] (logits, row `step` of y when the
  *                             graph records logits, else row 0), and
  *                             aux[b, tile] = {max value, its row as float}
@@ -95,7 +109,27 @@ typedef enum loom_epilogue {
     LOOM_EPI_RESIDUAL,
     LOOM_EPI_SILU_MUL,
     LOOM_EPI_ARGMAX,
+    LOOM_EPI_ACCUM,
 } loom_epilogue;
+
+/* The fixed point of the fused MLP's residual stream (above). LOOM_FIX_LIMIT
+ * keeps every term under 2^54 and any 256 terms and a first one under 2^63:
+ * an ACCUM op has at most LOOM_FIX_MAX_TILES tiles. */
+#define LOOM_FIX_FRAC_BITS 32
+#define LOOM_FIX_LIMIT 4194304.0f   /* 2^22 */
+#define LOOM_FIX_MAX_TILES 256
+
+static inline int64_t loom_fix_from_f32(float v)
+{
+    v = v > -LOOM_FIX_LIMIT ? v : -LOOM_FIX_LIMIT;   /* NaN: -LIMIT */
+    v = v < LOOM_FIX_LIMIT ? v : LOOM_FIX_LIMIT;
+    return (int64_t)__builtin_rint((double)v * 4294967296.0);
+}
+
+static inline float loom_fix_to_f32(int64_t a)
+{
+    return (float)a * (1.0f / 4294967296.0f);
+}
 
 const char *loom_op_kind_name(loom_op_kind k);   /* "linear" */
 
@@ -136,6 +170,11 @@ typedef struct loom_graph_params {
     int32_t attn_merge;        /* split > 1: 0 chosen (2), 1 an ATTN_MERGE op,
                                   2 in the attention (its group's last tile
                                   merges)                                    */
+    int32_t mlp_fuse;          /* 0 chosen (loom_mlp_fused), 1 gate_up then a
+                                  down by rows, 2 down by the sum's dimension
+                                  (ACCUM): its tile k reads only gate_up tile
+                                  k's outputs and runs after it on its SM, no
+                                  hop between them                           */
     int32_t n_sms;             /* target workers (tile counts scale with it)  */
     bool    record_logits;     /* logits tensor has max_context rows          */
 } loom_graph_params;

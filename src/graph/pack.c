@@ -5,6 +5,8 @@
  *                         [q heads gG .. gG+G-1 | k head g | v head g]
  *   layers.l.bqkv       the q/k/v biases in the same order (Qwen2)
  *   layers.l.w_gate_up  rows interleaved: 2i = gate row i, 2i+1 = up row i
+ *   layers.l.w_down_t   the model's w_down transposed (the fused MLP): row i
+ *                       is column i, one read per source row of each chunk
  *   rope_inv_freq       Hugging Face's inverse frequencies (llama3 scaling)
  * Everything else is the model's tensor as is. Rows are copied in runs of
  * contiguous source rows, one read call per run.
@@ -123,6 +125,35 @@ static loom_status fill_gate_up(const loom_graph *g, const loom_layer_weights *l
     return LOOM_OK;
 }
 
+/* Rows [r0, r0 + n) of w_down transposed ([intermediate, hidden]): for
+ * each source row j, its columns [r0, r0 + n) go to column j. */
+static loom_status fill_down_t(const loom_graph *g, const loom_layer_weights *lw, int64_t r0,
+                               int64_t n, int64_t cols, uint16_t *dst)
+{
+    const loom_tensor *t = &lw->w_down;
+    int64_t I = g->cfg.intermediate_size;
+    loom_status st = need(g, t, "w_down_t");
+    uint16_t *run;
+
+    if (st != LOOM_OK)
+        return st;
+    if (loom_tensor_numel(t) != I * cols)
+        return loom_fail(LOOM_ERR_FORMAT, "fill_weight: tensor 'w_down_t': model tensor '%s' has "
+                         "%lld elements, graph expects %lld", t->name,
+                         (long long)loom_tensor_numel(t), (long long)(I * cols));
+    run = malloc((size_t)n * sizeof *run);
+    if (!run)
+        return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "fill_weight: 'w_down_t': %lld columns",
+                         (long long)n);
+    for (int64_t j = 0; j < cols; j++) {
+        loom_tensor_read_bf16(t, j * I + r0, n, run);
+        for (int64_t i = 0; i < n; i++)
+            dst[i * cols + j] = run[i];
+    }
+    free(run);
+    return LOOM_OK;
+}
+
 /* The model tensor a plain (unpacked) graph weight copies. */
 static const loom_tensor *plain_source(const loom_graph *g, const loom_gtensor *gt)
 {
@@ -193,6 +224,8 @@ loom_status loom_graph_fill_weight(const loom_graph *g, int32_t tensor, int64_t 
             return fill_qkv(g, lw, true, 0, gt->cols, 1, gt->dtype, dst);
         if (strcmp(suffix, "w_gate_up") == 0)
             return fill_gate_up(g, lw, row0, nrows, gt->cols, dst);
+        if (strcmp(suffix, "w_down_t") == 0)
+            return fill_down_t(g, lw, row0, nrows, gt->cols, dst);
     }
     src = plain_source(g, gt);
     if (!src)

@@ -27,6 +27,28 @@ static inline float *f32_row(const loom_cpu_bufs *m, int32_t id, int64_t b)
     return (float *)m->data[id] + b * gt(m, id)->cols;
 }
 
+/* Row b of an activation as F32: an F32 tensor's own row, or an I64 fixed
+ * point one's (graph.h) converted into buf. */
+static const float *f32_in(const loom_cpu_bufs *m, int32_t id, int64_t b, float *buf)
+{
+    int64_t cols = gt(m, id)->cols;
+
+    if (gt(m, id)->dtype != LOOM_DTYPE_I64)
+        return f32_row(m, id, b);
+    const int64_t *a = (const int64_t *)m->data[id] + b * cols;
+    for (int64_t c = 0; c < cols; c++)
+        buf[c] = loom_fix_to_f32(a[c]);
+    return buf;
+}
+
+/* Element i of row b of an activation (F32 or I64 fixed point) as F32. */
+static inline float f32_at(const loom_cpu_bufs *m, int32_t id, int64_t b, int64_t i)
+{
+    if (gt(m, id)->dtype == LOOM_DTYPE_I64)
+        return loom_fix_to_f32(((const int64_t *)m->data[id])[b * gt(m, id)->cols + i]);
+    return f32_row(m, id, b)[i];
+}
+
 static inline int32_t *i32_row(const loom_cpu_bufs *m, int32_t id, int64_t b)
 {
     return (int32_t *)m->data[id] + b * gt(m, id)->cols;
@@ -185,13 +207,38 @@ static void merge_head(const float *aux, int32_t h, int32_t split, int32_t hd, f
         y[i] /= den;
 }
 
+/* The ACCUM epilogue (graph.h): the tile's term of every column, summed
+ * over its rows in fp32 (part: cols floats), added to y in fixed point. */
+static void linear_accum(const loom_cpu_bufs *m, const loom_op *op, const loom_task *t,
+                         int32_t b, float *part)
+{
+    const uint16_t *w = m->data[op->w];
+    const float *x = f32_row(m, op->x, b);
+    int64_t cols = op->cols;
+    int64_t *y = (int64_t *)m->data[op->y] + b * cols;
+
+    memset(part, 0, (size_t)cols * sizeof *part);
+    for (int32_t r = t->row_begin; r < t->row_end; r++) {
+        const uint16_t *wr = w + (int64_t)r * cols;
+        float xr = x[r];
+        for (int64_t c = 0; c < cols; c++)
+            part[c] = fmaf(loom_bf16_to_f32(wr[c]), xr, part[c]);
+    }
+    for (int64_t c = 0; c < cols; c++)   /* other tiles add to y at the same time */
+        __atomic_fetch_add(&y[c], loom_fix_from_f32(part[c]), __ATOMIC_RELAXED);
+}
+
 void loom_cpu_linear(const loom_cpu_bufs *m, const loom_op *op, const loom_task *t,
                      int32_t b, int32_t step, float *scratch)
 {
     const uint16_t *w = m->data[op->w];
-    const float *xn = f32_row(m, op->x, b);
     int64_t cols = op->cols;
 
+    if (op->epi == LOOM_EPI_ACCUM) {
+        linear_accum(m, op, t, b, scratch);
+        return;
+    }
+    const float *xn = f32_in(m, op->x, b, scratch);
     if (op->pro == LOOM_PRO_RMSNORM) {
         rmsnorm(scratch, xn, m->data[op->norm], cols, m->g->cfg.rms_norm_eps);
         xn = scratch;
@@ -212,13 +259,17 @@ void loom_cpu_linear(const loom_cpu_bufs *m, const loom_op *op, const loom_task 
     }
 
     const float *bias = op->bias >= 0 ? m->data[op->bias] : NULL;
-    const float *resid = op->epi == LOOM_EPI_RESIDUAL ? f32_row(m, op->resid, b) : NULL;
+    bool resid = op->epi == LOOM_EPI_RESIDUAL;
+    int64_t *first = resid && op->aux >= 0 ? (int64_t *)m->data[op->aux] + b * gt(m, op->aux)->cols
+                                           : NULL;   /* the fused MLP's sum */
     for (int32_t r = t->row_begin; r < t->row_end; r++) {
         float acc = dot_bf16(w + (int64_t)r * cols, xn, cols);
         if (resid)
-            y[r] = resid[r] + acc;
+            y[r] = f32_at(m, op->resid, b, r) + acc;
         else
             y[r] = bias ? acc + bias[r] : acc;
+        if (first)
+            first[r] = loom_fix_from_f32(y[r]);
     }
 }
 

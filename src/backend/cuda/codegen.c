@@ -71,8 +71,23 @@ static int32_t group_size(const loom_graph *g)
     return g->cfg.n_heads / g->cfg.n_kv_heads;
 }
 
+/* linear_task's FIX (tasks/linear.cuh): x, resid I64 (the fused MLP's
+ * fixed-point residual stream), the first term of its sum written. */
+static int fix_flags(const loom_graph *g, const loom_op *op)
+{
+    int f = 0;
+
+    if (op->x >= 0 && g->tensors[op->x].dtype == LOOM_DTYPE_I64)
+        f |= 1;
+    if (op->resid >= 0 && g->tensors[op->resid].dtype == LOOM_DTYPE_I64)
+        f |= 2;
+    if (op->epi == LOOM_EPI_RESIDUAL && op->aux >= 0)
+        f |= 4;
+    return f;
+}
+
 /* Two ops share a variant when they instantiate the same template. */
-static bool same_variant(const loom_op *a, const loom_op *b)
+static bool same_variant(const loom_graph *g, const loom_op *a, const loom_op *b)
 {
     if (a->kind != b->kind)
         return false;
@@ -81,7 +96,7 @@ static bool same_variant(const loom_op *a, const loom_op *b)
         return a->cols == b->cols;
     case LOOM_OP_LINEAR:
         return a->cols == b->cols && a->pro == b->pro && a->epi == b->epi &&
-               (a->bias >= 0) == (b->bias >= 0);
+               (a->bias >= 0) == (b->bias >= 0) && fix_flags(g, a) == fix_flags(g, b);
     case LOOM_OP_ATTENTION:
         return (a->norm >= 0) == (b->norm >= 0) && (a->norm2 >= 0) == (b->norm2 >= 0) &&
                loom_attn_merges(a) == loom_attn_merges(b);
@@ -98,7 +113,7 @@ void loom_cuda_op_variants(const loom_program *p, int32_t *variant, int32_t *n_v
     for (int32_t i = 0; i < g->n_ops; i++) {
         variant[i] = -1;
         for (int32_t j = 0; j < i; j++)
-            if (same_variant(&g->ops[i], &g->ops[j])) {
+            if (same_variant(g, &g->ops[i], &g->ops[j])) {
                 variant[i] = variant[j];
                 break;
             }
@@ -224,8 +239,10 @@ static int64_t scratch_bytes(const loom_program *p)
 
     for (int32_t i = 0; i < g->n_ops; i++) {
         const loom_op *op = &g->ops[i];
-        int64_t b = 0;
-        if (op->kind == LOOM_OP_LINEAR)
+        int64_t b = 0, ch = op->cols / 8;
+        if (op->kind == LOOM_OP_LINEAR && op->epi == LOOM_EPI_ACCUM)   /* row groups' sums */
+            b = (ch > 0 && ch < LOOM_CUDA_THREADS ? LOOM_CUDA_THREADS / ch : 1) * op->cols * 4;
+        else if (op->kind == LOOM_OP_LINEAR)
             b = ((int64_t)op->cols + 2 * WARPS) * 4;
         else if (op->kind == LOOM_OP_ATTENTION)   /* attention.cuh attn_smem */
             b = (G * hd + WARPS * G * (hd + 2) + hd + 3 * hd) * 4;
@@ -426,6 +443,13 @@ static loom_status check_shapes(const loom_program *p)
                              "counter %d (need the op's first + group, and an attention that "
                              "merges itself)", i, op->name, op->layer, t->group, t->arrive);
     }
+    for (int32_t i = 0; i < g->n_ops && loom_cuda_ll_mode() != 0; i++)
+        if (g->ops[i].kind == LOOM_OP_LINEAR && g->ops[i].epi == LOOM_EPI_ACCUM)
+            return loom_fail(LOOM_ERR_UNSUPPORTED,
+                             "cuda codegen: op %d '%s' (layer %d) sums into a fixed-point "
+                             "tensor, which LL activations (LOOM_CUDA_LL=%d) cannot carry: "
+                             "compile with the MLP unfused (LOOM_MLP_FUSE=1)", i,
+                             g->ops[i].name, g->ops[i].layer, loom_cuda_ll_mode());
     loom_status st = check_ll(p);
     if (st != LOOM_OK)
         return st;
@@ -473,6 +497,7 @@ static void emit_header(sbuf *b, const loom_program *p)
     put(b, "#define LOOM_STAGE_SLOTS %d\n", stage_slots(p));
     put(b, "#define LOOM_L2_AHEAD %lld\n", (long long)l2_ahead_bytes(stage_slots(p)));
     put(b, "#define LOOM_LL %d\n", loom_cuda_ll_mode());
+    put(b, "#define LOOM_FIX_LIMIT %.1ff\n", (double)LOOM_FIX_LIMIT);
     if (loom_cuda_xcheck_enabled())   /* debug mode: xcheck.h */
         put(b, "#define LOOM_XCHECK 1\n");
     put(b, "#include \"loom/common.cuh\"\n#include \"loom/embed.cuh\"\n"
@@ -504,8 +529,11 @@ static void emit_case(sbuf *b, const loom_graph *g, const loom_op *op, int32_t v
         put(b, "embed_task<%d>(p, d, t, step); break;", op->cols);
         break;
     case LOOM_OP_LINEAR:
-        put(b, "linear_task<%d, %d, %d, %s>(p, d, t, step, pre, sg); break;", op->cols, (int)op->pro,
-            (int)op->epi, op->bias >= 0 ? "true" : "false");
+        if (op->epi == LOOM_EPI_ACCUM)
+            put(b, "linear_accum_task<%d>(p, d, t, step, sg); break;", op->cols);
+        else
+            put(b, "linear_task<%d, %d, %d, %s, %d>(p, d, t, step, pre, sg); break;", op->cols,
+                (int)op->pro, (int)op->epi, op->bias >= 0 ? "true" : "false", fix_flags(g, op));
         break;
     case LOOM_OP_ATTENTION:
         put(b, "attention_task<%d, %d, %s, %s, %s>(p, d, t, step, acq, pre); break;", hd, G,
@@ -546,8 +574,8 @@ static void emit_switches(sbuf *b, const loom_graph *g, const int32_t *variant, 
             if (variant[i] == v) {
                 const loom_op *op = &g->ops[i];
                 if (op->kind == LOOM_OP_LINEAR)
-                    put(b, "    case %d: linear_prefetch<%d>(d, t, pre, sg); break;\n", v,
-                        op->cols);
+                    put(b, "    case %d: linear_prefetch<%d, %s>(d, t, pre, sg); break;\n", v,
+                        op->cols, op->epi == LOOM_EPI_ACCUM ? "false" : "true");
                 else if (op->kind == LOOM_OP_ATTENTION)
                     put(b, "    case %d: attention_prefetch<%d, %d, %s, %s>(p, d, t, step, acq, "
                            "pre); break;\n", v, g->cfg.head_dim, group_size(g),

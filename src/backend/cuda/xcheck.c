@@ -277,8 +277,8 @@ loom_status loom_cuda_xcheck_report(const loom_xcheck *x, const loom_cu *cu,
             if (s[11] && (t0 == UINT32_MAX || (int32_t)(s[9] - t0) < 0))
                 t0 = s[9];
         }
-        for (int32_t op = 0; op < g->n_ops; op++)
-            if (g->ops[op].kind == LOOM_OP_LINEAR)
+        for (int32_t op = 0; op < g->n_ops; op++)   /* (ACCUM tiles read x's slices: none) */
+            if (g->ops[op].kind == LOOM_OP_LINEAR && g->ops[op].epi != LOOM_EPI_ACCUM)
                 bad += check_linear(p, slots, step, op, t0, &reported);
         for (int32_t i = 0; i < p->n_tasks; i++)
             if (g->ops[p->tasks[i].op].kind == LOOM_OP_ATTENTION) {

@@ -546,6 +546,55 @@ __device__ __forceinline__ bf16raw ldcg_bf16(const bf16raw *p)
 }
 #endif
 
+// ------------------------------------------------------------ fixed point
+
+// The fused MLP's residual stream (graph.h "activations"): I64, the value
+// times 2^32; LOOM_FIX_LIMIT (generated, graph.h's) bounds each term, NaN
+// goes to -LIMIT. The conversions are the CPU backend's bit for bit: the
+// scaling by a power of two is exact, then one rounding to nearest even.
+__device__ __forceinline__ long long fix_from_f32(float v)
+{
+    v = v > -LOOM_FIX_LIMIT ? v : -LOOM_FIX_LIMIT;
+    v = v < LOOM_FIX_LIMIT ? v : LOOM_FIX_LIMIT;
+    return __float2ll_rn(v * 4294967296.0f);
+}
+
+__device__ __forceinline__ float fix_to_f32(long long a)
+{
+    return __ll2float_rn(a) * (1.0f / 4294967296.0f);
+}
+
+#ifdef LOOM_EMU
+__device__ __forceinline__ long long ldcg_s64(const long long *p)
+{
+    return *(const volatile long long *)p;
+}
+__device__ __forceinline__ void red_add_s64(long long *p, long long v)
+{
+    __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+}
+#else
+__device__ __forceinline__ long long ldcg_s64(const long long *p)
+{
+    long long v;
+    asm volatile("ld.global.cg.s64 %0, [%1];" : "=l"(v) : "l"(p));
+    return v;
+}
+
+// A term of an ACCUM sum: a relaxed atomic add (the task's signal releases it).
+__device__ __forceinline__ void red_add_s64(long long *p, long long v)
+{
+    asm volatile("red.relaxed.gpu.global.add.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+#endif
+
+// Elements 4i .. 4i + 3 of a fixed-point activation as fp32 (through L2, as ldcg4).
+__device__ __forceinline__ float4 ldcg_fix4(const long long *x, int i)
+{
+    return make_float4(fix_to_f32(ldcg_s64(x + 4 * i)), fix_to_f32(ldcg_s64(x + 4 * i + 1)),
+                       fix_to_f32(ldcg_s64(x + 4 * i + 2)), fix_to_f32(ldcg_s64(x + 4 * i + 3)));
+}
+
 // ------------------------------------------------------------ input check
 
 // LOOM_XCHECK (debug build, LOOM_CUDA_XCHECK=1 at code generation; the host

@@ -9,7 +9,9 @@
 // by bulk copy on Hopper, common.cuh "Weight staging"; the first rows read
 // from global memory go to registers and L2) and linear_task (after them).
 //
-// defines: linear_prefetch, linear_task
+// ACCUM (the fused MLP's down) is linear_accum_task, at the end.
+//
+// defines: linear_prefetch, linear_task, linear_accum_task
 #pragma once
 
 // Chunks per row in flight: 8 for wide rows on Hopper (8B's 4096-12288
@@ -28,7 +30,12 @@
 #endif
 
 enum { LOOM_PRO_NONE = 0, LOOM_PRO_RMSNORM = 1 };
-enum { LOOM_EPI_STORE = 0, LOOM_EPI_RESIDUAL = 1, LOOM_EPI_SILU_MUL = 2, LOOM_EPI_ARGMAX = 3 };
+enum { LOOM_EPI_STORE = 0, LOOM_EPI_RESIDUAL = 1, LOOM_EPI_SILU_MUL = 2, LOOM_EPI_ARGMAX = 3,
+       LOOM_EPI_ACCUM = 4 };
+
+// linear_task's FIX: which of its tensors are the fused MLP's fixed-point
+// residual stream (graph.h; codegen.c fix_flags).
+enum { LOOM_FIX_X = 1, LOOM_FIX_RESID = 2, LOOM_FIX_AUX = 4 };
 
 #ifndef LOOM_PREFETCH_BYTES
 #define LOOM_PREFETCH_BYTES 16384   // measured best on the H100 (perf-notes)
@@ -51,8 +58,8 @@ __device__ __forceinline__ int stage_rows(const loom_dtask *t, const loom_dop &d
 // way, megakernel.cuh stage_ahead): without staging, each warp loads the
 // first chunk group of its first row pair into registers (linear_task
 // starts from them); the LOOM_PREFETCH_BYTES after the staged rows go
-// toward L2.
-template <int COLS>
+// toward L2. PRE false (ACCUM, which reads rows its own way): no registers.
+template <int COLS, bool PRE = true>
 __device__ __forceinline__ void linear_prefetch(const loom_dop &d, const loom_dtask *t,
                                                 uint4 (&pre)[LOOM_PRELOAD], stage_state &sg)
 {
@@ -61,7 +68,7 @@ __device__ __forceinline__ void linear_prefetch(const loom_dop &d, const loom_dt
     const int rb = t->row_begin, h = sg.cur.rows;
     const bf16raw *W = (const bf16raw *)d.w;
     const int r0 = rb + 2 * warp;   // with staging the tile's head is staged already
-    if (!LOOM_STAGE && r0 < t->row_end) {
+    if (PRE && !LOOM_STAGE && r0 < t->row_end) {
         const int r1 = r0 + 1 < t->row_end ? r0 + 1 : r0;
 #pragma unroll
         for (int u = 0; u < U; u++) {
@@ -159,8 +166,9 @@ __device__ __forceinline__ void dot_rows2(const bf16raw *w0, const bf16raw *w1,
 // caller applies to the dot products (sum_c W[r,c] w[c] x[c] * inv equals
 // the reference's sum_c W[r,c] (w[c] (inv x[c])) up to rounding). So the
 // reduction costs no barrier of its own and x one L2 round trip.
-// xc: the task's LOOM_XCHECK slot (nullptr: not recorded).
-template <int COLS, int PRO>
+// xc: the task's LOOM_XCHECK slot (nullptr: not recorded). XFIX: x is the
+// fixed-point residual stream (converted here).
+template <int COLS, int PRO, bool XFIX = false>
 __device__ __forceinline__ void linear_stage_x(const loom_dop &d, float *xs, float *red,
                                                u32 *xc = nullptr)
 {
@@ -168,7 +176,7 @@ __device__ __forceinline__ void linear_stage_x(const loom_dop &d, float *xs, flo
     float ss = 0.0f;
 
     for (int c = threadIdx.x; c < COLS / 4; c += LOOM_THREADS) {
-        float4 v = ldcg4(x4 + c);
+        float4 v = XFIX ? ldcg_fix4((const long long *)d.x, c) : ldcg4(x4 + c);
         xc_add(xc, (c * 8) / (COLS / 4), xc_bits4(v));
         if (PRO == LOOM_PRO_RMSNORM) {
             const float4 w = n4[c];
@@ -261,6 +269,14 @@ __device__ __forceinline__ float linear_norm_scale(const float *red)
     return 1.0f / sqrtf(s / (float)COLS + LOOM_EPS);
 }
 
+// The early load of a residual element: ld_act_raw's word, or (FIX) the
+// fixed-point value's.
+template <bool FIX>
+__device__ __forceinline__ u64 ld_resid_raw(u64 resid, int i)
+{
+    return FIX ? (u64)ldcg_s64((const long long *)resid + i) : ld_act_raw(resid, i);
+}
+
 __device__ __forceinline__ float silu(float g)
 {
     return g * (1.0f / (1.0f + expf(-g)));
@@ -289,7 +305,7 @@ __device__ __forceinline__ void linear_argmax_reduce(const loom_dop &d, const lo
     }
 }
 
-template <int COLS, int PRO, int EPI, bool BIAS>
+template <int COLS, int PRO, int EPI, bool BIAS, int FIX = 0>
 __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_dop &d,
                                             const loom_dtask *t, int step,
                                             const uint4 (&pre)[LOOM_PRELOAD], stage_state &sg)
@@ -308,7 +324,7 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     if (LOOM_LL) {
         linear_stage_x_ll<COLS, PRO>(p, d, xs, red, w, sg, xc);
     } else {
-        linear_stage_x<COLS, PRO>(d, xs, red, xc);
+        linear_stage_x<COLS, PRO, (FIX & LOOM_FIX_X) != 0>(d, xs, red, xc);
     }
     if (EPI == LOOM_EPI_ARGMAX)
         y += (LOOM_LOGITS_BY_STEP ? (u64)step : 0ull) * (u64)d.rows;
@@ -337,12 +353,13 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     // their L2 round trip hidden behind the dot products: as raw words,
     // whose LL tags are checked only where they are used (a check here
     // would wait for the round trip: 8% slower at 0.6B).
+    // (FIX_RESID: the words are fixed-point values.)
     const u64 resid = d.resid;
     u64 rw0 = 0, rw1 = 0;
     if (EPI == LOOM_EPI_RESIDUAL && lane == 0 && rb + 2 * warp < re) {
         const int r0 = rb + 2 * warp;
-        rw0 = ld_act_raw(resid, r0);
-        rw1 = ld_act_raw(resid, r0 + 1 < re ? r0 + 1 : r0);
+        rw0 = ld_resid_raw<(FIX & LOOM_FIX_RESID) != 0>(resid, r0);
+        rw1 = ld_resid_raw<(FIX & LOOM_FIX_RESID) != 0>(resid, r0 + 1 < re ? r0 + 1 : r0);
     }
 
     for (int r0 = rb + 2 * warp; r0 < re; r0 += 2 * LOOM_WARPS) {
@@ -363,18 +380,23 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
             st_act(d.y, r0 / 2, v, tag);
             XC_OUT(r0 / 2, v);
         } else if (EPI == LOOM_EPI_RESIDUAL) {
+            constexpr bool RF = (FIX & LOOM_FIX_RESID) != 0;
             if (r0 != rb + 2 * warp) {
-                rw0 = ld_act_raw(resid, r0);
-                rw1 = ld_act_raw(resid, r1);
+                rw0 = ld_resid_raw<RF>(resid, r0);
+                rw1 = ld_resid_raw<RF>(resid, r1);
             }
-            const float res0 = ld_act_settle(p, resid, r0, rw0, w);
-            const float res1 = ld_act_settle(p, resid, r1, rw1, w);
+            const float res0 = RF ? fix_to_f32((long long)rw0) : ld_act_settle(p, resid, r0, rw0, w);
+            const float res1 = RF ? fix_to_f32((long long)rw1) : ld_act_settle(p, resid, r1, rw1, w);
             float v0 = res0 + a0, v1 = res1 + a1;
             st_act(d.y, r0, v0, tag);
             XC_OUT(r0, v0);
+            if (FIX & LOOM_FIX_AUX)   // the first term of the fused MLP's sum
+                ((long long *)d.aux)[r0] = fix_from_f32(v0);
             if (r1 != r0) {
                 st_act(d.y, r1, v1, tag);
                 XC_OUT(r1, v1);
+                if (FIX & LOOM_FIX_AUX)
+                    ((long long *)d.aux)[r1] = fix_from_f32(v1);
             }
         } else if (EPI == LOOM_EPI_ARGMAX) {
             y[r0] = a0;
@@ -406,5 +428,124 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     if (EPI == LOOM_EPI_ARGMAX) {
         __syncthreads();
         linear_argmax_reduce(d, t, best_v, best_r, red);
+    }
+}
+
+// ------------------------------------------------------------ ACCUM
+
+// Rows in flight per thread from global memory (staged rows: 4).
+#ifndef LOOM_ACCUM_UNROLL
+#define LOOM_ACCUM_UNROLL 8
+#endif
+
+// Rows r = first, first + step, ... < end of W (base: row `base_row`, in the
+// staging buffer when STAGED) times x[r], into the thread's column sums:
+// chunk c0 + k * LOOM_THREADS of each row (8 columns) into acc[k]. U rows
+// in flight, their x loaded with them (this SM wrote x: L2 answers).
+template <int COLS, int CPT, bool STAGED>
+__device__ __forceinline__ void accum_rows(const bf16raw *base, int base_row, const float *x,
+                                           int first, int end, int step, int c0,
+                                           float (&acc)[CPT][8])
+{
+    constexpr int CH = COLS / 8, U = STAGED ? 4 : LOOM_ACCUM_UNROLL;
+#pragma unroll 1
+    for (int r = first; r < end; r += U * step) {
+        uint4 v[U][CPT];
+        float xv[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int rr = r + u * step;
+            xv[u] = rr < end ? ldcg(x + rr) : 0.0f;
+#pragma unroll
+            for (int k = 0; k < CPT; k++) {
+                const int cc = c0 + k * LOOM_THREADS;
+                v[u][k] = rr < end && cc < CH
+                              ? ld_w16<STAGED>(base + (u64)(rr - base_row) * COLS + cc * 8)
+                              : make_uint4(0u, 0u, 0u, 0u);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+#pragma unroll
+            for (int k = 0; k < CPT; k++) {
+                const uint4 w = v[u][k];
+                acc[k][0] = fmaf(bf16_lo(w.x), xv[u], acc[k][0]);
+                acc[k][1] = fmaf(bf16_hi(w.x), xv[u], acc[k][1]);
+                acc[k][2] = fmaf(bf16_lo(w.y), xv[u], acc[k][2]);
+                acc[k][3] = fmaf(bf16_hi(w.y), xv[u], acc[k][3]);
+                acc[k][4] = fmaf(bf16_lo(w.z), xv[u], acc[k][4]);
+                acc[k][5] = fmaf(bf16_hi(w.z), xv[u], acc[k][5]);
+                acc[k][6] = fmaf(bf16_lo(w.w), xv[u], acc[k][6]);
+                acc[k][7] = fmaf(bf16_hi(w.w), xv[u], acc[k][7]);
+            }
+        }
+    }
+}
+
+// ACCUM (graph.h; the fused MLP's down): W is the model's w_down
+// transposed, so the tile's rows [rb, re) - the outputs of gate_up's tile
+// of the same index, which ran just before on this SM (partition, schedule)
+// - are contiguous. y[c] += fix(sum_r W[r, c] * x[r]) for every column c.
+// Thread i owns chunk i % CH of the rows (8 columns) in row group i / CH:
+// RG = LOOM_THREADS / CH groups take rows g, g + RG, ... (2048 columns:
+// 256 chunks, two groups); wider rows have one group and CPT chunks a
+// thread. No wait: x is this SM's, published by the barrier that ended
+// gate_up's task (loom_signal). The rows from global memory first, while
+// the staged ones land; the groups' sums meet in shared memory in group
+// order (the term is the same every run), and each column's term goes to y
+// by one 64-bit atomic add, which the task's signal releases.
+template <int COLS>
+__device__ __forceinline__ void linear_accum_task(const loom_kparams &p, const loom_dop &d,
+                                                  const loom_dtask *t, int step, stage_state &sg)
+{
+    constexpr int CH = COLS / 8;
+    constexpr int RG = CH >= LOOM_THREADS ? 1 : LOOM_THREADS / CH;
+    constexpr int CPT = (CH + LOOM_THREADS - 1) / LOOM_THREADS;
+    const int rb = t->row_begin, re = t->row_end, h = sg.cur.rows;
+    const int g = RG > 1 ? (int)threadIdx.x / CH : 0;
+    const int c0 = RG > 1 ? (int)threadIdx.x % CH : (int)threadIdx.x;
+    const bool on = g < RG;
+    const float *x = (const float *)d.x;
+    long long *y = (long long *)d.y;
+    float acc[CPT][8];
+#pragma unroll
+    for (int k = 0; k < CPT; k++)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            acc[k][j] = 0.0f;
+
+    if (on)
+        accum_rows<COLS, CPT, false>((const bf16raw *)d.w, 0, x, rb + h + g, re, RG, c0, acc);
+    if (h > 0) {
+        if (!stage_wait(p, sg, loom_task_id(t), step))
+            return;
+        if (on)
+            accum_rows<COLS, CPT, true>((const bf16raw *)LOOM_STAGE_DATA(sg.cur.slot), rb, x,
+                                        rb + g, rb + h, RG, c0, acc);
+    }
+    if (RG == 1) {
+#pragma unroll
+        for (int k = 0; k < CPT; k++) {
+            const int cc = c0 + k * LOOM_THREADS;
+            if (cc < CH)
+#pragma unroll
+                for (int j = 0; j < 8; j++)
+                    red_add_s64(y + cc * 8 + j, fix_from_f32(acc[k][j]));
+        }
+        return;
+    }
+    float *part = LOOM_SMEM;   // [RG][COLS] (codegen.c scratch_bytes)
+    if (on) {
+        float4 *p4 = (float4 *)(part + g * COLS + c0 * 8);
+        p4[0] = make_float4(acc[0][0], acc[0][1], acc[0][2], acc[0][3]);
+        p4[1] = make_float4(acc[0][4], acc[0][5], acc[0][6], acc[0][7]);
+    }
+    __syncthreads();
+    for (int c = threadIdx.x; c < COLS; c += LOOM_THREADS) {
+        float s = part[c];
+#pragma unroll
+        for (int k = 1; k < RG; k++)
+            s += part[k * COLS + c];
+        red_add_s64(y + c, fix_from_f32(s));
     }
 }
