@@ -377,7 +377,7 @@ static void test_fused_mlp(void)
         int32_t x = g->ops[0].y;
         for (int32_t i = 0; i < g->n_ops; i++) {
             const loom_op *o = &g->ops[i];
-            if ((o->kind == LOOM_OP_LINEAR && (!strcmp(o->name, "qkv") || o->epi == LOOM_EPI_ARGMAX)))
+            if (o->kind == LOOM_OP_LINEAR && (!strcmp(o->name, "qkv") || o->epi == LOOM_EPI_ARGMAX))
                 CHECK(o->x == x, "%s op %d '%s' reads the residual stream", tiny[n], i, o->name);
             if (strcmp(o->name, "down"))
                 continue;

@@ -173,7 +173,7 @@ static loom_status resolve_params(const loom_model *m, loom_graph_params *p)
     if (p->mlp_fuse == 2 && !loom_mlp_fused(p, c))
         return loom_fail(LOOM_ERR_LIMIT,
                          "graph: mlp_fuse 2: gate_up would have %d tiles on %d SMs, more than "
-                         "the fixed-point residual's %d terms", 
+                         "the fixed-point residual's %d terms",
                          loom_linear_tile_count(2 * (int64_t)c->intermediate_size,
                                                 c->hidden_size, p->n_sms, 2),
                          p->n_sms, LOOM_FIX_MAX_TILES);
