@@ -429,6 +429,10 @@ static void test_whole_model(void)
      * loaded before their wait (attention.cuh: the plain batches' loop):
      * 2 splits, 160 steps - split 1 spans up to 80 positions by the end. */
     whole_model_at("qwen3-0.6b", 256, 2, 0, 160);
+    /* One split of up to 200 positions: the first batch of 64 preloaded
+     * before the wait, two more read from the cache after it, and the
+     * batch that holds the step's own row (from shared memory). */
+    whole_model_at("qwen3-0.6b", 256, 1, 0, 200);
     /* 4 splits merged by an ATTN_MERGE op (1) and by the last tile of each
      * group to finish (2, program.h arrive), whichever is the default. */
     whole_model_at("qwen3-0.6b", CTX, 4, 1, W_STEPS);

@@ -385,8 +385,10 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
                 rw0 = ld_resid_raw<RF>(resid, r0);
                 rw1 = ld_resid_raw<RF>(resid, r1);
             }
-            const float res0 = RF ? fix_to_f32((long long)rw0) : ld_act_settle(p, resid, r0, rw0, w);
-            const float res1 = RF ? fix_to_f32((long long)rw1) : ld_act_settle(p, resid, r1, rw1, w);
+            const float res0 = RF ? fix_to_f32((long long)rw0)
+                                  : ld_act_settle(p, resid, r0, rw0, w);
+            const float res1 = RF ? fix_to_f32((long long)rw1)
+                                  : ld_act_settle(p, resid, r1, rw1, w);
             float v0 = res0 + a0, v1 = res1 + a1;
             st_act(d.y, r0, v0, tag);
             XC_OUT(r0, v0);
