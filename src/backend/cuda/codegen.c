@@ -544,7 +544,7 @@ static void emit_case(sbuf *b, const loom_graph *g, const loom_op *op, int32_t v
         put(b, "attn_merge_task<%d, %d>(p, d, t, step); break;", hd, G);
         break;
     case LOOM_OP_ARGMAX:
-        put(b, "argmax_task(p, d, step); break;");
+        put(b, "argmax_task(p, d, t, step); break;");
         break;
     default:
         put(b, "break;");

@@ -1,14 +1,19 @@
 // argmax.cuh - the ARGMAX task: the token of this step from the lm_head
 // tiles' {max, row} partials (ties: lowest row, NaN never wins), written to
-// tokens[step + 1] unless that is still inside the prompt; a generated token
-// also goes to the host-mapped ring (system-scope fence before the count),
-// and EOS or the host's stop flag set the stop step (before the task's
-// release signal, so every CTA that acquires it sees the stop).
+// tokens[step + 1] unless that is still inside the prompt; an EOS token sets
+// the stop step to step + 1. Then the task signals (itself: what the next
+// step's embed waits for is out), and only after that does a generated token
+// go to the host-mapped ring (system-scope fence before the count) and the
+// host's stop flag get read: two trips over PCIe that were ~2.5 us of
+// every step's critical path. A stop the host asks for sets the stop step
+// to step + 2 (never later than one already set): step + 1 has been
+// released to run; its tokens are not delivered (runtime.c drain_ring).
 //
 // defines: argmax_task
 #pragma once
 
-__device__ __forceinline__ void argmax_task(const loom_kparams &p, const loom_dop &d, int step)
+__device__ __forceinline__ void argmax_task(const loom_kparams &p, const loom_dop &d,
+                                            const loom_dtask *t, int step)
 {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const float *aux = (const float *)d.aux;
@@ -47,21 +52,26 @@ __device__ __forceinline__ void argmax_task(const loom_kparams &p, const loom_do
             br = red[2 * w + 1];
         }
     const int token = bv != bv ? (int)ldcg(aux + 1) : (int)br;
-    int *tokens = (int *)p.tokens;
-    if (step + 1 >= p.n_prompt) {
-        tokens[step + 1] = token;
-        volatile int *ring = (volatile int *)p.host_ring;
-        const int gi = step + 1 - p.n_prompt;
-        ring[2 + gi] = token;
-        __threadfence_system();
-        ring[0] = gi + 1;
-        bool stop = ring[1] != 0;
+    const bool gen = step + 1 >= p.n_prompt;
+    volatile int *stop = (volatile int *)p.stop_step;
+    bool eos = false;
+    if (gen) {
+        ((int *)p.tokens)[step + 1] = token;
 #pragma unroll
         for (int e = 0; e < LOOM_MAX_EOS; e++)
-            if (e < p.n_eos && token == p.eos[e])
-                stop = true;
-        if (stop)
-            *(volatile int *)p.stop_step = step + 1;
+            eos |= e < p.n_eos && token == p.eos[e];
+        if (eos)
+            *stop = step + 1;
     }
     ((u64 *)p.step_time)[step] = globaltimer();
+    loom_signal_now(p, t, (loom_wait_state *)loom_smem4);   // loom_signal: done
+    if (!gen)
+        return;
+    volatile int *ring = (volatile int *)p.host_ring;
+    const int gi = step + 1 - p.n_prompt;
+    ring[2 + gi] = token;
+    __threadfence_system();
+    ring[0] = gi + 1;
+    if (!eos && ring[1] != 0 && step + 2 < *stop)
+        *stop = step + 2;
 }

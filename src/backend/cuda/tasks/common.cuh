@@ -789,7 +789,8 @@ enum { LOOM_WAIT_OK = 0, LOOM_WAIT_EXIT = 1 };
 // `failed`: a task gave up inside its run (an input activation that never
 // came, tasks read it after loom_signal's barrier); set once, never cleared.
 // `no_signal`: the task is not the last of its group to arrive (program.h
-// arrive; attention.cuh attn_arrive): thread 0 sets it, loom_signal clears it.
+// arrive; attention.cuh attn_arrive), or it signalled already
+// (loom_signal_now): thread 0 sets it, loom_signal clears it.
 struct loom_wait_state {
     int verdict;
     int failed;
@@ -1171,6 +1172,27 @@ __device__ __forceinline__ void ld_act_n(const loom_kparams &p, u64 x,
 // and the barrier only keeps the next task's use of shared memory behind
 // this one's. A task that arrived at a counter and was not the last of its
 // step (ws->no_signal) does not signal either.
+// Thread 0, from inside a task (ARGMAX): the task's signal now, with a
+// release that covers thread 0's own writes only; loom_signal then adds
+// nothing.
+__device__ __forceinline__ void loom_signal_add(const loom_kparams &p, const loom_dtask *t)
+{
+    u32 *c = (u32 *)p.counters + (t->signal & ~LOOM_SIGNAL_RELAXED);
+    if (t->signal & LOOM_SIGNAL_RELAXED)
+        red_relaxed_add(c, 1u);
+    else
+        red_release_add(c, 1u);
+}
+
+__device__ __forceinline__ void loom_signal_now(const loom_kparams &p, const loom_dtask *t,
+                                                loom_wait_state *ws)
+{
+    if (t->signal < 0)
+        return;
+    loom_signal_add(p, t);
+    ws->no_signal = 1;
+}
+
 __device__ __forceinline__ int loom_signal(const loom_kparams &p, const loom_dtask *t,
                                            loom_wait_state *ws)
 {
@@ -1184,12 +1206,7 @@ __device__ __forceinline__ int loom_signal(const loom_kparams &p, const loom_dta
         ws->no_signal = 0;
         return LOOM_WAIT_OK;
     }
-    if (threadIdx.x == 0 && t->signal >= 0) {
-        u32 *c = (u32 *)p.counters + (t->signal & ~LOOM_SIGNAL_RELAXED);
-        if (t->signal & LOOM_SIGNAL_RELAXED)
-            red_relaxed_add(c, 1u);
-        else
-            red_release_add(c, 1u);
-    }
+    if (threadIdx.x == 0 && t->signal >= 0)
+        loom_signal_add(p, t);
     return LOOM_WAIT_OK;
 }
