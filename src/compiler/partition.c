@@ -5,6 +5,10 @@
  * KV-head group, attn_merge (when there is one) gets one tile per group,
  * attention n_kv * split tiles.
  *
+ * With the MLP fused (graph.h mlp_fuse), down (ACCUM) gets gate_up's tiles
+ * halved, tile k reading only gate_up tile k's outputs on its SM: gate_up
+ * has no counter and down's tiles no waits (schedule.c pins them).
+ *
  * Counters are per group where producer and consumer tiles line up
  * (qkv g -> attention tiles of g -> merge g), per op otherwise. A split
  * attention that merges itself (no attn_merge op) has its tiles of group g
