@@ -91,10 +91,10 @@ static void check_tiles(const loom_program *p, const char *what, int32_t max_kb)
             bad += t->row_begin / per != (t->row_end - 1) / per;
         if (o->epi == LOOM_EPI_SILU_MUL)
             bad += (t->row_end - t->row_begin) % 2 != 0;
+        int32_t in = loom_task_local_input(p, k);
         if (o->epi == LOOM_EPI_ACCUM)   /* gate_up's tile of its index, halved */
-            bad += loom_task_local_input(p, k) < 0 ||
-                   p->tasks[loom_task_local_input(p, k)].row_begin != 2 * t->row_begin ||
-                   p->tasks[loom_task_local_input(p, k)].row_end != 2 * t->row_end;
+            bad += in < 0 || p->tasks[in].row_begin != 2 * t->row_begin ||
+                   p->tasks[in].row_end != 2 * t->row_end;
         if (max_kb > 0 && o->n_tiles >= p->n_sms)   /* LOOM_TILE_MAX_KB */
             bad += (uint64_t)(t->row_end - t->row_begin) * o->cols * 2 >
                        (uint64_t)max_kb * 1024 &&

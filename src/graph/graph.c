@@ -30,6 +30,7 @@
 typedef struct builder {
     loom_graph *g;
     int32_t cap_tensors, cap_ops;
+    bool fused;   /* loom_mlp_fused, once for every layer */
     bool oom;
 } builder;
 
@@ -212,7 +213,7 @@ static void build_layer(builder *b, int32_t l, int32_t *x)
     int32_t merge = loom_attn_merge_mode(&g->params, S);   /* 0 for S <= 1 */
     int32_t attn_norm, wqkv, bqkv = -1, qn = -1, kn = -1, wo, ffn_norm, wgu, wd;
     int32_t qkv, kc, vc, attn, part = -1, mid, act, xn;
-    bool fused = loom_mlp_fused(&g->params, c);
+    bool fused = b->fused;
     loom_op *op;
 
     attn_norm = add_ltensor(b, l, "attn_norm", LOOM_ROLE_WEIGHT, LOOM_DTYPE_F32, 1, H);
@@ -324,6 +325,7 @@ static void build_all(builder *b)
         op->rows = c->vocab_size;
         op->cols = c->hidden_size;
     }
+    b->fused = loom_mlp_fused(p, c);
     for (int32_t l = 0; l < c->n_layers && !b->oom; l++)
         build_layer(b, l, &x);
 

@@ -443,13 +443,14 @@ static loom_status check_shapes(const loom_program *p)
                              "counter %d (need the op's first + group, and an attention that "
                              "merges itself)", i, op->name, op->layer, t->group, t->arrive);
     }
-    for (int32_t i = 0; i < g->n_ops && loom_cuda_ll_mode() != 0; i++)
+    int ll = loom_cuda_ll_mode();
+    for (int32_t i = 0; i < g->n_ops && ll != 0; i++)
         if (g->ops[i].kind == LOOM_OP_LINEAR && g->ops[i].epi == LOOM_EPI_ACCUM)
             return loom_fail(LOOM_ERR_UNSUPPORTED,
                              "cuda codegen: op %d '%s' (layer %d) sums into a fixed-point "
                              "tensor, which LL activations (LOOM_CUDA_LL=%d) cannot carry: "
                              "compile with the MLP unfused (LOOM_MLP_FUSE=1)", i,
-                             g->ops[i].name, g->ops[i].layer, loom_cuda_ll_mode());
+                             g->ops[i].name, g->ops[i].layer, ll);
     loom_status st = check_ll(p);
     if (st != LOOM_OK)
         return st;
