@@ -443,6 +443,13 @@ static void test_whole_model(void)
     printf("  with LOOM_CUDA_STAGE_SLOTS=1:\n");
     whole_model("qwen3-0.6b");
     unsetenv("LOOM_CUDA_STAGE_SLOTS");
+    /* Plain floats and a released counter at every hop (LOOM_CUDA_LL=0):
+     * the default passes attention's output to o_proj as LL words (4). */
+    setenv("LOOM_CUDA_LL", "0", 1);
+    printf("  with LOOM_CUDA_LL=0:\n");
+    whole_model("qwen3-0.6b");
+    whole_model_at("qwen3-0.6b", CTX, 4, 1, W_STEPS);
+    unsetenv("LOOM_CUDA_LL");
 }
 
 static void test_deterministic(void);

@@ -195,8 +195,10 @@ static void setup(void)
  * relaxes or drops the counters as each mode says, the activations the
  * kernels read as LL words are LL tensors, and the LL kernels compile for
  * sm_90a without spills or a stack frame. */
-static bool ll_op(const loom_op *o)
+static bool ll_op(const loom_op *o, int mode)
 {
+    if (mode == 4)   /* attention's output only */
+        return (o->kind == LOOM_OP_ATTENTION && o->y >= 0) || o->kind == LOOM_OP_ATTN_MERGE;
     return o->kind == LOOM_OP_EMBED || o->kind == LOOM_OP_ATTENTION ||
            o->kind == LOOM_OP_ATTN_MERGE ||
            (o->kind == LOOM_OP_LINEAR && o->epi != LOOM_EPI_ARGMAX);
@@ -213,14 +215,14 @@ static void check_ll_table(const loom_program *p, int mode)
     loom_cuda_task_table(p, dt);
     for (int32_t i = 0; i < p->n_tasks && bad < 3; i++) {
         const loom_task *t = &p->tasks[i];
-        bool ll = ll_op(&g->ops[t->op]);
+        bool ll = ll_op(&g->ops[t->op], mode), poll = mode == 2 || mode == 4;
         int32_t want_sig = t->signal, kept = 0;
-        if (mode == 1 && ll)
+        if (mode == 1 && ll && t->signal >= 0)
             want_sig = t->signal | LOOM_CUDA_SIGNAL_RELAXED;
-        if (mode == 2 && ll)
+        if (poll && ll)
             want_sig = -1;
         for (int32_t w = 0; w < t->n_waits; w++)
-            if (mode != 2 || !ll_op(&g->ops[p->counters[t->waits[w].counter].op])) {
+            if (!poll || !ll_op(&g->ops[p->counters[t->waits[w].counter].op], mode)) {
                 bad += dt[i].wait_counter[kept] != t->waits[w].counter ||
                        dt[i].wait_needed[kept] != t->waits[w].needed;
                 kept++;
@@ -229,14 +231,22 @@ static void check_ll_table(const loom_program *p, int mode)
         CHECK(!bad, "LL %d: task %d (op '%s'): signal %d (want %d), %d waits (want %d)", mode,
               i, g->ops[t->op].name, dt[i].signal, want_sig, dt[i].n_waits, kept);
     }
+    /* Mode 4: o_proj's x only (what attention writes); else every input. */
+    int32_t n4 = 0;
     for (int32_t i = 0; i < g->n_ops; i++) {
         const loom_op *o = &g->ops[i];
         int32_t in = o->kind == LOOM_OP_ATTN_MERGE ? o->aux : o->x;
+        bool want = mode == 4 ? o->kind == LOOM_OP_LINEAR && i > 0 &&
+                                    ll_op(&g->ops[i - 1], mode)
+                              : mode != 0;
+        n4 += mode == 4 && want;
         if (o->kind == LOOM_OP_LINEAR || o->kind == LOOM_OP_ATTENTION ||
             o->kind == LOOM_OP_ATTN_MERGE)
-            CHECK(loom_cuda_tensor_ll(g, in) == (mode != 0), "LL %d: op '%s' input '%s'", mode,
+            CHECK(loom_cuda_tensor_ll(g, in) == want, "LL %d: op '%s' input '%s'", mode,
                   o->name, g->tensors[in].name);
     }
+    CHECK(mode != 4 || n4 == g->cfg.n_layers, "LL 4: %d LL inputs for %d layers", n4,
+          g->cfg.n_layers);
     if (mode != 0)
         CHECK(!loom_cuda_tensor_ll(g, g->t_logits), "LL %d: the logits are LL words", mode);
     free(dt);
@@ -251,7 +261,9 @@ static void test_ll(void)
         loom_program *p = compile_preset(presets[i]);
         if (!p)
             continue;
-        for (int mode = 0; mode <= 2; mode++) {
+        static const int modes[] = {0, 1, 2, 4};
+        for (int k = 0; k < 4; k++) {
+            int mode = modes[k];
             char *src = NULL, v[2] = {(char)('0' + mode), 0};
             setenv("LOOM_CUDA_LL", v, 1);
             CHECK(loom_cuda_ll_mode() == mode, "LOOM_CUDA_LL=%d read as %d", mode,
@@ -260,12 +272,29 @@ static void test_ll(void)
             CHECK_OK(loom_cuda_codegen(p, &src));
             snprintf(want, sizeof want, "#define LOOM_LL %d\n", mode);
             CHECK(src && strstr(src, want), "%s: no '%s' in the source", presets[i], want);
+            /* a linear_task instance reads its x as LL words (FIX 8) in
+             * modes 1, 2 and 4 (there o_proj's) */
+            CHECK(!src || (strstr(src, ", 8>(p, d, t, step, pre") != NULL) == (mode != 0),
+                  "%s, LL %d: the instances reading LL words", presets[i], mode);
             if (src && mode > 0 && i > 0)
                 compile_checked(presets[i], p, src, "sm_90a");
             free(src);
         }
+        /* 8-byte words (LOOM_CUDA_LL_WORD=8), mode 2: the 24-bit step tags */
+        setenv("LOOM_CUDA_LL", "2", 1);
+        setenv("LOOM_CUDA_LL_WORD", "8", 1);
+        char *src8 = NULL;
+        CHECK(loom_cuda_ll_word() == 8, "LOOM_CUDA_LL_WORD=8 read as %d", loom_cuda_ll_word());
+        CHECK_OK(loom_cuda_codegen(p, &src8));
+        CHECK(src8 && strstr(src8, "#define LOOM_LL_WORD 8\n"), "%s: 8-byte words", presets[i]);
+        if (src8 && i == 1)
+            compile_checked(presets[i], p, src8, "sm_90a");
+        free(src8);
+        unsetenv("LOOM_CUDA_LL_WORD");
         unsetenv("LOOM_CUDA_LL");
-        CHECK(loom_cuda_ll_mode() == 0, "the default LL mode is %d, not 0", loom_cuda_ll_mode());
+        CHECK(loom_cuda_ll_mode() == 4 && loom_cuda_ll_word() == 4,
+              "the default LL mode %d, word %d bytes (want 4, 4)", loom_cuda_ll_mode(),
+              loom_cuda_ll_word());
         loom_program_free(p);
     }
 }
@@ -273,7 +302,7 @@ static void test_ll(void)
 /* A split attention merged by an ATTN_MERGE op (1) and by itself (2, the
  * default: its group's last tile, attention_task's MERGE): the instances
  * are there, the arrive counters in the op table, and the kernels compile
- * without spills in the default and LL 2 modes. */
+ * without spills in LL modes 0, 2 and 4 (the default). */
 static void test_merge_modes(void)
 {
     static const char *const presets[] = {"qwen3-0.6b", "qwen3-8b"};
@@ -293,7 +322,7 @@ static void test_merge_modes(void)
             if (arrive >= 0)
                 CHECK(strstr(p->counters[arrive].name, ".arrive.g0"), "%s: counter %d is '%s'",
                       presets[i], arrive, p->counters[arrive].name);
-            for (int mode = 0; mode <= 2; mode += 2) {
+            for (int mode = 0; mode <= 4; mode += 2) {
                 char *src = NULL, v[2] = {(char)('0' + mode), 0};
                 setenv("LOOM_CUDA_LL", v, 1);
                 CHECK_OK(loom_cuda_codegen(p, &src));
@@ -314,8 +343,9 @@ static void test_merge_modes(void)
 
 /* The fused MLP (graph.h mlp_fuse 2): down as linear_accum_task, the
  * readers of the fixed-point residual stream as linear_task's FIX
- * instances (qkv 1; o_proj 6: its residual, and the sum's first term),
- * compiled without spills for both archs; LL activations refused. */
+ * instances (qkv 1; o_proj 6: its residual, and the sum's first term; +
+ * 8, its x in LL words, LL mode 4 being the default), compiled without
+ * spills for both archs; LL modes 1-3 refused. */
 static void test_fused_mlp(void)
 {
     static const char *const presets[] = {"qwen3-tiny", "qwen3-0.6b", "qwen3-1.7b", "qwen3-8b"};
@@ -328,8 +358,9 @@ static void test_fused_mlp(void)
         if (!p)
             continue;
         CHECK_OK(loom_cuda_codegen(p, &src));
+        /* qkv FIX 1; o_proj 6, and 8 for its x in LL words (mode 4) */
         CHECK(src && strstr(src, "linear_accum_task<") && strstr(src, ", 1>(p, d, t, step, pre") &&
-                  strstr(src, ", 6>(p, d, t, step, pre"),
+                  strstr(src, ", 14>(p, d, t, step, pre"),
               "%s: no ACCUM or FIX instances in the source", presets[i]);
         for (size_t k = 0; src && k < 2; k++)
             compile_checked(presets[i], p, src, archs[k]);

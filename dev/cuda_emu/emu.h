@@ -91,20 +91,27 @@ inline unsigned long long globaltimer()
     return (unsigned long long)std::chrono::duration_cast<std::chrono::nanoseconds>(
                std::chrono::steady_clock::now().time_since_epoch()).count();
 }
-// LL words (common.cuh "activations"): relaxed 64-bit atomics.
-inline void st_ll(void *p, float v, unsigned tag)
+// LL words (common.cuh "activations"): relaxed atomics; a 16-byte load is
+// two 8-byte or four 4-byte ones.
+inline void st_ll_u64(unsigned long long *p, unsigned long long w)
 {
-    __atomic_store_n((unsigned long long *)p,
-                     ((unsigned long long)tag << 32) | __float_as_uint(v), __ATOMIC_RELAXED);
+    __atomic_store_n(p, w, __ATOMIC_RELAXED);
 }
-inline unsigned long long ld_ll8(const void *p)
+inline void st_ll_u32(unsigned *p, unsigned w) { __atomic_store_n(p, w, __ATOMIC_RELAXED); }
+inline unsigned long long ld_ll_u64(const unsigned long long *p)
 {
-    return __atomic_load_n((const unsigned long long *)p, __ATOMIC_RELAXED);
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
-inline void ld_ll16(const void *p, unsigned long long &a, unsigned long long &b)
+inline unsigned ld_ll_u32(const unsigned *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+inline void ld_ll_v2(const void *p, unsigned long long &a, unsigned long long &b)
 {
-    a = ld_ll8(p);
-    b = ld_ll8((const unsigned long long *)p + 1);
+    a = ld_ll_u64((const unsigned long long *)p);
+    b = ld_ll_u64((const unsigned long long *)p + 1);
+}
+inline void ld_ll_v4(const void *p, unsigned (&w)[4])
+{
+    for (int e = 0; e < 4; e++)
+        w[e] = ld_ll_u32((const unsigned *)p + e);
 }
 inline int __ffs(unsigned x) { return __builtin_ffs((int)x); }
 inline int __popc(unsigned x) { return __builtin_popcount(x); }

@@ -80,7 +80,8 @@ int main(int argc, char **argv)
     g_buf = calloc((size_t)g->n_tensors, sizeof *g_buf);
     for (int32_t i = 0; i < g->n_tensors; i++) {
         const loom_gtensor *t = &g->tensors[i];
-        size_t es = loom_cuda_tensor_ll(g, i) ? 8 : loom_dtype_size(t->dtype);
+        size_t es = loom_cuda_tensor_ll(g, i) ? (size_t)loom_cuda_ll_word()
+                                              : loom_dtype_size(t->dtype);
         size_t n = ((size_t)loom_gtensor_numel(t) * es + 15) / 16 * 16;
         g_buf[i] = aligned_alloc(64, n + 64);
         memset(g_buf[i], 0, n + 64);
@@ -135,9 +136,10 @@ int main(int argc, char **argv)
     kp.n_prompt = n_prompt;
     kp.ll_epoch = 1;
     /* EMU_PLANT=1: a counter threshold that can never be met (ARGMAX's wait
-     * on the lm_head tiles), =2: an LL input that is never written (the
-     * lm_head's x) must end in the error record (the timeout path), not a
-     * hang. */
+     * on the lm_head tiles), =2: an LL input that is never written (the x
+     * of the last linear op that reads LL words: the lm_head, or in LL mode
+     * 4 the last o_proj) must end in the error record (the timeout path),
+     * not a hang. */
     int plant = getenv("EMU_PLANT") ? atoi(getenv("EMU_PLANT")) : 0;
     void *never = NULL;
     if (plant == 1) {
@@ -147,8 +149,13 @@ int main(int argc, char **argv)
                 break;
             }
     } else if (plant == 2) {
-        never = calloc((size_t)g->cfg.hidden_size, 8);
-        dop[g->op_lm_head].x = (uintptr_t)never;
+        int32_t op = -1;
+        for (int32_t i = 0; i < g->n_ops; i++)
+            if (g->ops[i].kind == LOOM_OP_LINEAR && loom_cuda_tensor_ll(g, g->ops[i].x))
+                op = i;
+        never = op >= 0 ? calloc((size_t)g->ops[op].cols, 8) : NULL;
+        if (never)
+            dop[op].x = (uintptr_t)never;
     }
     if (plant)
         kp.timeout_ns = 2000000000ull;
@@ -197,8 +204,7 @@ int main(int argc, char **argv)
         loom_cpu_backend.read_tensor(cpu, i, ref);
         if (loom_cuda_tensor_ll(g, i)) {   /* LL words: their values */
             float *v = malloc(sizeof *v * (size_t)n);
-            for (int64_t k = 0; k < n; k++)
-                v[k] = ((const float *)g_buf[i])[2 * k];
+            loom_cuda_ll_values(g_buf[i], v, (size_t)n);
             memcpy(g_buf[i], v, sizeof *v * (size_t)n);
             free(v);
         }

@@ -47,7 +47,7 @@ for p in ${PRESETS:-qwen3-tiny qwen2-tiny llama-tiny}; do
     # the run on the per-SM lists.
     if [ -z "$once" ]; then
         once=1
-        for pl in 1 $([ "${LOOM_CUDA_LL:-0}" = 0 ] || echo 2); do
+        for pl in 1 $([ "${LOOM_CUDA_LL:-4}" = 0 ] || echo 2); do
             EMU_PLANT=$pl "$O/run_$p" "$p" "$NP" "$NS" || fails=$((fails + 1))
         done
         EMU_GRID=1 EMU_EOS=2 "$O/run_$p" "$p" "$NP" "$NS" || fails=$((fails + 1))
@@ -63,17 +63,20 @@ for p in ${PRESETS:-qwen3-tiny qwen2-tiny llama-tiny}; do
         for g in 0 1; do
             LOOM_MLP_FUSE=2 EMU_GRID=$g "$O/run_fused" "$p" "$NP" "$NS" || fails=$((fails + 1))
         done
-        # The LL activations (LOOM_CUDA_LL 1 and 2, common.cuh), not the
-        # default: one CTA and the per-SM lists, and a planted LL input.
-        # They carry no fixed-point tensor: the MLP unfused.
-        [ -n "$LOOM_CUDA_LL" ] || for ll in 1 2; do
-            LOOM_MLP_FUSE=1 LOOM_CUDA_LL=$ll build "$p" ll
+        # The other activation modes (LOOM_CUDA_LL, common.cuh; the default
+        # is 4): plain floats (0), every activation LL words (1, 2; 2 also
+        # with 8-byte words): one CTA and the per-SM lists, and a planted LL
+        # input. Modes 1 and 2 carry no fixed-point tensor: the MLP unfused.
+        [ -n "$LOOM_CUDA_LL" ] || for ll in 0 1 2 2:8; do
+            w=${ll#*:} ll=${ll%%:*}
+            [ "$w" = "$ll" ] && w=4
+            LOOM_MLP_FUSE=1 LOOM_CUDA_LL=$ll LOOM_CUDA_LL_WORD=$w build "$p" ll
             for g in 0 1; do
-                LOOM_MLP_FUSE=1 LOOM_CUDA_LL=$ll EMU_GRID=$g "$O/run_ll" "$p" "$NP" "$NS" ||
-                    fails=$((fails + 1))
+                LOOM_MLP_FUSE=1 LOOM_CUDA_LL=$ll LOOM_CUDA_LL_WORD=$w EMU_GRID=$g \
+                    "$O/run_ll" "$p" "$NP" "$NS" || fails=$((fails + 1))
             done
-            LOOM_MLP_FUSE=1 LOOM_CUDA_LL=$ll EMU_PLANT=2 "$O/run_ll" "$p" "$NP" "$NS" ||
-                fails=$((fails + 1))
+            [ "$ll" = 0 ] || LOOM_MLP_FUSE=1 LOOM_CUDA_LL=$ll LOOM_CUDA_LL_WORD=$w EMU_PLANT=2 \
+                "$O/run_ll" "$p" "$NP" "$NS" || fails=$((fails + 1))
         done
     fi
 done

@@ -72,7 +72,8 @@ static int32_t group_size(const loom_graph *g)
 }
 
 /* linear_task's FIX (tasks/linear.cuh): x, resid I64 (the fused MLP's
- * fixed-point residual stream), the first term of its sum written. */
+ * fixed-point residual stream), the first term of its sum written, x LL
+ * words. */
 static int fix_flags(const loom_graph *g, const loom_op *op)
 {
     int f = 0;
@@ -83,6 +84,8 @@ static int fix_flags(const loom_graph *g, const loom_op *op)
         f |= 2;
     if (op->epi == LOOM_EPI_RESIDUAL && op->aux >= 0)
         f |= 4;
+    if (op->x >= 0 && loom_cuda_tensor_ll(g, op->x))
+        f |= 8;
     return f;
 }
 
@@ -285,33 +288,53 @@ int64_t loom_cuda_smem_bytes(const loom_program *p, int cc_major)
 /* ------------------------------------------------------------ LL activations */
 
 /* tasks/common.cuh "activations": LOOM_CUDA_LL=1 or 2 has the kernel pass
- * activations as 8-byte {value, tag} words, its consumers learning they are
- * there from a counter added to without a release (1) or by polling the
- * words (2); 3 (experiments) LL words with released counters. The default
- * is 0, plain floats and released counters: on the H100 the LL words cost
- * more than the releases they save (0.6B even, 1.7B and 8B 1.6-2.5% slower
- * in mode 2; docs/perf-notes.md v13). */
+ * every activation as LL words {value, tag}, its consumers learning they
+ * are there from a counter added to without a release (1) or by polling the
+ * words (2); 3 (experiments) LL words with released counters; 4, the
+ * default, only attention's output, polled by o_proj, every other hop a
+ * released counter; 0 none. On the H100 mode 4 took 2.5-3.5% off 0.6B and
+ * changed 1.7B and 8B by less than the noise; modes 1-3 cost more than the
+ * releases they save (docs/perf-notes.md v13, v20). */
 int loom_cuda_ll_mode(void)
 {
     const char *e = getenv("LOOM_CUDA_LL");
-    int m = e && *e ? atoi(e) : 0;
-    return m >= 0 && m <= 3 ? m : 0;
+    int m = e && *e ? atoi(e) : 4;
+    return m >= 0 && m <= 4 ? m : 4;
 }
 
-/* Ops whose output (y, and attention's partials) are LL words: all but the
- * lm_head (logits and argmax partials, read by the host and ARGMAX) and
- * ARGMAX (the token). */
+/* Ops whose output (y, and in modes 1-3 attention's partials) are LL words:
+ * mode 4 attention's y (its merge op's, when the partials go to one); else
+ * all but the lm_head (logits and argmax partials, read by the host and
+ * ARGMAX) and ARGMAX (the token). */
 static bool op_ll_output(const loom_op *op)
 {
     switch (op->kind) {
-    case LOOM_OP_EMBED:
     case LOOM_OP_ATTENTION:
+        return loom_cuda_ll_mode() != 4 || op->y >= 0;
     case LOOM_OP_ATTN_MERGE:
         return true;
+    case LOOM_OP_EMBED:
+        return loom_cuda_ll_mode() != 4;
     case LOOM_OP_LINEAR:
-        return op->epi != LOOM_EPI_ARGMAX;
+        return loom_cuda_ll_mode() != 4 && op->epi != LOOM_EPI_ARGMAX;
     default:
         return false;
+    }
+}
+
+int loom_cuda_ll_word(void)
+{
+    const char *e = getenv("LOOM_CUDA_LL_WORD");
+    return e && atoi(e) == 8 ? 8 : 4;
+}
+
+void loom_cuda_ll_values(const void *words, float *dst, size_t n)
+{
+    const uint32_t *w = words;
+    int word = loom_cuda_ll_word();
+    for (size_t i = 0; i < n; i++) {
+        uint32_t v = word == 4 ? w[i] & ~3u : w[2 * i];
+        memcpy(&dst[i], &v, sizeof v);
     }
 }
 
@@ -322,7 +345,8 @@ bool loom_cuda_tensor_ll(const loom_graph *g, int32_t tensor)
     for (int32_t i = 0; i < g->n_ops; i++) {
         const loom_op *op = &g->ops[i];
         if (op_ll_output(op) && (op->y == tensor || (op->kind == LOOM_OP_ATTENTION &&
-                                                     op->aux == tensor)))
+                                                     op->aux == tensor &&
+                                                     loom_cuda_ll_mode() != 4)))
             return true;
     }
     return false;
@@ -344,13 +368,14 @@ void loom_cuda_task_table(const loom_program *p, loom_dtask *dt)
         d->group = t->group;
         d->split = t->split;
         /* LL 1: the counter of an op with LL outputs is added to without a
-         * release; LL 2: there is none, its consumers poll the words. */
+         * release; LL 2 and 4: there is none, its consumers poll the words. */
+        bool poll = ll == 2 || ll == 4;
         d->signal = t->signal;
-        if ((ll == 1 || ll == 2) && t->signal >= 0 && op_ll_output(&g->ops[t->op]))
-            d->signal = ll == 2 ? -1 : (t->signal | LOOM_CUDA_SIGNAL_RELAXED);
+        if ((ll == 1 || poll) && t->signal >= 0 && op_ll_output(&g->ops[t->op]))
+            d->signal = poll ? -1 : (t->signal | LOOM_CUDA_SIGNAL_RELAXED);
         for (int32_t w = 0; w < t->n_waits && w < LOOM_MAX_WAITS; w++) {
             const loom_wait *wt = &t->waits[w];
-            if (ll == 2 && op_ll_output(&g->ops[p->counters[wt->counter].op]))
+            if (poll && op_ll_output(&g->ops[p->counters[wt->counter].op]))
                 continue;
             d->wait_counter[d->n_waits] = wt->counter;
             d->wait_needed[d->n_waits] = wt->needed;
@@ -376,7 +401,7 @@ static loom_status check_ll(const loom_program *p)
 
     if (loom_cuda_ll_mode() == 0)
         return LOOM_OK;
-    if (g->params.max_context >= (1 << 24) - 1)
+    if (loom_cuda_ll_word() == 8 && g->params.max_context >= (1 << 24) - 1)
         return loom_fail(LOOM_ERR_UNSUPPORTED, "cuda codegen: context %d: LL activations tag "
                          "steps in 24 bits (LOOM_CUDA_LL=0 lifts the limit)",
                          g->params.max_context);
@@ -391,12 +416,18 @@ static loom_status check_ll(const loom_program *p)
         } else if (op->kind == LOOM_OP_ATTN_MERGE) {
             in[0] = op->aux;
         }
-        for (int k = 0; k < 2; k++)
-            if (in[k] >= 0 && !loom_cuda_tensor_ll(g, in[k]))
+        /* Modes 1-3 read every input as LL words; mode 4 a linear op's x
+         * as its tensor is (fix_flags), every other input as floats. */
+        for (int k = 0; k < 2; k++) {
+            bool all = loom_cuda_ll_mode() != 4, any = !all && k == 0 &&
+                                                       op->kind == LOOM_OP_LINEAR;
+            if (in[k] >= 0 && !any && loom_cuda_tensor_ll(g, in[k]) != all)
                 return loom_fail(LOOM_ERR_UNSUPPORTED,
                                  "cuda codegen: op %d '%s' (layer %d) reads tensor '%s', which "
-                                 "no op writes as LL words", i, op->name, op->layer,
-                                 g->tensors[in[k]].name);
+                                 "%s as LL words (LOOM_CUDA_LL=%d)", i, op->name, op->layer,
+                                 g->tensors[in[k]].name, all ? "no op writes" : "is written",
+                                 loom_cuda_ll_mode());
+        }
     }
     return LOOM_OK;
 }
@@ -444,12 +475,12 @@ static loom_status check_shapes(const loom_program *p)
                              "merges itself)", i, op->name, op->layer, t->group, t->arrive);
     }
     int ll = loom_cuda_ll_mode();
-    for (int32_t i = 0; i < g->n_ops && ll != 0; i++)
+    for (int32_t i = 0; i < g->n_ops && ll != 0 && ll != 4; i++)
         if (g->ops[i].kind == LOOM_OP_LINEAR && g->ops[i].epi == LOOM_EPI_ACCUM)
             return loom_fail(LOOM_ERR_UNSUPPORTED,
                              "cuda codegen: op %d '%s' (layer %d) sums into a fixed-point "
                              "tensor, which LL activations (LOOM_CUDA_LL=%d) cannot carry: "
-                             "compile with the MLP unfused (LOOM_MLP_FUSE=1)", i,
+                             "compile with the MLP unfused (LOOM_MLP_FUSE=1) or LL mode 4", i,
                              g->ops[i].name, g->ops[i].layer, ll);
     loom_status st = check_ll(p);
     if (st != LOOM_OK)
@@ -463,7 +494,7 @@ static loom_status check_shapes(const loom_program *p)
 
 /* ------------------------------------------------------------ emission */
 
-static void emit_header(sbuf *b, const loom_program *p)
+static void emit_header(sbuf *b, const loom_program *p, bool trace)
 {
     const loom_graph *g = p->graph;
     const loom_config *c = &g->cfg;
@@ -498,10 +529,14 @@ static void emit_header(sbuf *b, const loom_program *p)
     put(b, "#define LOOM_STAGE_SLOTS %d\n", stage_slots(p));
     put(b, "#define LOOM_L2_AHEAD %lld\n", (long long)l2_ahead_bytes(stage_slots(p)));
     put(b, "#define LOOM_LL %d\n", loom_cuda_ll_mode());
+    put(b, "#define LOOM_LL_WORD %d\n", loom_cuda_ll_word());
     put(b, "#define LOOM_FIX_LIMIT %.1ff\n", (double)LOOM_FIX_LIMIT);
     if (loom_cuda_xcheck_enabled())   /* debug mode: xcheck.h */
         put(b, "#define LOOM_XCHECK 1\n");
-    put(b, "#include \"loom/common.cuh\"\n#include \"loom/embed.cuh\"\n"
+    put(b, "#include \"loom/common.cuh\"\n");
+    if (trace)   /* loom trace: timestamps in the task loop (megakernel.cuh) */
+        put(b, "#define LOOM_TRACE 1\n#include \"loom/trace.cuh\"\n");
+    put(b, "#include \"loom/embed.cuh\"\n"
            "#include \"loom/linear.cuh\"\n#include \"loom/rope_kv.cuh\"\n"
            "#include \"loom/attention.cuh\"\n#include \"loom/argmax.cuh\"\n\n");
 }
@@ -620,9 +655,7 @@ loom_status loom_cuda_codegen_ex(const loom_program *p, bool trace, char **sourc
         return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "cuda codegen: variant table of %d ops",
                          g->n_ops);
     loom_cuda_op_variants(p, variant, &nv);
-    emit_header(&b, p);
-    if (trace)   /* loom trace: timestamps in the task loop (megakernel.cuh) */
-        put(&b, "#define LOOM_TRACE 1\n#include \"loom/trace.cuh\"\n\n");
+    emit_header(&b, p, trace);
     emit_switches(&b, g, variant, nv);
     free(variant);
     if (b.oom) {

@@ -103,10 +103,11 @@ static loom_status dev_upload(cuda_state *s, CUdeviceptr *p, const void *src, si
     return LOOM_OK;
 }
 
-/* Element size on the device: 8 for LL words {value, tag}. */
+/* Element size on the device: an LL word's for LL tensors. */
 static size_t elem_bytes(const loom_graph *g, int32_t id)
 {
-    return loom_cuda_tensor_ll(g, id) ? 8 : loom_dtype_size(g->tensors[id].dtype);
+    return loom_cuda_tensor_ll(g, id) ? (size_t)loom_cuda_ll_word()
+                                      : loom_dtype_size(g->tensors[id].dtype);
 }
 
 static size_t tensor_bytes(const loom_graph *g, int32_t id)
@@ -540,9 +541,10 @@ static loom_status reset_run(cuda_state *s, const loom_run_request *req)
     if (st == LOOM_OK)
         st = loom_cu_check(cu->MemsetD8(s->buf[s->g->t_tokens], 0, s->bytes[s->g->t_tokens]),
                            "cuMemsetD8(tokens)");
-    /* LL tags carry the run's epoch (1..255); when it wraps, no word of an
-     * earlier run may still match: the LL buffers are zeroed. */
-    if (st == LOOM_OK && s->ll_epoch == 255) {
+    /* 8-byte LL tags carry the run's epoch (1..255); when it wraps, no word
+     * of an earlier run may still match: the LL buffers are zeroed. 4-byte
+     * words' tags repeat every 3 steps: zeroed before every run. */
+    if (st == LOOM_OK && (s->ll_epoch == 255 || loom_cuda_ll_word() == 4)) {
         for (int32_t i = 0; i < s->g->n_tensors && st == LOOM_OK; i++)
             if (loom_cuda_tensor_ll(s->g, i))
                 st = loom_cu_check(cu->MemsetD8(s->buf[i], 0, s->bytes[i]), "cuMemsetD8(LL)");
@@ -842,13 +844,13 @@ static loom_status cuda_read_tensor(void *state, int32_t tensor, void *dst)
     if (st != LOOM_OK)
         return st;
     if (loom_cuda_tensor_ll(g, tensor)) {   /* LL words: the values */
-        size_t n = (size_t)loom_gtensor_numel(t);
-        uint32_t *w = malloc(n * 8 + 1);
+        size_t n = (size_t)loom_gtensor_numel(t), bytes = n * (size_t)loom_cuda_ll_word();
+        uint32_t *w = malloc(bytes + 1);
         if (!w)
             return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "cuda read_tensor: '%s'", t->name);
-        st = loom_cu_check(s->cu->MemcpyDtoH(w, s->buf[tensor], n * 8), "cuMemcpyDtoH");
-        for (size_t i = 0; st == LOOM_OK && i < n; i++)
-            ((uint32_t *)dst)[i] = w[2 * i];
+        st = loom_cu_check(s->cu->MemcpyDtoH(w, s->buf[tensor], bytes), "cuMemcpyDtoH");
+        if (st == LOOM_OK)
+            loom_cuda_ll_values(w, dst, n);
         free(w);
         return st == LOOM_OK ? st : loom_fail_context(st, "tensor '%s'", t->name);
     }

@@ -154,15 +154,35 @@ __device__ __forceinline__ void kv_rows_load(const bf16raw *kc, const bf16raw *v
 
 // The first batch of K/V rows is loaded into the preload registers (one
 // uint4 a position: the lane's 4 bf16 of K, then of V) before the wait:
-// plain counters (LOOM_LL 0, attention_prefetch), rows of 4 bf16 a lane,
-// groups of up to 2 heads (at 4, 8B, the registers spill).
-// -DLOOM_ATTN_PRELOAD=0 turns it off (experiments).
+// released counters (not LOOM_LL_ALL, attention_prefetch), rows of 4 bf16 a
+// lane, groups of up to 2 heads (at 4, 8B, the registers spill).
+// -DLOOM_ATTN_PRELOAD=0 turns it off (experiments); -DLOOM_LL_PRELOAD=1
+// turns it on in LL modes 1-3 (experiments: the CTA has then read LL words
+// of this step, which stand in for the acquire; megakernel.cuh).
 #ifndef LOOM_ATTN_PRELOAD
 #define LOOM_ATTN_PRELOAD 1
 #endif
+// -DLOOM_ATTN_PHASE=k (experiments, traced kernels only): an attention
+// tile's wait-begin stamp is replaced by the time its thread 0 reaches point
+// k of its run - 1 q/k/v in (normed, rotated), 2 its positions done, 3 its
+// partials stored, 4 arrived at the group's counter - for a per-phase
+// timing of the tile from a trace (the trace's consistency check then
+// warns: the stamp is out of order).
+#if defined(LOOM_ATTN_PHASE) && defined(LOOM_TRACE)
+#define ATTN_PHASE(k)                                                             \
+    do {                                                                          \
+        if (LOOM_ATTN_PHASE == (k))                                               \
+            loom_trace_stamp(loom_trace_slot(step, loom_task_id(t)), 0);          \
+    } while (0)
+#else
+#define ATTN_PHASE(k) ((void)0)
+#endif
+#ifndef LOOM_LL_PRELOAD
+#define LOOM_LL_PRELOAD 0
+#endif
 __host__ __device__ constexpr bool attn_preloads(int HD, int G)
 {
-    return LOOM_ATTN_PRELOAD && LOOM_LL == 0 && HD == 128 && G <= 2;
+    return LOOM_ATTN_PRELOAD && (!LOOM_LL_ALL || LOOM_LL_PRELOAD) && HD == 128 && G <= 2;
 }
 
 // Positions a warp loads at once (PB; its PB * G scores are reduced
@@ -178,7 +198,7 @@ __host__ __device__ constexpr int attn_positions_per_batch(int HD, int G)
     return LOOM_ATTN_PB > 0 && G * LOOM_ATTN_PB <= 32 &&
                    (!attn_preloads(HD, G) || LOOM_ATTN_PB <= LOOM_PRELOAD)
                ? LOOM_ATTN_PB
-           : G <= 2 ? (attn_preloads(HD, G) || LOOM_LL ? 4 : 8)
+           : G <= 2 ? (attn_preloads(HD, G) || LOOM_LL_ALL ? 4 : 8)
            : G <= 8 ? 4
                     : (32 / G > 0 ? 32 / G : 1);
 }
@@ -219,8 +239,9 @@ __device__ __forceinline__ void attention_tables(const loom_kparams &p, const lo
 // the warp's first batch of positions below step - written in earlier steps
 // and published to this CTA by an acquire it made earlier in this step
 // (acq: the megakernel saw a counter wait of this step end; every task of a
-// step waits, through embed, on everything of the step before). Plain
-// counters only (LOOM_LL 0): the LL modes publish no release to acquire.
+// step waits, through embed, on everything of the step before). Released
+// counters only (not LOOM_LL_ALL): LL modes 1-3 publish no release to
+// acquire.
 template <int HD, int G, bool QNORM, bool KNORM>
 __device__ __forceinline__ void attention_prefetch(const loom_kparams &p, const loom_dop &d,
                                                    const loom_dtask *t, int step, bool acq,
@@ -284,7 +305,7 @@ __device__ __forceinline__ void attn_merge_task(const loom_kparams &p, const loo
             den += a * e[s * ST + HD + 1];
             y += a * e[s * ST + i];
         }
-        st_act(d.y, (u64)head * HD + i, y / den, w.tag);
+        st_act_y(d.y, (u64)head * HD + i, y / den, w.tag);
     }
 }
 
@@ -306,6 +327,7 @@ __device__ __forceinline__ void attn_arrive(const loom_kparams &p, const loom_do
         ws->no_signal = n < (u32)d.split * (u32)(step + 1);
     }
     __syncthreads();
+    ATTN_PHASE(4);
     if (*(volatile int *)&ws->no_signal)
         return;
     attn_merge_task<HD, G>(p, d, t, step);
@@ -345,7 +367,8 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
     }
     attention_qkv<HD, G, QNORM, KNORM>(p, d, t, g, step, s == 0, qs);
     __syncthreads();
-    if (LOOM_LL && *(volatile int *)&((loom_wait_state *)loom_smem4)->failed)
+    ATTN_PHASE(1);
+    if (LOOM_LL_ALL && *(volatile int *)&((loom_wait_state *)loom_smem4)->failed)
         return;
 
     // Lane owns elements lane * EPL .. lane * EPL + EPL - 1 of a head
@@ -443,6 +466,7 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
             m[h] = mn;
         }
     }
+    ATTN_PHASE(2);
     // This warp's states into shared memory.
 #pragma unroll
     for (int h = 0; h < G; h++) {
@@ -463,7 +487,7 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
     // over the rows, which the barrier after attention_qkv ordered before
     // it) publishes them before any of this task's outputs. It costs little
     // here: those stores were acknowledged long ago.
-    if (LOOM_LL && LOOM_LL_KV_FENCE && s == 0 && threadIdx.x == 0)
+    if (LOOM_LL_ALL && LOOM_LL_KV_FENCE && s == 0 && threadIdx.x == 0)
         __threadfence();
     __syncthreads();
     // Merge the warps: thread per (head, element).
@@ -484,7 +508,7 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
         const int head = g * G + h;
         const u32 tag = ll_tag(p, step);
         if (split == 1) {
-            st_act(d.y, (u64)head * HD + i, O / L, tag);
+            st_act_y(d.y, (u64)head * HD + i, O / L, tag);
         } else {
             const u64 e = ((u64)head * split + s) * ST;
             st_act(d.aux, e + i, O, tag);
@@ -494,6 +518,7 @@ __device__ __forceinline__ void attention_task(const loom_kparams &p, const loom
             }
         }
     }
+    ATTN_PHASE(3);
     if (MERGE && split > 1)
         attn_arrive<HD, G>(p, d, t, step);
 }

@@ -661,6 +661,7 @@ __device__ __forceinline__ void xc_out(u32 *xc, const loom_dtask *t, int step, i
 #if LOOM_XCHECK
     if (!xc)
         return;
+    v = ll_seen(v);
     atomicAdd(xc + 8, __float_as_uint(v));
     atomicAdd((u32 *)loom_xcheck.ysum +
                   ((u64)step * loom_xcheck.n_ops + t->op) * loom_xcheck.ysegs + i / 32,
@@ -944,13 +945,14 @@ __device__ __forceinline__ bool stage_wait(const loom_kparams &, stage_state &, 
 // ------------------------------------------------------------ activations
 
 // LL activations (LOOM_LL, from the generated source; NCCL's "LL" protocol):
-// every activation one task hands to another - the layer input x, qkv,
-// attention's output or partials, mid, act - is a buffer of 8-byte words
-// {value, tag}, tag = ll_tag(step), each written by one 64-bit store, which
-// is single-copy atomic: a reader that sees this step's tag sees the value,
-// and polls again the words that do not carry it yet. So the producer needs
-// no release (a CTA barrier, then MEMBAR.GPU, which waits until every store
-// of the SM in flight is acknowledged, then the counter add):
+// an activation one task hands to another is a buffer of LL words {value,
+// tag} (LOOM_LL_WORD below), tag = ll_tag(step), each written by one store,
+// which is single-copy atomic: a reader that sees this step's tag sees the
+// value, and polls again the words that do not carry it yet. So the
+// producer needs no release (a CTA barrier, then MEMBAR.GPU, which waits
+// until every store of the SM in flight is acknowledged, then the counter
+// add). In modes 1-3 (LOOM_LL_ALL) every activation - the layer input x,
+// qkv, attention's output or partials, mid, act - is LL words:
 //   LOOM_LL 1: the counter stays, as a relaxed add; the consumer's thread 0
 //              polls it as before (one word, little L2 traffic), then every
 //              thread reads its x as LL words, which are there but for the
@@ -959,19 +961,20 @@ __device__ __forceinline__ bool stage_wait(const loom_kparams &, stage_state &, 
 //              start (no poll round trip before the loads of x, but every
 //              waiting SM polls the producers' lines).
 //   LOOM_LL 3: LL words, released counters (experiments: the words' cost).
+//   LOOM_LL 4: only attention's output (the y an o_proj reads) is LL words,
+//              as in mode 2; every other hop keeps its released counter.
 // The host drops or relaxes the waits and signals (loom_cuda_task_table).
-// Off (0) by default: on the H100 the words cost about what the releases
-// save - 8 bytes per value double the activation reads every SM makes at
-// each hop (docs/perf-notes.md v13).
-// The tag is the run's epoch (bits 24-31, never 0) and step + 1: words of an
-// earlier run never match, and the host zeroes the buffers when the epoch
-// wraps. Counters still order what is not an LL word: ARGMAX waits on the
+// Off (0) by default: on the H100 what the releases save is lost elsewhere
+// (docs/perf-notes.md v13, v20).
+// Counters still order what is not an LL word: ARGMAX waits on the
 // lm_head tiles (logits, partials) and embed on ARGMAX of the step before
-// (the token), and the K/V rows split 0 of attention stores are published
-// by its fence before its LL outputs (attention.cuh).
+// (the token). In modes 1-3 the K/V rows split 0 of attention stores are
+// published by its fence before its LL outputs (attention.cuh); in mode 4
+// by the released counters of the later tasks on its SM.
 #ifndef LOOM_LL
 #define LOOM_LL 0
 #endif
+#define LOOM_LL_ALL (LOOM_LL >= 1 && LOOM_LL <= 3)
 #define LOOM_SIGNAL_RELAXED (1 << 30)   // in loom_dtask.signal (cuda.h)
 // A thread polls all its missing words at once while they are at most this
 // many, else only its first missing one (the L2 traffic of 132 waiting SMs).
@@ -979,52 +982,149 @@ __device__ __forceinline__ bool stage_wait(const loom_kparams &, stage_state &, 
 #define LOOM_LL_POLL 4
 #endif
 
+// LOOM_LL_WORD: the bytes of an LL word.
+//   8: {value, tag}, each 32 bits, one 64-bit store; the tag is the run's
+//      epoch (bits 24-31, never 0) and step + 1: words of an earlier run
+//      never match, and the host zeroes the buffers when the epoch wraps.
+//   4: the float itself, its two lowest mantissa bits the tag (step % 3 + 1;
+//      the host zeroes the buffers before every run, so 0 never matches): a
+//      word is as wide as the plain float, and a reader sees the value with
+//      those two bits cleared (at most 3 units in the last place of its
+//      24-bit mantissa off; an infinity stays one). A word is read in the
+//      step it is written for or the one before (every buffer is written
+//      once a step, and the next step's writer comes after every reader of
+//      this one), and three tags tell those apart from the zeroed buffer.
+#ifndef LOOM_LL_WORD
+#define LOOM_LL_WORD 4
+#endif
+constexpr int LL_E = 16 / LOOM_LL_WORD;   // elements per 16-byte load
+
 __device__ __forceinline__ u32 ll_tag(const loom_kparams &p, int step)
 {
+    if (LOOM_LL_WORD == 4)
+        return (u32)(step % 3) + 1u;
     return ((u32)p.ll_epoch << 24) | (u32)(step + 1);
 }
 
-__device__ __forceinline__ u32 ll_word_tag(u64 w) { return (u32)(w >> 32); }
-__device__ __forceinline__ float ll_word_value(u64 w) { return __uint_as_float((u32)w); }
-
-#ifndef LOOM_EMU   // (LOOM_EMU: emu.h)
-// LOOM_LL_ST_WEAK (experiment): a weak store.
-#if defined(LOOM_LL_ST_WEAK)
-#define LOOM_ST_LL "st.global.u64"
-#else
-#define LOOM_ST_LL "st.relaxed.gpu.global.u64"
-#endif
-__device__ __forceinline__ void st_ll(void *p, float v, u32 tag)
+__device__ __forceinline__ u32 ll_word_tag(u64 w)
 {
-    const u64 w = ((u64)tag << 32) | (u64)__float_as_uint(v);
-    asm volatile(LOOM_ST_LL " [%0], %1;" ::"l"(p), "l"(w) : "memory");
+    return LOOM_LL_WORD == 4 ? (u32)w & 3u : (u32)(w >> 32);
 }
 
-// One word; two adjacent words (16-byte aligned), each 64-bit half atomic.
+__device__ __forceinline__ float ll_word_value(u64 w)
+{
+    return __uint_as_float(LOOM_LL_WORD == 4 ? (u32)w & ~3u : (u32)w);
+}
+
+// The value a reader of an LL activation (st_act) of v sees (LOOM_XCHECK's
+// sums).
+__device__ __forceinline__ float ll_seen(float v)
+{
+    return LOOM_LL_ALL && LOOM_LL_WORD == 4 ? __uint_as_float(__float_as_uint(v) & ~3u) : v;
+}
+
+#ifndef LOOM_EMU   // (LOOM_EMU: emu.h)
+// The words' loads and stores: relaxed, gpu scope; a 16-byte load is two
+// 8-byte or four 4-byte accesses, each single-copy atomic.
+// LOOM_LL_ST_WEAK (experiment): weak stores.
+#if defined(LOOM_LL_ST_WEAK)
+#define LOOM_ST_LL "st.global"
+#else
+#define LOOM_ST_LL "st.relaxed.gpu.global"
+#endif
+__device__ __forceinline__ void st_ll_u64(u64 *p, u64 w)
+{
+    asm volatile(LOOM_ST_LL ".u64 [%0], %1;" ::"l"(p), "l"(w) : "memory");
+}
+
+__device__ __forceinline__ void st_ll_u32(u32 *p, u32 w)
+{
+    asm volatile(LOOM_ST_LL ".u32 [%0], %1;" ::"l"(p), "r"(w) : "memory");
+}
+
 // LOOM_LL_LD_CG (experiment): weak loads through L2 instead.
 #if defined(LOOM_LL_LD_CG)
 #define LOOM_LD_LL "ld.global.cg"
 #else
 #define LOOM_LD_LL "ld.relaxed.gpu.global"
 #endif
-__device__ __forceinline__ u64 ld_ll8(const void *p)
+__device__ __forceinline__ u64 ld_ll_u64(const u64 *p)
 {
     u64 w;
     asm volatile(LOOM_LD_LL ".u64 %0, [%1];" : "=l"(w) : "l"(p));
     return w;
 }
 
-__device__ __forceinline__ void ld_ll16(const void *p, u64 &a, u64 &b)
+__device__ __forceinline__ u32 ld_ll_u32(const u32 *p)
+{
+    u32 w;
+    asm volatile(LOOM_LD_LL ".u32 %0, [%1];" : "=r"(w) : "l"(p));
+    return w;
+}
+
+__device__ __forceinline__ void ld_ll_v2(const void *p, u64 &a, u64 &b)
 {
     asm volatile(LOOM_LD_LL ".v2.u64 {%0, %1}, [%2];" : "=l"(a), "=l"(b) : "l"(p));
 }
+
+__device__ __forceinline__ void ld_ll_v4(const void *p, u32 (&w)[4])
+{
+    asm volatile(LOOM_LD_LL ".v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(w[0]), "=r"(w[1]), "=r"(w[2]), "=r"(w[3]) : "l"(p));
+}
 #endif
 
-// Element i of an activation y: an LL word, or (LOOM_LL 0) a float.
+// Element i of LL buffer y: store v with the tag; load the raw word.
+__device__ __forceinline__ void st_ll(u64 y, u64 i, float v, u32 tag)
+{
+    if (LOOM_LL_WORD == 4)
+        st_ll_u32((u32 *)y + i, (__float_as_uint(v) & ~3u) | tag);
+    else
+        st_ll_u64((u64 *)y + i, ((u64)tag << 32) | (u64)__float_as_uint(v));
+}
+
+__device__ __forceinline__ u64 ld_ll(u64 x, u64 i)
+{
+    return LOOM_LL_WORD == 4 ? (u64)ld_ll_u32((const u32 *)x + i) : ld_ll_u64((const u64 *)x + i);
+}
+
+// Elements LL_E * c .. LL_E * c + LL_E - 1 of LL buffer x, one 16-byte load:
+// their values into v; true when every word carries tag.
+__device__ __forceinline__ bool ld_ll16(u64 x, int c, u32 tag, float (&v)[LL_E])
+{
+    const char *p = (const char *)x + 16 * (u64)c;
+    if (LOOM_LL_WORD == 4) {
+        u32 w[4];
+        ld_ll_v4(p, w);
+        u32 bad = 0;
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            bad |= w[e] ^ tag;
+            v[e % LL_E] = ll_word_value(w[e]);
+        }
+        return (bad & 3u) == 0;
+    }
+    u64 a, b;
+    ld_ll_v2(p, a, b);
+    v[0] = ll_word_value(a);
+    v[1 % LL_E] = ll_word_value(b);
+    return ll_word_tag(a) == tag && ll_word_tag(b) == tag;
+}
+
+// Element i of an activation y: an LL word (LOOM_LL_ALL), or a float.
 __device__ __forceinline__ void st_act(u64 y, u64 i, float v, u32 tag)
 {
+    if (LOOM_LL_ALL)
+        st_ll(y, i, v, tag);
+    else
+        ((float *)y)[i] = v;
+}
+
+// Element i of attention's output: an LL word in every LL mode.
+__device__ __forceinline__ void st_act_y(u64 y, u64 i, float v, u32 tag)
+{
     if (LOOM_LL)
-        st_ll((u64 *)y + i, v, tag);
+        st_ll(y, i, v, tag);
     else
         ((float *)y)[i] = v;
 }
@@ -1047,8 +1147,10 @@ __device__ __forceinline__ ll_wait ll_begin(const loom_kparams &p, const loom_dt
 
 // The record of a read that timed out: counter -3, value = the element.
 // (Scalars: a reference to the caller's ll_wait would put it, and the
-// staging state it points to, in local memory.)
-__device__ __noinline__ void ll_timeout(u64 error, int task, int step, int input, u32 elem)
+// staging state it points to, in local memory. Inline: a call inside the
+// polling loop makes the ABI save registers around it - 8B's kernel
+// spilled on sm_80.)
+__device__ __forceinline__ void ll_timeout(u64 error, int task, int step, int input, u32 elem)
 {
     loom_kerror *err = (loom_kerror *)error;
     if (atomicCAS(&err->flag, 0, -1) == 0) {
@@ -1100,24 +1202,24 @@ __device__ __forceinline__ bool ll_poll(const loom_kparams &p, ll_wait &w, u32 e
 }
 
 // Element i of activation x from `word`, its LL word loaded earlier
-// (ld_ll8), polled again only when that did not carry the tag: a load
+// (ld_ll), polled again only when that did not carry the tag: a load
 // issued early, its check where the value is used, so the round trip
-// stays hidden as a plain load's would (LOOM_LL 0: word holds the float's
-// bits).
+// stays hidden as a plain load's would (not LOOM_LL_ALL: word holds the
+// float's bits).
 __device__ __forceinline__ float ld_act_settle(const loom_kparams &p, u64 x, u64 i, u64 word,
                                                ll_wait &w)
 {
-    if (!LOOM_LL)
+    if (!LOOM_LL_ALL)
         return __uint_as_float((u32)word);
     while (ll_word_tag(word) != w.tag && ll_poll(p, w, (u32)i))
-        word = ld_ll8((const u64 *)x + i);
+        word = ld_ll(x, i);
     return ll_word_value(word);
 }
 
 // The early load of ld_act_settle.
 __device__ __forceinline__ u64 ld_act_raw(u64 x, u64 i)
 {
-    return LOOM_LL ? ld_ll8((const u64 *)x + i) : (u64)__float_as_uint(ldcg((const float *)x + i));
+    return LOOM_LL_ALL ? ld_ll(x, i) : (u64)__float_as_uint(ldcg((const float *)x + i));
 }
 
 // Elements idx[k] of activation x (idx[k] < 0: none, reads 0) into v[k]:
@@ -1126,13 +1228,12 @@ template <int N>
 __device__ __forceinline__ void ld_act_n(const loom_kparams &p, u64 x,
                                          const int (&idx)[N], float (&v)[N], ll_wait &w)
 {
-    if (!LOOM_LL) {
+    if (!LOOM_LL_ALL) {
 #pragma unroll
         for (int k = 0; k < N; k++)
             v[k] = idx[k] >= 0 ? ldcg((const float *)x + idx[k]) : 0.0f;
         return;
     }
-    const u64 *xw = (const u64 *)x;
     u32 miss = 0;
 #pragma unroll
     for (int k = 0; k < N; k++) {
@@ -1143,7 +1244,7 @@ __device__ __forceinline__ void ld_act_n(const loom_kparams &p, u64 x,
 #pragma unroll
         for (int k = 0; k < N; k++) {
             if (miss >> k & 1u) {
-                const u64 word = ld_ll8(xw + idx[k]);
+                const u64 word = ld_ll(x, (u64)idx[k]);
                 v[k] = ll_word_value(word);
                 if (ll_word_tag(word) == w.tag)
                     miss &= ~(1u << k);
@@ -1168,7 +1269,7 @@ __device__ __forceinline__ void ld_act_n(const loom_kparams &p, u64 x,
 // (ws->failed): then there is no signal and the result is LOOM_WAIT_EXIT.
 // LL activations: with LOOM_LL 1 the signal of a task whose outputs are LL
 // words is a relaxed add (LOOM_SIGNAL_RELAXED in t->signal: no fence, the
-// words carry their own step), with LOOM_LL 2 there is none (t->signal -1)
+// words carry their own step), with LOOM_LL 2 (4: attention) there is none (t->signal -1)
 // and the barrier only keeps the next task's use of shared memory behind
 // this one's. A task that arrived at a counter and was not the last of its
 // step (ws->no_signal) does not signal either.

@@ -34,8 +34,9 @@ enum { LOOM_EPI_STORE = 0, LOOM_EPI_RESIDUAL = 1, LOOM_EPI_SILU_MUL = 2, LOOM_EP
        LOOM_EPI_ACCUM = 4 };
 
 // linear_task's FIX: which of its tensors are the fused MLP's fixed-point
-// residual stream (graph.h; codegen.c fix_flags).
-enum { LOOM_FIX_X = 1, LOOM_FIX_RESID = 2, LOOM_FIX_AUX = 4 };
+// residual stream (graph.h; codegen.c fix_flags), and (LL_X) whether x is LL
+// words (common.cuh "activations").
+enum { LOOM_FIX_X = 1, LOOM_FIX_RESID = 2, LOOM_FIX_AUX = 4, LOOM_FIX_LL_X = 8 };
 
 #ifndef LOOM_PREFETCH_BYTES
 #define LOOM_PREFETCH_BYTES 16384   // measured best on the H100 (perf-notes)
@@ -196,20 +197,19 @@ __device__ __forceinline__ void linear_stage_x(const loom_dop &d, float *xs, flo
 }
 
 // The same from LL words (common.cuh "activations"): thread c reads the
-// 16-byte word pairs c + k * LOOM_THREADS (elements 2c', 2c' + 1), issues
-// every load at once, then polls the pairs still missing - all of them while
-// they are at most LOOM_LL_POLL, else the first one. Thread 0 issues a piece
-// of the weights per poll and the rest of the tile's pieces once its own x
-// is in. false: gave up (the CTA's failed flag is set).
+// 16-byte loads c + k * LOOM_THREADS (LL_E elements each), issues every
+// load at once, then polls those still missing - all of them while they are
+// at most LOOM_LL_POLL, else the first one. Thread 0 issues a piece of the
+// weights per poll and the rest of the tile's pieces once its own x is in.
+// false: gave up (the CTA's failed flag is set).
 template <int COLS, int PRO>
 __device__ __forceinline__ bool linear_stage_x_ll(const loom_kparams &p, const loom_dop &d,
                                                   float *xs, float *red, ll_wait &w,
                                                   stage_state &sg, u32 *xc)
 {
-    constexpr int NP = COLS / 2, PER = (NP + LOOM_THREADS - 1) / LOOM_THREADS;
-    static_assert(PER <= 32, "linear_stage_x_ll: a miss mask of 32 pairs per thread");
-    const u64 *x = (const u64 *)d.x;
-    const float2 *n2 = (const float2 *)d.norm;
+    constexpr int NP = COLS / LL_E, PER = (NP + LOOM_THREADS - 1) / LOOM_THREADS;
+    static_assert(PER <= 32, "linear_stage_x_ll: a miss mask of 32 loads per thread");
+    const float *nw = (const float *)d.norm;
     float ss = 0.0f;
     u32 miss = 0;
 #pragma unroll
@@ -221,28 +221,26 @@ __device__ __forceinline__ bool linear_stage_x_ll(const loom_kparams &p, const l
 #pragma unroll
         for (int k = 0; k < PER; k++) {
             const int c = threadIdx.x + k * LOOM_THREADS;
-            if ((miss >> k & 1u) && (all || k == only)) {
-                u64 a, b;
-                ld_ll16(x + 2 * c, a, b);
-                if (ll_word_tag(a) == w.tag && ll_word_tag(b) == w.tag) {
-                    miss &= ~(1u << k);
-                    float v0 = ll_word_value(a), v1 = ll_word_value(b);
-                    xc_add(xc, (2 * c * 8) / COLS, __float_as_uint(v0) + __float_as_uint(v1));
+            float v[LL_E];
+            if ((miss >> k & 1u) && (all || k == only) && ld_ll16(d.x, c, w.tag, v)) {
+                miss &= ~(1u << k);
+                u32 bits = 0;
+#pragma unroll
+                for (int e = 0; e < LL_E; e++) {
+                    bits += __float_as_uint(v[e]);
                     if (PRO == LOOM_PRO_RMSNORM) {
-                        const float2 nw = n2[c];
-                        ss += v0 * v0 + v1 * v1;
-                        v0 *= nw.x;
-                        v1 *= nw.y;
+                        ss += v[e] * v[e];
+                        v[e] *= nw[LL_E * c + e];
                     }
-                    xs[2 * c] = v0;
-                    xs[2 * c + 1] = v1;
+                    xs[LL_E * c + e] = v[e];
                 }
+                xc_add(xc, (LL_E * c * 8) / COLS, bits);
             }
         }
         if (miss == 0)
             break;
         all = __popc(miss) <= LOOM_LL_POLL;
-        if (!ll_poll(p, w, (u32)(2 * (threadIdx.x + (__ffs(miss) - 1) * LOOM_THREADS)))) {
+        if (!ll_poll(p, w, (u32)(LL_E * (threadIdx.x + (__ffs(miss) - 1) * LOOM_THREADS)))) {
             ok = false;
             break;
         }
@@ -321,7 +319,7 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
 #define XC_OUT(i, v) xc_out(xc, t, step, (i), (v))
 
     ll_wait w = ll_begin(p, t, step, &sg, 0);
-    if (LOOM_LL) {
+    if (FIX & LOOM_FIX_LL_X) {
         linear_stage_x_ll<COLS, PRO>(p, d, xs, red, w, sg, xc);
     } else {
         linear_stage_x<COLS, PRO, (FIX & LOOM_FIX_X) != 0>(d, xs, red, xc);
@@ -338,7 +336,8 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     } else {
         __syncthreads();
     }
-    if (LOOM_LL && *(volatile int *)&((loom_wait_state *)loom_smem4)->failed)
+    if ((LOOM_LL_ALL || (FIX & LOOM_FIX_LL_X)) &&
+        *(volatile int *)&((loom_wait_state *)loom_smem4)->failed)
         return;
     const u32 tag = w.tag;
     w.input = 1;   // resid from here on

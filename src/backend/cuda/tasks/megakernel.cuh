@@ -141,7 +141,7 @@ loom_megakernel(const loom_kparams p)
             if (loom_wait_all(p, t, id, step, ws, sg) != LOOM_WAIT_OK)
                 goto out;
             const bool acq_before = acq;
-            acq |= t->n_waits > 0 && step > 0;
+            acq |= (t->n_waits > 0 || (LOOM_LL_ALL && LOOM_LL_PRELOAD && d.x != 0)) && step > 0;
 #if LOOM_TRACE
             loom_trace_stamp(tr, 1);
 #endif
