@@ -204,7 +204,7 @@ int main(int argc, char **argv)
         loom_cpu_backend.read_tensor(cpu, i, ref);
         if (loom_cuda_tensor_ll(g, i)) {   /* LL words: their values */
             float *v = malloc(sizeof *v * (size_t)n);
-            loom_cuda_ll_values(g_buf[i], v, (size_t)n);
+            loom_cuda_ll_values(g_buf[i], loom_cuda_ll_word(), v, (size_t)n);
             memcpy(g_buf[i], v, sizeof *v * (size_t)n);
             free(v);
         }

@@ -328,10 +328,9 @@ int loom_cuda_ll_word(void)
     return e && atoi(e) == 8 ? 8 : 4;
 }
 
-void loom_cuda_ll_values(const void *words, float *dst, size_t n)
+void loom_cuda_ll_values(const void *words, int word, float *dst, size_t n)
 {
     const uint32_t *w = words;
-    int word = loom_cuda_ll_word();
     for (size_t i = 0; i < n; i++) {
         uint32_t v = word == 4 ? w[i] & ~3u : w[2 * i];
         memcpy(&dst[i], &v, sizeof v);

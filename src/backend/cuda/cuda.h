@@ -104,12 +104,11 @@ int64_t loom_cuda_smem_bytes(const loom_program *p, int cc_major);
  * distinct. variant must hold p->graph->n_ops entries. */
 void loom_cuda_op_variants(const loom_program *p, int32_t *variant, int32_t *n_variants);
 
-/* LL activations (tasks/common.cuh): the mode, LOOM_CUDA_LL (0 off, the
- * default; 1 counters added to without a release, 2 no counters, 3 LL words
- * with released counters, for experiments; 4 as 2 for attention's output
- * only); whether
- * graph tensor `tensor` is a buffer of LL words {value, tag} (F32
- * activations passed between tasks, modes 1 and 2); the kernel's task table
+/* LL activations (tasks/common.cuh): the mode, LOOM_CUDA_LL (0 off; 1
+ * counters added to without a release, 2 no counters, 3 LL words with
+ * released counters, for experiments; 4, the default, as 2 for attention's
+ * output only); whether graph tensor `tensor` is a buffer of LL words
+ * {value, tag} (F32 activations passed between tasks); the kernel's task table
  * of p (dt holds p->n_tasks): the signals of the ops whose outputs are LL
  * words are relaxed (mode 1, LOOM_CUDA_SIGNAL_RELAXED in dtask.signal) or
  * gone with the waits on them (modes 2 and 4: their consumers poll the
@@ -117,11 +116,11 @@ void loom_cuda_op_variants(const loom_program *p, int32_t *variant, int32_t *n_v
 #define LOOM_CUDA_SIGNAL_RELAXED (1 << 30)
 int loom_cuda_ll_mode(void);
 bool loom_cuda_tensor_ll(const loom_graph *g, int32_t tensor);
-/* The bytes of an LL word, LOOM_CUDA_LL_WORD: 8 {value, tag}, or 4 the
- * float with the tag in its two lowest bits (common.cuh LOOM_LL_WORD); the
- * values of n words at `words` into dst. */
+/* The bytes of an LL word, LOOM_CUDA_LL_WORD: 8 {value, tag}, or 4 (the
+ * default) the float with the tag in its two lowest bits (common.cuh
+ * LOOM_LL_WORD); the values of n words of `word` bytes into dst. */
 int loom_cuda_ll_word(void);
-void loom_cuda_ll_values(const void *words, float *dst, size_t n);
+void loom_cuda_ll_values(const void *words, int word, float *dst, size_t n);
 void loom_cuda_task_table(const loom_program *p, loom_dtask *dt);
 
 /* loom_dop.arrive of op `op`: the counter its tiles of group 0 arrive at

@@ -69,6 +69,8 @@ typedef struct cuda_state {
     size_t      trace_bytes;
 
     int32_t     ll_epoch;       /* of the last run (tasks/common.cuh LL tags) */
+    int32_t     ll_word;        /* bytes of an LL word, as the kernel has it */
+    bool       *ll;             /* [n_tensors]: a buffer of LL words         */
 
     bool        xcheck_on;      /* LOOM_CUDA_XCHECK=1 (xcheck.h)             */
     loom_xcheck xcheck;
@@ -124,10 +126,13 @@ static loom_status alloc_tensors(cuda_state *s)
 
     s->buf = calloc((size_t)g->n_tensors, sizeof *s->buf);
     s->bytes = calloc((size_t)g->n_tensors, sizeof *s->bytes);
-    if (!s->buf || !s->bytes)
+    s->ll = calloc((size_t)g->n_tensors, sizeof *s->ll);
+    if (!s->buf || !s->bytes || !s->ll)
         return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "cuda: tensor table of %d", g->n_tensors);
+    s->ll_word = loom_cuda_ll_word();
     for (int32_t i = 0; i < g->n_tensors; i++) {
         const loom_gtensor *t = &g->tensors[i];
+        s->ll[i] = loom_cuda_tensor_ll(g, i);
         size_t n = tensor_bytes(g, i), tail = s->sentinels ? SENTINEL_BYTES : 0;
         st = loom_cu_check(s->cu->MemAlloc(&s->buf[i], n + tail), "cuMemAlloc");
         if (st == LOOM_OK)
@@ -416,6 +421,7 @@ static void cuda_destroy(void *state)
     }
     free(s->buf);
     free(s->bytes);
+    free(s->ll);
     free(s->page_table);
     free(s);
 }
@@ -544,9 +550,9 @@ static loom_status reset_run(cuda_state *s, const loom_run_request *req)
     /* 8-byte LL tags carry the run's epoch (1..255); when it wraps, no word
      * of an earlier run may still match: the LL buffers are zeroed. 4-byte
      * words' tags repeat every 3 steps: zeroed before every run. */
-    if (st == LOOM_OK && (s->ll_epoch == 255 || loom_cuda_ll_word() == 4)) {
+    if (st == LOOM_OK && (s->ll_epoch == 255 || s->ll_word == 4)) {
         for (int32_t i = 0; i < s->g->n_tensors && st == LOOM_OK; i++)
-            if (loom_cuda_tensor_ll(s->g, i))
+            if (s->ll[i])
                 st = loom_cu_check(cu->MemsetD8(s->buf[i], 0, s->bytes[i]), "cuMemsetD8(LL)");
         s->ll_epoch = 0;
     }
@@ -843,14 +849,14 @@ static loom_status cuda_read_tensor(void *state, int32_t tensor, void *dst)
     st = loom_cu_check(s->cu->CtxSetCurrent(s->ctx), "cuCtxSetCurrent");
     if (st != LOOM_OK)
         return st;
-    if (loom_cuda_tensor_ll(g, tensor)) {   /* LL words: the values */
-        size_t n = (size_t)loom_gtensor_numel(t), bytes = n * (size_t)loom_cuda_ll_word();
+    if (s->ll[tensor]) {   /* LL words: the values */
+        size_t n = (size_t)loom_gtensor_numel(t), bytes = n * (size_t)s->ll_word;
         uint32_t *w = malloc(bytes + 1);
         if (!w)
             return loom_fail(LOOM_ERR_OUT_OF_MEMORY, "cuda read_tensor: '%s'", t->name);
         st = loom_cu_check(s->cu->MemcpyDtoH(w, s->buf[tensor], bytes), "cuMemcpyDtoH");
         if (st == LOOM_OK)
-            loom_cuda_ll_values(w, dst, n);
+            loom_cuda_ll_values(w, s->ll_word, dst, n);
         free(w);
         return st == LOOM_OK ? st : loom_fail_context(st, "tensor '%s'", t->name);
     }

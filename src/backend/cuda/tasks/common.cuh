@@ -964,8 +964,9 @@ __device__ __forceinline__ bool stage_wait(const loom_kparams &, stage_state &, 
 //   LOOM_LL 4: only attention's output (the y an o_proj reads) is LL words,
 //              as in mode 2; every other hop keeps its released counter.
 // The host drops or relaxes the waits and signals (loom_cuda_task_table).
-// Off (0) by default: on the H100 what the releases save is lost elsewhere
-// (docs/perf-notes.md v13, v20).
+// The host's default is mode 4 (codegen.c loom_cuda_ll_mode): on the H100
+// it took 2.5-3.5% off 0.6B; in modes 1-3 what the releases save is lost
+// elsewhere (docs/perf-notes.md v13, v20).
 // Counters still order what is not an LL word: ARGMAX waits on the
 // lm_head tiles (logits, partials) and embed on ARGMAX of the step before
 // (the token). In modes 1-3 the K/V rows split 0 of attention stores are
@@ -1269,10 +1270,10 @@ __device__ __forceinline__ void ld_act_n(const loom_kparams &p, u64 x,
 // (ws->failed): then there is no signal and the result is LOOM_WAIT_EXIT.
 // LL activations: with LOOM_LL 1 the signal of a task whose outputs are LL
 // words is a relaxed add (LOOM_SIGNAL_RELAXED in t->signal: no fence, the
-// words carry their own step), with LOOM_LL 2 (4: attention) there is none (t->signal -1)
-// and the barrier only keeps the next task's use of shared memory behind
-// this one's. A task that arrived at a counter and was not the last of its
-// step (ws->no_signal) does not signal either.
+// words carry their own step), with LOOM_LL 2 (4: attention's) there is
+// none (t->signal -1) and the barrier only keeps the next task's use of
+// shared memory behind this one's. A task that arrived at a counter and was
+// not the last of its step (ws->no_signal) does not signal either.
 // Thread 0, from inside a task (ARGMAX): the task's signal now, with a
 // release that covers thread 0's own writes only; loom_signal then adds
 // nothing.
