@@ -6,6 +6,7 @@
  * The report parser is checked once with a planted stack frame. The LL
  * activation modes (LOOM_CUDA_LL): their task tables and kernels. The merge
  * of a split attention fused into o_proj. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,10 +253,32 @@ static void check_ll_table(const loom_program *p, int mode)
     free(dt);
 }
 
+/* What the host reads back from LL words (cuda read_tensor, the
+ * emulator): 4-byte words lose their two tag bits, 8-byte words their tag
+ * half; an infinity stays one. */
+static void check_ll_values(void)
+{
+    const uint32_t w4[4] = {0x3f800003u, 0xff800001u, 0x40400002u, 0x00000001u};
+    const uint32_t w8[4] = {0x3fc00000u, 0x01000005u, 0xc0200000u, 0x01000005u};
+    const float want4[4] = {1.0f, -INFINITY, 3.0f, 0.0f}, want8[2] = {1.5f, -2.5f};
+    float v[4];
+
+    loom_cuda_ll_values(w4, 4, v, 4);
+    for (int i = 0; i < 4; i++)
+        CHECK(v[i] == want4[i], "4-byte LL word %08x read as %g, want %g", w4[i], (double)v[i],
+              (double)want4[i]);
+    loom_cuda_ll_values(w8, 8, v, 2);
+    for (int i = 0; i < 2; i++)
+        CHECK(v[i] == want8[i], "8-byte LL word %d read as %g, want %g", i, (double)v[i],
+              (double)want8[i]);
+}
+
 static void test_ll(void)
 {
     static const char *const presets[] = {"qwen3-tiny", "qwen3-0.6b", "qwen3-8b"};
     char want[32];
+
+    check_ll_values();
 
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
         loom_program *p = compile_preset(presets[i]);
