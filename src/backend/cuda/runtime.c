@@ -105,16 +105,13 @@ static loom_status dev_upload(cuda_state *s, CUdeviceptr *p, const void *src, si
     return LOOM_OK;
 }
 
-/* Element size on the device: an LL word's for LL tensors. */
-static size_t elem_bytes(const loom_graph *g, int32_t id)
+/* Bytes of tensor id on the device (s->ll and s->ll_word set): an LL
+ * word's per element for LL tensors, rounded up to 16. */
+static size_t tensor_bytes(const cuda_state *s, int32_t id)
 {
-    return loom_cuda_tensor_ll(g, id) ? (size_t)loom_cuda_ll_word()
-                                      : loom_dtype_size(g->tensors[id].dtype);
-}
-
-static size_t tensor_bytes(const loom_graph *g, int32_t id)
-{
-    size_t n = (size_t)loom_gtensor_numel(&g->tensors[id]) * elem_bytes(g, id);
+    const loom_gtensor *t = &s->g->tensors[id];
+    size_t elem = s->ll[id] ? (size_t)s->ll_word : loom_dtype_size(t->dtype);
+    size_t n = (size_t)loom_gtensor_numel(t) * elem;
     return (n + 15) / 16 * 16;
 }
 
@@ -133,7 +130,7 @@ static loom_status alloc_tensors(cuda_state *s)
     for (int32_t i = 0; i < g->n_tensors; i++) {
         const loom_gtensor *t = &g->tensors[i];
         s->ll[i] = loom_cuda_tensor_ll(g, i);
-        size_t n = tensor_bytes(g, i), tail = s->sentinels ? SENTINEL_BYTES : 0;
+        size_t n = tensor_bytes(s, i), tail = s->sentinels ? SENTINEL_BYTES : 0;
         st = loom_cu_check(s->cu->MemAlloc(&s->buf[i], n + tail), "cuMemAlloc");
         if (st == LOOM_OK)
             st = loom_cu_check(s->cu->MemsetD8(s->buf[i], 0, n), "cuMemsetD8");

@@ -1094,22 +1094,23 @@ __device__ __forceinline__ u64 ld_ll(u64 x, u64 i)
 __device__ __forceinline__ bool ld_ll16(u64 x, int c, u32 tag, float (&v)[LL_E])
 {
     const char *p = (const char *)x + 16 * (u64)c;
-    if (LOOM_LL_WORD == 4) {
+    if constexpr (LOOM_LL_WORD == 4) {
         u32 w[4];
         ld_ll_v4(p, w);
         u32 bad = 0;
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             bad |= w[e] ^ tag;
-            v[e % LL_E] = ll_word_value(w[e]);
+            v[e] = ll_word_value(w[e]);
         }
         return (bad & 3u) == 0;
+    } else {
+        u64 a, b;
+        ld_ll_v2(p, a, b);
+        v[0] = ll_word_value(a);
+        v[1] = ll_word_value(b);
+        return ll_word_tag(a) == tag && ll_word_tag(b) == tag;
     }
-    u64 a, b;
-    ld_ll_v2(p, a, b);
-    v[0] = ll_word_value(a);
-    v[1 % LL_E] = ll_word_value(b);
-    return ll_word_tag(a) == tag && ll_word_tag(b) == tag;
 }
 
 // Element i of an activation y: an LL word (LOOM_LL_ALL), or a float.
