@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where a layer's time goes, op by op, from `loom trace` files.
 
-    scripts/trace_phases.py RUN.trace [MORE.trace ...] [--attn-stamp]
+    scripts/trace_phases.py RUN.trace [MORE.trace ...] [--stamp KIND]
 
 For every op of a layer (qkv, attn, o_proj, gate_up, down) and the lm_head
 and argmax, the mean over the traced steps and layers of its *phase*: from
@@ -11,10 +11,11 @@ different places (LL words: a task's wait is inside its run). Also the
 first run of each op after the op before it ended (negative: it starts
 polling early).
 
---attn-stamp: the kernel was built with -DLOOM_ATTN_PHASE=k
-(tasks/attention.cuh), which puts the time an attention tile reaches point
-k of its run in the wait-begin stamp; prints that point's mean offset from
-the tile's run begin and from its qkv op's last end.
+--stamp KIND (attention or linear): the kernel was built with
+-DLOOM_ATTN_PHASE=k or -DLOOM_LIN_PHASE=k (tasks/trace.cuh), which puts the
+time a task of that kind reaches point k of its run in its wait-begin stamp;
+prints, per op, that point's mean offset from the task's run begin and from
+the op before's last end.
 
 Only the standard library; reads the JSON trace format of docs/trace.md.
 """
@@ -51,21 +52,29 @@ def phases(d, by_op):
     return phase, first
 
 
-def attn_stamps(d, by_op):
-    from_run, from_qkv = [], []
+def point_stamps(d, by_op, kind):
+    """{op name: ([from run begin], [from the op before's last end])}."""
+    out = defaultdict(lambda: ([], []))
     for stamps in d["t"]:
         for o, op in enumerate(d["ops"]):
-            if op["kind"] != "attention":
+            if op["kind"] != kind or o - 1 not in by_op:
                 continue
-            qkv_end = max(stamps[4 * i + 2] for i in by_op[o - 1])
+            before = max(stamps[4 * i + 2] for i in by_op[o - 1])
             for i in by_op[o]:
-                from_run.append((stamps[4 * i] - stamps[4 * i + 1]) / 1000)
-                from_qkv.append((stamps[4 * i] - qkv_end) / 1000)
-    return from_run, from_qkv
+                out[op["name"]][0].append((stamps[4 * i] - stamps[4 * i + 1]) / 1000)
+                out[op["name"]][1].append((stamps[4 * i] - before) / 1000)
+    return out
 
 
 def main():
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    argv, kind = sys.argv[1:], None
+    if "--stamp" in argv:
+        i = argv.index("--stamp")
+        if i + 1 >= len(argv) or argv[i + 1] not in ("attention", "linear"):
+            sys.exit("--stamp: attention or linear")
+        kind = argv[i + 1]
+        del argv[i:i + 2]
+    args = [a for a in argv if not a.startswith("--")]
     if not args:
         sys.exit(__doc__)
     for path in args:
@@ -82,10 +91,12 @@ def main():
             print(f"  {name:8s} {statistics.mean(v):9.2f} {len(v):5d} "
                   f"{statistics.mean(first[name]):31.2f}")
         print(f"  step (sum of the phases, from the first op's end): {total:.1f} us")
-        if "--attn-stamp" in sys.argv:
-            r, q = attn_stamps(d, by_op)
-            print(f"  attention stamp: {statistics.mean(r):.2f} us after its run begin, "
-                  f"{statistics.mean(q):.2f} us after qkv's last end")
+        if kind:
+            for name, (r, b) in sorted(point_stamps(d, by_op, kind).items(),
+                                       key=lambda kv: ORDER.index(kv[0])
+                                       if kv[0] in ORDER else len(ORDER)):
+                print(f"  {name} stamp: {statistics.mean(r):.2f} us after its run begin, "
+                      f"{statistics.mean(b):.2f} us after the op before's last end")
 
 
 if __name__ == "__main__":

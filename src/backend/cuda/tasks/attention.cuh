@@ -162,18 +162,11 @@ __device__ __forceinline__ void kv_rows_load(const bf16raw *kc, const bf16raw *v
 #ifndef LOOM_ATTN_PRELOAD
 #define LOOM_ATTN_PRELOAD 1
 #endif
-// -DLOOM_ATTN_PHASE=k (experiments, traced kernels only): an attention
-// tile's wait-begin stamp is replaced by the time its thread 0 reaches point
-// k of its run - 1 q/k/v in (normed, rotated), 2 its positions done, 3 its
-// partials stored, 4 arrived at the group's counter - for a per-phase
-// timing of the tile from a trace (the trace's consistency check then
-// warns: the stamp is out of order).
+// -DLOOM_ATTN_PHASE=k (trace.cuh): an attention tile's points - 1 q/k/v in
+// (normed, rotated), 2 its positions done, 3 its partials stored, 4 arrived
+// at the group's counter.
 #if defined(LOOM_ATTN_PHASE) && defined(LOOM_TRACE)
-#define ATTN_PHASE(k)                                                             \
-    do {                                                                          \
-        if (LOOM_ATTN_PHASE == (k))                                               \
-            loom_trace_stamp(loom_trace_slot(step, loom_task_id(t)), 0);          \
-    } while (0)
+#define ATTN_PHASE(k) LOOM_PHASE_POINT(LOOM_ATTN_PHASE, k, step, loom_task_id(t))
 #else
 #define ATTN_PHASE(k) ((void)0)
 #endif

@@ -28,6 +28,9 @@
 #ifndef LOOM_LIN_UNROLL
 #define LOOM_LIN_UNROLL 4
 #endif
+#ifndef LOOM_LIN_UNROLL_STAGED
+#define LOOM_LIN_UNROLL_STAGED LOOM_LIN_UNROLL
+#endif
 
 enum { LOOM_PRO_NONE = 0, LOOM_PRO_RMSNORM = 1 };
 enum { LOOM_EPI_STORE = 0, LOOM_EPI_RESIDUAL = 1, LOOM_EPI_SILU_MUL = 2, LOOM_EPI_ARGMAX = 3,
@@ -45,6 +48,19 @@ enum { LOOM_FIX_X = 1, LOOM_FIX_RESID = 2, LOOM_FIX_AUX = 4, LOOM_FIX_LL_X = 8 }
 // Weights a warp loads into registers before its task's wait: the first
 // chunk group (LOOM_LIN_UNROLL 16-byte vectors) of its first two rows.
 #define LOOM_PRELOAD (2 * LOOM_LIN_UNROLL)
+
+// -DLOOM_LIN_PHASE=k (trace.cuh): a linear task's points - 1 thread 0's
+// share of x in, 2 past the CTA barrier (all of x, the staged rows landed),
+// 3 thread 0's rows done (their outputs stored).
+#if defined(LOOM_LIN_PHASE) && defined(LOOM_TRACE)
+#define LIN_PHASE(k) LOOM_PHASE_POINT(LOOM_LIN_PHASE, k, step, loom_task_id(t))
+#else
+#define LIN_PHASE(k) ((void)0)
+#endif
+
+#ifndef LOOM_LIN_PUMP
+#define LOOM_LIN_PUMP 0
+#endif
 
 // Rows of linear task t's tile a staging slot takes: all, or as many as fit
 // rounded down to an even count (row pairs are both staged or both not).
@@ -102,13 +118,27 @@ __device__ __forceinline__ float dot8(uint4 w, float4 xa, float4 xb, float acc)
     return acc;
 }
 
-// x as float4 number i: from shared memory, or (XG) from global memory
-// through L2 only: x was written this step by other SMs, and L1 is not
-// coherent with them.
-template <bool XG>
-__device__ __forceinline__ float4 ld_x4(const float4 *x4, int i)
+// Where x's float4 number c lives in the task's shared copy xs: a chunk's
+// (8 columns') first half in the first COLS / 2 floats, its second half in
+// the rest. A warp's loads of x in dot_rows2 then read consecutive 16-byte
+// words, one per lane; the natural order (a lane's 32 bytes together) put
+// two lanes of every quarter-warp on the same banks, and x's reads, as many
+// bytes as the weights', took twice their time.
+// (-DLOOM_XS_SPLIT=0, experiments: the natural order.)
+#ifndef LOOM_XS_SPLIT
+#define LOOM_XS_SPLIT 1
+#endif
+template <int COLS>
+__device__ __forceinline__ int xs_at(int c)
 {
-    return XG ? ldcg4(x4 + i) : x4[i];
+    return LOOM_XS_SPLIT ? (c & 1) * (COLS / 8) + (c >> 1) : c;
+}
+
+// The same for element i of x: its float index in xs.
+template <int COLS>
+__device__ __forceinline__ int xs_elem(int i)
+{
+    return 4 * xs_at<COLS>(i >> 2) + (i & 3);
 }
 
 // 16 bytes of weights: staged (shared memory) or from global memory.
@@ -119,15 +149,15 @@ __device__ __forceinline__ uint4 ld_w16(const bf16raw *p)
 }
 
 // Lane's partial dot products of rows w0 and w1 (in the staging buffer when
-// STAGED) with xs (shared, fp32; or global when XG).
-template <int COLS, bool STAGED, bool XG = false>
+// STAGED) with xs (shared, fp32, laid out by xs_at).
+template <int COLS, bool STAGED>
 __device__ __forceinline__ void dot_rows2(const bf16raw *w0, const bf16raw *w1,
                                           const float *xs, float &a0, float &a1,
                                           const uint4 (&pre)[LOOM_PRELOAD], bool use_pre)
 {
     constexpr int CH = COLS / 8;
     // shared memory answers in tens of cycles: fewer loads in flight do
-    constexpr int U = STAGED ? LOOM_LIN_UNROLL : LOOM_LIN_UNROLL_FOR(COLS);
+    constexpr int U = STAGED ? LOOM_LIN_UNROLL_STAGED : LOOM_LIN_UNROLL_FOR(COLS);
     constexpr int P = LOOM_LIN_UNROLL;   // chunks preloaded before the wait
     const int lane = threadIdx.x & 31;
     const float4 *x4 = (const float4 *)xs;
@@ -152,7 +182,7 @@ __device__ __forceinline__ void dot_rows2(const bf16raw *w0, const bf16raw *w1,
         for (int u = 0; u < U; u++) {
             int cc = c + 32 * u;
             if (cc < CH) {
-                float4 xa = ld_x4<XG>(x4, 2 * cc), xb = ld_x4<XG>(x4, 2 * cc + 1);
+                const float4 xa = x4[xs_at<COLS>(2 * cc)], xb = x4[xs_at<COLS>(2 * cc + 1)];
                 a0 = dot8(v0[u], xa, xb, a0);
                 a1 = dot8(v1[u], xa, xb, a1);
             }
@@ -187,7 +217,7 @@ __device__ __forceinline__ void linear_stage_x(const loom_dop &d, float *xs, flo
             v.z *= w.z;
             v.w *= w.w;
         }
-        ((float4 *)xs)[c] = v;
+        ((float4 *)xs)[xs_at<COLS>(c)] = v;
     }
     if (PRO == LOOM_PRO_RMSNORM) {
         ss = warp_sum(ss);
@@ -232,7 +262,7 @@ __device__ __forceinline__ bool linear_stage_x_ll(const loom_kparams &p, const l
                         ss += v[e] * v[e];
                         v[e] *= nw[LL_E * c + e];
                     }
-                    xs[LL_E * c + e] = v[e];
+                    xs[xs_elem<COLS>(LL_E * c + e)] = v[e];
                 }
                 xc_add(xc, (LL_E * c * 8) / COLS, bits);
             }
@@ -324,6 +354,7 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     } else {
         linear_stage_x<COLS, PRO, (FIX & LOOM_FIX_X) != 0>(d, xs, red, xc);
     }
+    LIN_PHASE(1);
     if (EPI == LOOM_EPI_ARGMAX)
         y += (LOOM_LOGITS_BY_STEP ? (u64)step : 0ull) * (u64)d.rows;
     // One CTA barrier publishes xs and red: the staging wait's when rows
@@ -339,13 +370,15 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     if ((LOOM_LL_ALL || (FIX & LOOM_FIX_LL_X)) &&
         *(volatile int *)&((loom_wait_state *)loom_smem4)->failed)
         return;
+    LIN_PHASE(2);
     const u32 tag = w.tag;
     w.input = 1;   // resid from here on
     // x is in: the next task's rows (two slots) may stream behind this
     // task's own now.
-    if (threadIdx.x == 0)
+    if (threadIdx.x == 0 && LOOM_LIN_PUMP == 0)
         stage_pump_all(sg.nxt);
     const float inv = linear_norm_scale<COLS, PRO>(red);
+    LIN_PHASE(5);
     const bf16raw *S = (const bf16raw *)LOOM_STAGE_DATA(sg.cur.slot);   // row rb
 
     // RESIDUAL: the warp's first pair's residuals are loaded now (lane 0),
@@ -364,14 +397,33 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     for (int r0 = rb + 2 * warp; r0 < re; r0 += 2 * LOOM_WARPS) {
         const int r1 = r0 + 1 < re ? r0 + 1 : r0;
         float a0 = 0.0f, a1 = 0.0f;
+#if defined(LOOM_LIN_TWICE)
+        if (LOOM_STAGE && r0 < rb + h) {   // experiment: the same code twice
+#pragma unroll 1
+            for (int rep = 0; rep < 2; rep++) {
+                float b0 = 0.0f, b1 = 0.0f;
+                dot_rows2<COLS, true>(S + (u64)(r0 - rb) * COLS, S + (u64)(r1 - rb) * COLS,
+                                      xs, b0, b1, pre, false);
+                a0 = rep == 0 ? b0 : a0 + b0 * 1e-30f;
+                a1 = rep == 0 ? b1 : a1 + b1 * 1e-30f;
+                if (rep == 0 && r0 == rb)
+                    LIN_PHASE(9);
+            }
+        } else
+#else
         if (LOOM_STAGE && r0 < rb + h)
             dot_rows2<COLS, true>(S + (u64)(r0 - rb) * COLS, S + (u64)(r1 - rb) * COLS, xs,
                                   a0, a1, pre, false);
         else
+#endif
             dot_rows2<COLS, false>(W + (u64)r0 * COLS, W + (u64)r1 * COLS, xs, a0, a1, pre,
                                    !LOOM_STAGE && r0 == rb + 2 * warp);
+        if (r0 == rb)
+            LIN_PHASE(6);
         a0 = warp_sum(a0) * inv;
         a1 = warp_sum(a1) * inv;
+        if (r0 == rb)
+            LIN_PHASE(7);
         if (lane != 0)
             continue;
         if (EPI == LOOM_EPI_SILU_MUL) {
@@ -426,6 +478,16 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
         }
     }
 #undef XC_OUT
+    LIN_PHASE(3);
+#if defined(LOOM_LIN_PHASE) && defined(LOOM_TRACE)
+    if (LOOM_LIN_PHASE == 4 && threadIdx.x == 32) {
+        u64 *slot = loom_trace_slot(step, loom_task_id(t));
+        if (slot)
+            slot[0] = globaltimer();
+    }
+#endif
+    if (threadIdx.x == 0 && LOOM_LIN_PUMP == 1)
+        stage_pump_all(sg.nxt);
     if (EPI == LOOM_EPI_ARGMAX) {
         __syncthreads();
         linear_argmax_reduce(d, t, best_v, best_r, red);

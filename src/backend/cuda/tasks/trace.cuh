@@ -15,7 +15,14 @@
 // after the barrier). The buffer is sized for exactly those steps: it
 // cannot overflow.
 //
-// defines: loom_trace, loom_trace_slot, loom_trace_stamp, loom_trace_end
+// Experiments (traced kernels only): -DLOOM_ATTN_PHASE=k or -DLOOM_LIN_PHASE=k
+// replace an attention's or a linear task's wait-begin stamp by the time its
+// thread 0 reaches point k of its run (attention.cuh, linear.cuh list the
+// points; scripts/trace_phases.py --stamp reads them; the trace's consistency
+// check then warns: the stamp is out of order).
+//
+// defines: loom_trace, loom_trace_slot, loom_trace_stamp, loom_trace_end,
+//          LOOM_PHASE_POINT
 #pragma once
 
 struct loom_trace_dev {
@@ -50,3 +57,10 @@ __device__ __forceinline__ void loom_trace_end(u64 *slot)
         loom_trace_stamp(slot, 2);
     }
 }
+
+// Point k of a task's run when `chosen` is k (the experiments above).
+#define LOOM_PHASE_POINT(chosen, k, step, id)                                     \
+    do {                                                                          \
+        if ((chosen) == (k))                                                      \
+            loom_trace_stamp(loom_trace_slot((step), (id)), 0);                   \
+    } while (0)
