@@ -52,6 +52,9 @@ void emu_syncthreads();
 // Lane `src` of the calling thread's warp (all 32 lanes take part).
 float emu_shfl(float v, int src);
 inline void __syncthreads() { emu_syncthreads(); }
+// Whether p is nonzero on any thread of the CTA (a barrier).
+int emu_syncthreads_or(int p);
+inline int __syncthreads_or(int p) { return emu_syncthreads_or(p); }
 inline float __shfl_sync(unsigned, float v, int src) { return emu_shfl(v, src & 31); }
 inline float __shfl_xor_sync(unsigned, float v, int o)
 {
@@ -119,6 +122,49 @@ inline unsigned ld_acquire(const unsigned *p) { return __atomic_load_n(p, __ATOM
 inline void red_release_add(unsigned *p, unsigned v) { __atomic_fetch_add(p, v, __ATOMIC_RELEASE); }
 inline void red_relaxed_add(unsigned *p, unsigned v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
 inline unsigned atom_acq_rel_add(unsigned *p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL); }
+
+// Weight staging (common.cuh, with -DLOOM_EMU_STAGE): a bulk copy is a
+// memcpy by the thread that issues it, then its bytes complete on the
+// slot's mbarrier. The barrier word: bits 0-31 the transaction bytes still
+// expected, bit 32 the one arrival still expected, bit 63 the phase's
+// parity (phases completed, mod 2).
+inline void emu_mbar_update(unsigned long long *bar, long long tx, bool arrive)
+{
+    unsigned long long o = __atomic_load_n(bar, __ATOMIC_ACQUIRE), n;
+    do {
+        unsigned long long bytes = (unsigned)((long long)(o & 0xffffffffull) + tx);
+        unsigned long long pend = arrive ? 0ull : (o >> 32 & 1ull), phase = o >> 63;
+        if (bytes == 0 && pend == 0) {   // the phase completes; the next expects an arrival
+            phase ^= 1ull;
+            pend = 1ull;
+        }
+        n = phase << 63 | pend << 32 | bytes;
+    } while (!__atomic_compare_exchange_n(bar, &o, n, false, __ATOMIC_ACQ_REL,
+                                          __ATOMIC_ACQUIRE));
+}
+inline void mbar_init(unsigned long long *bar, unsigned)
+{
+    __atomic_store_n(bar, 1ull << 32, __ATOMIC_RELEASE);
+}
+inline void mbar_expect(unsigned long long *bar, unsigned bytes)
+{
+    emu_mbar_update(bar, bytes, true);
+}
+inline void bulk_copy(void *dst, const void *src, unsigned bytes, unsigned long long *bar)
+{
+    memcpy(dst, src, bytes);
+    emu_mbar_update(bar, -(long long)bytes, false);
+}
+inline void bulk_prefetch_l2(const void *, unsigned) {}
+inline bool mbar_test(unsigned long long *bar, unsigned parity)
+{
+    const bool done = (__atomic_load_n(bar, __ATOMIC_ACQUIRE) >> 63) != parity;
+    if (!done)
+        std::this_thread::yield();
+    return done;
+}
+inline void fence_mbarrier_init() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline void fence_proxy_async() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 
 // The dynamic shared memory of the calling thread's CTA.
 float4 *emu_smem();

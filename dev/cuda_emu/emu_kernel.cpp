@@ -9,12 +9,15 @@ thread_local emu_dim threadIdx;
 thread_local emu_dim blockIdx;
 
 // One CTA: its barriers, shuffle slots and shared memory: the head, the
-// tables, the task scratch (common.cuh); no staging slots (LOOM_STAGE is 0).
+// tables, the task scratch (common.cuh), and the staging slots when the
+// emulator stages (-DLOOM_EMU_STAGE, common.cuh LOOM_STAGE).
 struct emu_cta {
     std::barrier<> block{LOOM_THREADS};
     std::barrier<> *warp[LOOM_WARPS];
     float slot[LOOM_THREADS];
-    alignas(128) float4 smem[(LOOM_STAGE_OFFSET + 15) / 16];
+    int any[2] = {0, 0};   // __syncthreads_or, calls alternating
+    alignas(128) float4 smem[(LOOM_STAGE_OFFSET + LOOM_STAGE * LOOM_STAGE_SLOTS *
+                                                   LOOM_STAGE_BYTES + 15) / 16];
     emu_cta()
     {
         for (int w = 0; w < LOOM_WARPS; w++)
@@ -31,6 +34,20 @@ static thread_local emu_cta *t_cta;
 
 float4 *emu_smem() { return t_cta->smem; }
 void emu_syncthreads() { t_cta->block.arrive_and_wait(); }
+
+int emu_syncthreads_or(int p)
+{
+    static thread_local unsigned calls;
+    int *any = &t_cta->any[calls++ & 1u];
+    if (p)
+        __atomic_fetch_or(any, 1, __ATOMIC_RELAXED);
+    t_cta->block.arrive_and_wait();
+    const int r = __atomic_load_n(any, __ATOMIC_RELAXED);
+    t_cta->block.arrive_and_wait();
+    if (threadIdx.x == 0)   // read by all; used again two calls on, past two barriers
+        __atomic_store_n(any, 0, __ATOMIC_RELAXED);
+    return r;
+}
 
 float emu_shfl(float v, int src)
 {

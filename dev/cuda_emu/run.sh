@@ -51,6 +51,19 @@ for p in ${PRESETS:-qwen3-tiny qwen2-tiny llama-tiny}; do
             EMU_PLANT=$pl "$O/run_$p" "$p" "$NP" "$NS" || fails=$((fails + 1))
         done
         EMU_GRID=1 EMU_EOS=2 "$O/run_$p" "$p" "$NP" "$NS" || fails=$((fails + 1))
+        # Weight staging (common.cuh LOOM_STAGE, the Hopper path; here the
+        # bulk copies are memcpys, emu.h): two slots, and one slot with the
+        # L2 look-ahead; with the LL plant too.
+        EMU_CFLAGS=-DLOOM_EMU_STAGE=1 build "$p" stage
+        for g in 0 1; do
+            EMU_GRID=$g "$O/run_stage" "$p" "$NP" "$NS" || fails=$((fails + 1))
+        done
+        EMU_PLANT=2 "$O/run_stage" "$p" "$NP" "$NS" || fails=$((fails + 1))
+        LOOM_CUDA_STAGE_SLOTS=1 EMU_CFLAGS=-DLOOM_EMU_STAGE=1 build "$p" stage1
+        for g in 0 1; do
+            LOOM_CUDA_STAGE_SLOTS=1 EMU_GRID=$g "$O/run_stage1" "$p" "$NP" "$NS" ||
+                fails=$((fails + 1))
+        done
         # The split attention merged by an ATTN_MERGE op (by default the
         # last tile of each group to arrive merges it, program.h arrive).
         LOOM_ATTN_MERGE=1 build "$p" mop

@@ -96,7 +96,9 @@ __device__ __forceinline__ int loom_task_id(const loom_dtask *t)
 // before the current task waits, into the slot no task reads any more, so
 // it streams through this task's wait and run. Elsewhere (sm_80) every row
 // comes from global memory.
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(LOOM_EMU) && LOOM_STAGE_BYTES >= 16
+#if ((defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(LOOM_EMU)) ||            \
+     defined(LOOM_EMU_STAGE)) &&                                                           \
+    LOOM_STAGE_BYTES >= 16
 #define LOOM_STAGE 1
 #else
 #define LOOM_STAGE 0
@@ -359,7 +361,7 @@ __device__ __forceinline__ uint4 ld_shared16(const void *p)
 // (during and after the wait); stage_wait by every thread before the staged
 // rows are read (linear.cuh); stage_drain at kernel exit. Without staging
 // (sm_80) they do nothing, and stage_rows is 0.
-#if LOOM_STAGE
+#if LOOM_STAGE && !defined(LOOM_EMU)   // (LOOM_EMU_STAGE: emu.h has these)
 __device__ __forceinline__ void mbar_init(u64 *bar, u32 count)
 {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count)
@@ -401,6 +403,18 @@ __device__ __forceinline__ bool mbar_test(u64 *bar, u32 parity)
     return ok != 0;
 }
 
+// Proxy fences of the staging protocol (stage_init, stage_start).
+__device__ __forceinline__ void fence_mbarrier_init()
+{
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+}
+
+__device__ __forceinline__ void fence_proxy_async()
+{
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+}
+#endif
+#if LOOM_STAGE
 // Spins until the barrier's phase `parity` completed or timeout_ns passed.
 __device__ __forceinline__ bool mbar_wait_bounded(u64 *bar, u32 parity, u64 timeout_ns)
 {
@@ -422,7 +436,7 @@ __device__ __forceinline__ void stage_init()
     if (threadIdx.x == 0) {
         for (int s = 0; s < LOOM_STAGE_SLOTS; s++)
             mbar_init(LOOM_STAGE_BAR(s), 1);
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        fence_mbarrier_init();
     }
     __syncthreads();
 }
@@ -472,7 +486,7 @@ __device__ __forceinline__ void stage_start(stage_state &sg, stage_copy &c, int 
     if (rows <= 0)
         return;
     if (threadIdx.x == 0) {
-        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+        fence_proxy_async();
         mbar_expect(LOOM_STAGE_BAR(slot), c.bytes);
     }
     sg.pending |= 1u << slot;
