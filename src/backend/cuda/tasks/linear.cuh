@@ -28,9 +28,6 @@
 #ifndef LOOM_LIN_UNROLL
 #define LOOM_LIN_UNROLL 4
 #endif
-#ifndef LOOM_LIN_UNROLL_STAGED
-#define LOOM_LIN_UNROLL_STAGED LOOM_LIN_UNROLL
-#endif
 
 enum { LOOM_PRO_NONE = 0, LOOM_PRO_RMSNORM = 1 };
 enum { LOOM_EPI_STORE = 0, LOOM_EPI_RESIDUAL = 1, LOOM_EPI_SILU_MUL = 2, LOOM_EPI_ARGMAX = 3,
@@ -51,15 +48,12 @@ enum { LOOM_FIX_X = 1, LOOM_FIX_RESID = 2, LOOM_FIX_AUX = 4, LOOM_FIX_LL_X = 8 }
 
 // -DLOOM_LIN_PHASE=k (trace.cuh): a linear task's points - 1 thread 0's
 // share of x in, 2 past the CTA barrier (all of x, the staged rows landed),
-// 3 thread 0's rows done (their outputs stored).
+// 3 the next task's copy pumped and the norm's scale taken, 4 thread 0's
+// pairs done (their outputs stored).
 #if defined(LOOM_LIN_PHASE) && defined(LOOM_TRACE)
 #define LIN_PHASE(k) LOOM_PHASE_POINT(LOOM_LIN_PHASE, k, step, loom_task_id(t))
 #else
 #define LIN_PHASE(k) ((void)0)
-#endif
-
-#ifndef LOOM_LIN_PUMP
-#define LOOM_LIN_PUMP 0
 #endif
 
 // Rows of linear task t's tile a staging slot takes: all, or as many as fit
@@ -157,7 +151,7 @@ __device__ __forceinline__ void dot_rows2(const bf16raw *w0, const bf16raw *w1,
 {
     constexpr int CH = COLS / 8;
     // shared memory answers in tens of cycles: fewer loads in flight do
-    constexpr int U = STAGED ? LOOM_LIN_UNROLL_STAGED : LOOM_LIN_UNROLL_FOR(COLS);
+    constexpr int U = STAGED ? LOOM_LIN_UNROLL : LOOM_LIN_UNROLL_FOR(COLS);
     constexpr int P = LOOM_LIN_UNROLL;   // chunks preloaded before the wait
     const int lane = threadIdx.x & 31;
     const float4 *x4 = (const float4 *)xs;
@@ -375,10 +369,10 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     w.input = 1;   // resid from here on
     // x is in: the next task's rows (two slots) may stream behind this
     // task's own now.
-    if (threadIdx.x == 0 && LOOM_LIN_PUMP == 0)
+    if (threadIdx.x == 0)
         stage_pump_all(sg.nxt);
     const float inv = linear_norm_scale<COLS, PRO>(red);
-    LIN_PHASE(5);
+    LIN_PHASE(3);
     const bf16raw *S = (const bf16raw *)LOOM_STAGE_DATA(sg.cur.slot);   // row rb
 
     // RESIDUAL: the warp's first pair's residuals are loaded now (lane 0),
@@ -397,33 +391,14 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     for (int r0 = rb + 2 * warp; r0 < re; r0 += 2 * LOOM_WARPS) {
         const int r1 = r0 + 1 < re ? r0 + 1 : r0;
         float a0 = 0.0f, a1 = 0.0f;
-#if defined(LOOM_LIN_TWICE)
-        if (LOOM_STAGE && r0 < rb + h) {   // experiment: the same code twice
-#pragma unroll 1
-            for (int rep = 0; rep < 2; rep++) {
-                float b0 = 0.0f, b1 = 0.0f;
-                dot_rows2<COLS, true>(S + (u64)(r0 - rb) * COLS, S + (u64)(r1 - rb) * COLS,
-                                      xs, b0, b1, pre, false);
-                a0 = rep == 0 ? b0 : a0 + b0 * 1e-30f;
-                a1 = rep == 0 ? b1 : a1 + b1 * 1e-30f;
-                if (rep == 0 && r0 == rb)
-                    LIN_PHASE(9);
-            }
-        } else
-#else
         if (LOOM_STAGE && r0 < rb + h)
             dot_rows2<COLS, true>(S + (u64)(r0 - rb) * COLS, S + (u64)(r1 - rb) * COLS, xs,
                                   a0, a1, pre, false);
         else
-#endif
             dot_rows2<COLS, false>(W + (u64)r0 * COLS, W + (u64)r1 * COLS, xs, a0, a1, pre,
                                    !LOOM_STAGE && r0 == rb + 2 * warp);
-        if (r0 == rb)
-            LIN_PHASE(6);
         a0 = warp_sum(a0) * inv;
         a1 = warp_sum(a1) * inv;
-        if (r0 == rb)
-            LIN_PHASE(7);
         if (lane != 0)
             continue;
         if (EPI == LOOM_EPI_SILU_MUL) {
@@ -478,16 +453,7 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
         }
     }
 #undef XC_OUT
-    LIN_PHASE(3);
-#if defined(LOOM_LIN_PHASE) && defined(LOOM_TRACE)
-    if (LOOM_LIN_PHASE == 4 && threadIdx.x == 32) {
-        u64 *slot = loom_trace_slot(step, loom_task_id(t));
-        if (slot)
-            slot[0] = globaltimer();
-    }
-#endif
-    if (threadIdx.x == 0 && LOOM_LIN_PUMP == 1)
-        stage_pump_all(sg.nxt);
+    LIN_PHASE(4);
     if (EPI == LOOM_EPI_ARGMAX) {
         __syncthreads();
         linear_argmax_reduce(d, t, best_v, best_r, red);
