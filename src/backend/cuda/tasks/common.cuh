@@ -61,6 +61,7 @@ extern __shared__ float4 loom_smem4[];
 //   [0, 16)                 loom_wait_state (the CTA's wait verdict)
 //   [16, 32)                the staging slots' mbarriers (LOOM_STAGE_BAR(s))
 //   [32, 52)                the L2 look-ahead's state (LOOM_L2_AHEAD_STATE)
+//   [64, 68)                a copy's bytes issued, handed over (LOOM_STAGE_HANDED)
 //   [LOOM_TABLES_OFFSET, LOOM_SCRATCH_OFFSET) the tables, copied at kernel
 //                           start: the op table (LOOM_OPS_BYTES), this SM's
 //                           task records in list order (LOOM_TASKS_BYTES),
@@ -469,6 +470,28 @@ __device__ __forceinline__ void stage_pump_all(stage_copy &c)
     }
 }
 
+// Handing copy c's remaining pieces from thread 0 to thread `to`: thread 0
+// notes how many bytes it issued (stage_hand_note, before a CTA barrier);
+// after the barrier thread `to` issues the rest and thread 0 counts them as
+// issued (stage_hand_over). A task that gives up between the two leaves
+// thread 0 the pieces, for stage_drain.
+#define LOOM_STAGE_HANDED ((u32 *)((char *)loom_smem4 + 64))
+__device__ __forceinline__ void stage_hand_note(const stage_copy &c)
+{
+    if (threadIdx.x == 0)
+        *LOOM_STAGE_HANDED = c.issued;
+}
+
+__device__ __forceinline__ void stage_hand_over(stage_copy &c, int to)
+{
+    if (threadIdx.x == 0)
+        c.issued = c.bytes;
+    if ((int)threadIdx.x == to) {
+        c.issued = *LOOM_STAGE_HANDED;
+        stage_pump_all(c);
+    }
+}
+
 // Starts copy c: `rows` rows of `cols` columns from src into slot `slot` for
 // task instance `tag`. The whole phase is expected on the slot's barrier at
 // once (thread 0), the pieces follow (stage_pump). The copy's writes (async
@@ -509,6 +532,8 @@ __device__ __forceinline__ void stage_drain(const loom_kparams &p, stage_state &
 __device__ __forceinline__ void stage_init() {}
 __device__ __forceinline__ void stage_pump(stage_state &) {}
 __device__ __forceinline__ void stage_pump_all(stage_copy &) {}
+__device__ __forceinline__ void stage_hand_note(const stage_copy &) {}
+__device__ __forceinline__ void stage_hand_over(stage_copy &, int) {}
 __device__ __forceinline__ void stage_start(stage_state &, stage_copy &c, int slot, int tag,
                                             const void *, int, int)
 {

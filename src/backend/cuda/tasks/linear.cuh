@@ -46,6 +46,15 @@ enum { LOOM_FIX_X = 1, LOOM_FIX_RESID = 2, LOOM_FIX_AUX = 4, LOOM_FIX_LL_X = 8 }
 // chunk group (LOOM_LIN_UNROLL 16-byte vectors) of its first two rows.
 #define LOOM_PRELOAD (2 * LOOM_LIN_UNROLL)
 
+// The thread that issues the next task's remaining pieces once x is in
+// (two slots; common.cuh stage_hand_over): the last warp's first, which has
+// the fewest row pairs - thread 0's warp has the most, and issuing the
+// pieces held its first pair back by 0.2-0.5 us (0.6B on the H100: 0.691 /
+// 0.694 -> 0.688 / 0.688 ms, perf-notes v22). 0 (experiments): thread 0.
+#ifndef LOOM_LIN_HAND_TO
+#define LOOM_LIN_HAND_TO (LOOM_THREADS - 32)
+#endif
+
 // -DLOOM_LIN_PHASE=k (trace.cuh): a linear task's points - 1 thread 0's
 // share of x in, 2 past the CTA barrier (all of x, the staged rows landed),
 // 3 the next task's copy pumped and the norm's scale taken, 4 thread 0's
@@ -355,6 +364,7 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     // rb .. rb + h - 1 are staged in slot sg.cur.slot (h is 0 on sm_80),
     // else a plain one. After it every thread sees whether one gave up on x.
     const int h = sg.cur.rows;
+    stage_hand_note(sg.nxt);   // published by the barrier
     if (h > 0) {
         if (!stage_wait(p, sg, loom_task_id(t), step))
             return;
@@ -368,9 +378,8 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     const u32 tag = w.tag;
     w.input = 1;   // resid from here on
     // x is in: the next task's rows (two slots) may stream behind this
-    // task's own now.
-    if (threadIdx.x == 0)
-        stage_pump_all(sg.nxt);
+    // task's own now, issued by LOOM_LIN_HAND_TO.
+    stage_hand_over(sg.nxt, LOOM_LIN_HAND_TO);
     const float inv = linear_norm_scale<COLS, PRO>(red);
     LIN_PHASE(3);
     const bf16raw *S = (const bf16raw *)LOOM_STAGE_DATA(sg.cur.slot);   // row rb
