@@ -134,9 +134,12 @@ struct stage_state {
 // task has its x, or after a release): a poll's answer and a task's first
 // reads queue behind the SM's copy data still in flight, so a whole tile
 // requested at once delayed the wake-up by up to the copy's duration
-// (docs/perf-notes.md v10, v11). 0: one piece.
+// (docs/perf-notes.md v10, v11). 0: one piece. 16 KB with two slots, 32 KB
+// with one (H100, perf-notes v22: 0.6B, two slots, 0.689 -> 0.674-0.680 ms
+// with 16 KB, 0.684 with 8 KB, 0.704 with 64 KB; 1.7B and 8B, one slot,
+// 0.5-1% slower with 16 KB).
 #ifndef LOOM_STAGE_CHUNK
-#define LOOM_STAGE_CHUNK 32768
+#define LOOM_STAGE_CHUNK (LOOM_STAGE_SLOTS > 1 ? 16384 : 32768)
 #endif
 
 // L2 look-ahead (LOOM_L2_AHEAD bytes; 0: off): while a linear task waits
