@@ -195,7 +195,7 @@ static loom_status check_request(const loom_engine *e, const int32_t *prompt, in
 static loom_status run_traced(loom_engine *e, loom_run_request *req, loom_run_result *res)
 {
     const loom_program *p = e->prog;
-    loom_trace_rec rec = {NULL, req->n_prompt, e->params.trace_steps};
+    loom_trace_rec rec = {NULL, req->n_prompt, e->params.trace_steps, NULL};
     loom_trace *tr = NULL;
     char *pf = NULL;
     loom_status st;
@@ -206,8 +206,9 @@ static loom_status run_traced(loom_engine *e, loom_run_request *req, loom_run_re
         rec.first_step = req->n_steps - rec.steps;
     rec.t = calloc((size_t)rec.steps * (size_t)p->n_tasks * LOOM_TRACE_STAMPS + 1,
                    sizeof *rec.t);
+    rec.polled = calloc((size_t)p->n_tasks + 1, sizeof *rec.polled);
     pf = malloc(strlen(e->trace_path) + sizeof ".perfetto.json");
-    if (!rec.t || !pf) {
+    if (!rec.t || !rec.polled || !pf) {
         st = loom_fail(LOOM_ERR_OUT_OF_MEMORY, "trace: %d steps x %d tasks", rec.steps,
                        p->n_tasks);
         goto out;
@@ -228,6 +229,7 @@ static loom_status run_traced(loom_engine *e, loom_run_request *req, loom_run_re
 out:
     loom_trace_free(tr);
     free(rec.t);
+    free(rec.polled);
     free(pf);
     return st;
 }

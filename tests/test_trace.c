@@ -225,6 +225,44 @@ static void test_planted_bugs(void)
     *sig = saved_sig;
     CHECK_OK(loom_trace_check(t));
 
+    /* 1a. A wait the consumer polls inside its run (loom_trace_task.polled:
+     * CUDA's LL words): its run may begin before that producer ended, its
+     * end may not. An edge of step 1 whose consumer began waiting before
+     * its producer ended: its run begin moved back to its wait begin, its
+     * waits marked polled. */
+    int32_t pc = -1, pp = -1;
+    for (int32_t i = 0; i < t->n_tasks && pc < 0; i++)
+        for (int32_t w = 0; w < t->tasks[i].n_waits && pc < 0; w++) {
+            const loom_wait *wt = &t->tasks[i].waits[w];
+            for (int32_t j = 0; j < t->n_tasks && wt->step_offset == 0; j++)
+                if (t->tasks[j].signal == wt->counter &&
+                    *stamp(t, 1, i, LOOM_TR_WAIT) < *stamp(t, 1, j, LOOM_TR_END)) {
+                    pc = i;
+                    pp = j;
+                    break;
+                }
+        }
+    CHECK(pc >= 0, "no consumer began waiting before its producer ended");
+    if (pc >= 0) {
+        uint64_t *cr = stamp(t, 1, pc, LOOM_TR_RUN), *ce = stamp(t, 1, pc, LOOM_TR_END);
+        const uint64_t run0 = *cr, end0 = *ce;
+        *cr = *stamp(t, 1, pc, LOOM_TR_WAIT);
+        CHECK(loom_trace_check(t) == LOOM_ERR_VERIFY,
+              "a run before its producer's end was not caught");
+        t->tasks[pc].polled = (1u << t->tasks[pc].n_waits) - 1u;   /* all its waits */
+        CHECK_OK(loom_trace_check(t));
+        *ce = *cr;   /* and it ended before its producer did */
+        st = loom_trace_check(t);
+        CHECK(st == LOOM_ERR_VERIFY && strstr(loom_last_error(), "polling") &&
+                  strstr(loom_last_error(), t->tasks[pc].name),
+              "a polling task that ended before its producer %s was not caught: %s",
+              t->tasks[pp].name, loom_last_error());
+        *cr = run0;
+        *ce = end0;
+        t->tasks[pc].polled = 0;
+        CHECK_OK(loom_trace_check(t));
+    }
+
     /* 1b. Signalled before the end. */
     *sig = saved - 1;
     CHECK(loom_trace_check(t) == LOOM_ERR_VERIFY && strstr(loom_last_error(), "signalled"),
@@ -325,6 +363,9 @@ static void test_round_trip(void)
 
     if (!t)
         goto out;
+    for (int32_t i = 0; i < t->n_tasks; i++)   /* as a CUDA run in LL mode 4 marks them */
+        if (t->tasks[i].n_waits > 0 && i % 3 == 0)
+            t->tasks[i].polled = 1u << (t->tasks[i].n_waits - 1);
     snprintf(path, sizeof path, "%s/again.trace", dir);
     CHECK_OK(loom_trace_save(t, path));
     CHECK_OK(loom_trace_load(path, &u));
@@ -337,8 +378,11 @@ static void test_round_trip(void)
                                  (size_t)t->n_steps) == 0,
           "stamps differ after a round trip");
     for (int32_t i = 0; i < t->n_tasks && u->n_tasks == t->n_tasks; i++)
-        CHECK(!strcmp(u->tasks[i].name, t->tasks[i].name) && u->tasks[i].bytes == t->tasks[i].bytes &&
-                  u->tasks[i].n_waits == t->tasks[i].n_waits && u->tasks[i].signal == t->tasks[i].signal,
+        CHECK(!strcmp(u->tasks[i].name, t->tasks[i].name) &&
+                  u->tasks[i].bytes == t->tasks[i].bytes &&
+                  u->tasks[i].n_waits == t->tasks[i].n_waits &&
+                  u->tasks[i].signal == t->tasks[i].signal &&
+                  u->tasks[i].polled == t->tasks[i].polled,
               "task %d differs after a round trip", i);
     check_file_v2(path, t->n_tasks);
     check_load_v1(t, path, dir);

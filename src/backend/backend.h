@@ -23,6 +23,11 @@ typedef struct loom_trace_rec {
     uint64_t *t;                    /* [steps][n_tasks][LOOM_TRACE_STAMPS]      */
     int32_t   first_step;
     int32_t   steps;
+    uint32_t *polled;               /* [n_tasks], zeroed, or NULL: the backend
+                                       sets bit w where a task does not wait on
+                                       its wait w's counter but polls its input
+                                       inside its run (CUDA LL words), so its
+                                       run may begin before that producer ends */
 } loom_trace_rec;
 
 typedef struct loom_run_request {

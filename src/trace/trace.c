@@ -128,6 +128,8 @@ loom_status loom_trace_from_run(const loom_program *p, const loom_trace_rec *rec
     t->truncated = steps_run > rec->first_step + rec->steps;
     t->bandwidth = bandwidth > 0 ? bandwidth : 0;
     copy_program(t, p);
+    for (int32_t i = 0; rec->polled && i < p->n_tasks; i++)
+        t->tasks[i].polled = rec->polled[i] & ((1u << t->tasks[i].n_waits) - 1u);
 
     n = (size_t)rec->steps * (size_t)p->n_tasks * LOOM_TRACE_STAMPS;
     for (size_t i = 0; i < n; i += LOOM_TRACE_STAMPS)
@@ -152,8 +154,12 @@ static json_t *task_json(const loom_trace_task *tt)
     for (int32_t w = 0; w < tt->n_waits; w++)
         json_array_append_new(waits, json_pack("[iii]", tt->waits[w].counter,
                                                tt->waits[w].needed, tt->waits[w].step_offset));
-    return json_pack("{s:s, s:i, s:i, s:I, s:i, s:o}", "name", tt->name, "op", tt->op, "sm",
-                     tt->sm, "bytes", (json_int_t)tt->bytes, "signal", tt->signal, "waits", waits);
+    json_t *o = json_pack("{s:s, s:i, s:i, s:I, s:i, s:o}", "name", tt->name, "op", tt->op,
+                          "sm", tt->sm, "bytes", (json_int_t)tt->bytes, "signal", tt->signal,
+                          "waits", waits);
+    if (o && tt->polled)   /* absent: none (files without it load as before) */
+        json_object_set_new(o, "polled", json_integer(tt->polled));
+    return o;
 }
 
 /* The whole trace as a JSON object, or NULL when out of memory. */
@@ -379,6 +385,12 @@ static bool load_tasks(reader *r, json_t *root, loom_trace *t)
         tt->bytes = (uint64_t)v;
         if (!load_waits(r, o, i, t))
             return false;
+        tt->polled = 0;
+        if (json_object_get(o, "polled")) {
+            if (!get_int(r, o, "polled", 0, ((json_int_t)1 << tt->n_waits) - 1, &v))
+                return false;
+            tt->polled = (uint32_t)v;
+        }
     }
     return true;
 }
@@ -606,7 +618,9 @@ void loom_trace_last_producers(const loom_trace *t, int32_t *last)
 }
 
 /* Task i of traced step s began running after the ends of the producers
- * of each counter it waits on, at the step the wait requires.
+ * of each counter it waits on, at the step the wait requires; for a wait it
+ * polls inside its run (tt->polled: its input as LL words, no counter), it
+ * ended after them.
  *
  * The end, not the signalled stamp: the end is taken before the release
  * and the consumer's run begin after the acquire that saw it, so on one
@@ -616,26 +630,30 @@ void loom_trace_last_producers(const loom_trace *t, int32_t *last)
  * consumer can see it and stamp its run begin before the producer's
  * thread 0 reads its clock; on the CPU the producer's thread can be
  * preempted between its fetch_add and clock_gettime. Comparing with it
- * would fail on correct runs. */
+ * would fail on correct runs. A polling consumer's run begins before its
+ * input is there; it ends after it has read all of it, which the producer
+ * stored before the CTA barrier that precedes its end stamp. */
 static loom_status check_producers(const loom_trace *t, const int32_t *last, int32_t s,
                                    int32_t i)
 {
     const loom_trace_task *tt = &t->tasks[i];
-    uint64_t run = loom_trace_at(t, s, i, LOOM_TR_RUN);
 
     for (int32_t w = 0; w < tt->n_waits; w++) {
         int32_t c = tt->waits[w].counter, ps = s + tt->waits[w].step_offset;
+        const bool polled = tt->polled >> w & 1u;
+        uint64_t at = loom_trace_at(t, s, i, polled ? LOOM_TR_END : LOOM_TR_RUN);
         if (ps < 0)
             continue;   /* the previous step was not traced */
         int32_t j = last[(size_t)ps * (size_t)t->n_counters + c];
         if (j < 0)
             continue;
         uint64_t end = loom_trace_at(t, ps, j, LOOM_TR_END);
-        if (end == TRACE_NONE || end > run)
-            return loom_fail(LOOM_ERR_VERIFY, "trace: step %d: task %d %s ran at %llu ns, "
+        if (end == TRACE_NONE || end > at)
+            return loom_fail(LOOM_ERR_VERIFY, "trace: step %d: task %d %s %s at %llu ns, "
                              "before its producer task %d %s (counter '%s', step %d) "
                              "ended at %llu ns", t->first_step + s, i, tt->name,
-                             (unsigned long long)run, j, t->tasks[j].name, t->counters[c].name,
+                             polled ? "ended (polling its input)" : "ran",
+                             (unsigned long long)at, j, t->tasks[j].name, t->counters[c].name,
                              t->first_step + ps, (unsigned long long)end);
     }
     return LOOM_OK;

@@ -48,6 +48,8 @@ typedef struct loom_trace_task {
     char      name[48];        /* loom_task_name: "L3.o_proj[17]"             */
     int32_t   op, sm, signal, n_waits;
     loom_wait waits[LOOM_MAX_WAITS];
+    uint32_t  polled;          /* bit w: wait w polled inside the run
+                                  (loom_trace_rec.polled)                     */
     uint64_t  bytes;
 } loom_trace_task;
 

@@ -11,7 +11,8 @@
  * program go into the text.
  *
  * defines: loom_cuda_codegen, loom_cuda_op_variants, loom_cuda_smem_bytes,
- *          loom_cuda_ll_mode, loom_cuda_tensor_ll, loom_cuda_task_table */
+ *          loom_cuda_ll_mode, loom_cuda_tensor_ll, loom_cuda_polled_waits,
+ *          loom_cuda_task_table */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -351,6 +352,18 @@ bool loom_cuda_tensor_ll(const loom_graph *g, int32_t tensor)
     return false;
 }
 
+uint32_t loom_cuda_polled_waits(const loom_program *p, int32_t task)
+{
+    const loom_task *t = &p->tasks[task];
+    int ll = loom_cuda_ll_mode();
+    uint32_t m = 0;
+
+    for (int32_t w = 0; (ll == 2 || ll == 4) && w < t->n_waits && w < LOOM_MAX_WAITS; w++)
+        if (op_ll_output(&p->graph->ops[p->counters[t->waits[w].counter].op]))
+            m |= 1u << w;
+    return m;
+}
+
 void loom_cuda_task_table(const loom_program *p, loom_dtask *dt)
 {
     const loom_graph *g = p->graph;
@@ -372,9 +385,10 @@ void loom_cuda_task_table(const loom_program *p, loom_dtask *dt)
         d->signal = t->signal;
         if ((ll == 1 || poll) && t->signal >= 0 && op_ll_output(&g->ops[t->op]))
             d->signal = poll ? -1 : (t->signal | LOOM_CUDA_SIGNAL_RELAXED);
+        const uint32_t polled = loom_cuda_polled_waits(p, i);
         for (int32_t w = 0; w < t->n_waits && w < LOOM_MAX_WAITS; w++) {
             const loom_wait *wt = &t->waits[w];
-            if (poll && op_ll_output(&g->ops[p->counters[wt->counter].op]))
+            if (polled >> w & 1u)
                 continue;
             d->wait_counter[d->n_waits] = wt->counter;
             d->wait_needed[d->n_waits] = wt->needed;

@@ -122,6 +122,11 @@ bool loom_cuda_tensor_ll(const loom_graph *g, int32_t tensor);
 int loom_cuda_ll_word(void);
 void loom_cuda_ll_values(const void *words, int word, float *dst, size_t n);
 void loom_cuda_task_table(const loom_program *p, loom_dtask *dt);
+/* Bit w: task `task` of p polls the words of its wait w's producer inside
+ * its run instead of waiting on the counter (LL modes 2 and 4; the task
+ * table drops those waits; the trace checks them against the task's end,
+ * loom_trace_rec.polled). */
+uint32_t loom_cuda_polled_waits(const loom_program *p, int32_t task);
 
 /* loom_dop.arrive of op `op`: the counter its tiles of group 0 arrive at
  * (program.h arrive; group g's: + g, which codegen checks), -1 none. */
