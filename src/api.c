@@ -206,9 +206,9 @@ static loom_status run_traced(loom_engine *e, loom_run_request *req, loom_run_re
         rec.first_step = req->n_steps - rec.steps;
     rec.t = calloc((size_t)rec.steps * (size_t)p->n_tasks * LOOM_TRACE_STAMPS + 1,
                    sizeof *rec.t);
-    rec.polled = calloc((size_t)p->n_tasks + 1, sizeof *rec.polled);
+    rec.flags = calloc((size_t)p->n_tasks + 1, sizeof *rec.flags);
     pf = malloc(strlen(e->trace_path) + sizeof ".perfetto.json");
-    if (!rec.t || !rec.polled || !pf) {
+    if (!rec.t || !rec.flags || !pf) {
         st = loom_fail(LOOM_ERR_OUT_OF_MEMORY, "trace: %d steps x %d tasks", rec.steps,
                        p->n_tasks);
         goto out;
@@ -229,7 +229,7 @@ static loom_status run_traced(loom_engine *e, loom_run_request *req, loom_run_re
 out:
     loom_trace_free(tr);
     free(rec.t);
-    free(rec.polled);
+    free(rec.flags);
     free(pf);
     return st;
 }

@@ -197,6 +197,13 @@ static uint64_t *stamp(loom_trace *t, int32_t s, int32_t task, int k)
                  (size_t)k];
 }
 
+/* The checker refuses t with a message that has `what` and names `task`. */
+static bool refused(const loom_trace *t, const char *what, const char *task)
+{
+    return loom_trace_check(t) == LOOM_ERR_VERIFY && strstr(loom_last_error(), what) &&
+           strstr(loom_last_error(), task);
+}
+
 static void test_planted_bugs(void)
 {
     char *dir = loom_test_tmpdir();
@@ -252,9 +259,7 @@ static void test_planted_bugs(void)
         t->tasks[pc].polled = (1u << t->tasks[pc].n_waits) - 1u;   /* all its waits */
         CHECK_OK(loom_trace_check(t));
         *ce = *cr;   /* and it ended before its producer did */
-        st = loom_trace_check(t);
-        CHECK(st == LOOM_ERR_VERIFY && strstr(loom_last_error(), "polling") &&
-                  strstr(loom_last_error(), t->tasks[pc].name),
+        CHECK(refused(t, "polling", t->tasks[pc].name),
               "a polling task that ended before its producer %s was not caught: %s",
               t->tasks[pp].name, loom_last_error());
         *cr = run0;
@@ -263,7 +268,49 @@ static void test_planted_bugs(void)
         CHECK_OK(loom_trace_check(t));
     }
 
-    /* 1b. Signalled before the end. */
+    /* 1b. A producer that signals inside its run (loom_trace_task.early:
+     * CUDA's argmax): its consumers may run before its end, not before its
+     * run began. A producer that is the last task of its SM in the last
+     * traced step (nothing after it on the SM to keep in order) with a
+     * consumer in the same step: its end moved past the consumer's run,
+     * then its run begin too. */
+    const int32_t ls = t->n_steps - 1;
+    int32_t ec = -1, ep = -1;
+    for (int32_t sm = 0; sm < t->n_sms && ec < 0; sm++) {
+        if (t->sm_offset[sm + 1] == t->sm_offset[sm])
+            continue;
+        const int32_t j = t->sm_tasks[t->sm_offset[sm + 1] - 1];
+        for (int32_t i = 0; i < t->n_tasks && ec < 0 && t->tasks[j].signal >= 0; i++)
+            for (int32_t w = 0; w < t->tasks[i].n_waits; w++)
+                if (t->tasks[i].waits[w].counter == t->tasks[j].signal &&
+                    t->tasks[i].waits[w].step_offset == 0) {
+                    ec = i;
+                    ep = j;
+                }
+    }
+    CHECK(ec >= 0, "no SM's last task has a consumer in its step");
+    if (ec >= 0) {
+        uint64_t *pr = stamp(t, ls, ep, LOOM_TR_RUN), *pe = stamp(t, ls, ep, LOOM_TR_END);
+        uint64_t *ps = stamp(t, ls, ep, LOOM_TR_SIGNAL);
+        const uint64_t pr0 = *pr, pe0 = *pe, ps0 = *ps, cr = *stamp(t, ls, ec, LOOM_TR_RUN);
+        *pe = cr + 10;
+        *ps = cr + 20;
+        CHECK(loom_trace_check(t) == LOOM_ERR_VERIFY,
+              "a producer ending after its consumer ran was not caught");
+        t->tasks[ep].early = true;
+        CHECK_OK(loom_trace_check(t));
+        *pr = cr + 1;   /* and it began after its consumer ran */
+        CHECK(refused(t, "signals early", t->tasks[ec].name),
+              "a consumer that ran before its early producer %s began was not caught: %s",
+              t->tasks[ep].name, loom_last_error());
+        *pr = pr0;
+        *pe = pe0;
+        *ps = ps0;
+        t->tasks[ep].early = false;
+        CHECK_OK(loom_trace_check(t));
+    }
+
+    /* 1c. Signalled before the end. */
     *sig = saved - 1;
     CHECK(loom_trace_check(t) == LOOM_ERR_VERIFY && strstr(loom_last_error(), "signalled"),
           "signalled before the end was not caught: %s", loom_last_error());
@@ -363,9 +410,11 @@ static void test_round_trip(void)
 
     if (!t)
         goto out;
-    for (int32_t i = 0; i < t->n_tasks; i++)   /* as a CUDA run in LL mode 4 marks them */
+    for (int32_t i = 0; i < t->n_tasks; i++) {   /* as a CUDA run marks them */
         if (t->tasks[i].n_waits > 0 && i % 3 == 0)
             t->tasks[i].polled = 1u << (t->tasks[i].n_waits - 1);
+        t->tasks[i].early = i % 5 == 1;
+    }
     snprintf(path, sizeof path, "%s/again.trace", dir);
     CHECK_OK(loom_trace_save(t, path));
     CHECK_OK(loom_trace_load(path, &u));
@@ -382,7 +431,8 @@ static void test_round_trip(void)
                   u->tasks[i].bytes == t->tasks[i].bytes &&
                   u->tasks[i].n_waits == t->tasks[i].n_waits &&
                   u->tasks[i].signal == t->tasks[i].signal &&
-                  u->tasks[i].polled == t->tasks[i].polled,
+                  u->tasks[i].polled == t->tasks[i].polled &&
+                  u->tasks[i].early == t->tasks[i].early,
               "task %d differs after a round trip", i);
     check_file_v2(path, t->n_tasks);
     check_load_v1(t, path, dir);
@@ -789,6 +839,24 @@ static void test_malformed(void)
     CHECK(loom_trace_load(path, &u) == LOOM_ERR_FORMAT && !u, "a task without an SM loaded");
     CHECK(strstr(loom_last_error(), "'sm'"), "message does not name the field: %s",
           loom_last_error());
+    /* A task's "early" that is not a boolean, its "polled" past its waits. */
+    static const char *const bad_flags[] = {"\"early\": 3, ", "\"polled\": 99, "};
+    for (int k = 0; k < 2; k++) {
+        free(s);
+        s = read_all(g_path);
+        p = s ? strstr(s, "\"signal\":") : NULL;
+        f = p ? fopen(path, "w") : NULL;
+        if (f) {
+            fwrite(s, 1, (size_t)(p - s), f);
+            fputs(bad_flags[k], f);
+            fputs(p, f);
+            fclose(f);
+        }
+        CHECK(loom_trace_load(path, &u) == LOOM_ERR_FORMAT && !u, "a task with %s loaded",
+              bad_flags[k]);
+        CHECK(strstr(loom_last_error(), k == 0 ? "early" : "polled"),
+              "message does not name the field: %s", loom_last_error());
+    }
     CHECK(loom_trace_load("/nonexistent/x.trace", &u) == LOOM_ERR_IO, "a missing file loaded");
 out:
     free(s);

@@ -23,12 +23,17 @@ typedef struct loom_trace_rec {
     uint64_t *t;                    /* [steps][n_tasks][LOOM_TRACE_STAMPS]      */
     int32_t   first_step;
     int32_t   steps;
-    uint32_t *polled;               /* [n_tasks], zeroed, or NULL: the backend
-                                       sets bit w where a task does not wait on
-                                       its wait w's counter but polls its input
-                                       inside its run (CUDA LL words), so its
-                                       run may begin before that producer ends */
+    uint32_t *flags;                /* [n_tasks], zeroed, or NULL: what the
+                                       backend's tasks do beyond the stamps'
+                                       order (LOOM_TRACE_POLLED, _EARLY)        */
 } loom_trace_rec;
+
+/* loom_trace_rec.flags of a task: it does not wait on the counter of its
+ * wait w but polls that input inside its run (CUDA LL words), so its run
+ * may begin before the producer ends; it signals inside its run, before its
+ * end stamp (CUDA argmax: the next step's embed may run before that end). */
+#define LOOM_TRACE_POLLED(w) (1u << (w))
+#define LOOM_TRACE_EARLY (1u << 16)
 
 typedef struct loom_run_request {
     const int32_t *prompt;          /* n_prompt >= 1 token ids, all < vocab     */

@@ -128,8 +128,12 @@ loom_status loom_trace_from_run(const loom_program *p, const loom_trace_rec *rec
     t->truncated = steps_run > rec->first_step + rec->steps;
     t->bandwidth = bandwidth > 0 ? bandwidth : 0;
     copy_program(t, p);
-    for (int32_t i = 0; rec->polled && i < p->n_tasks; i++)
-        t->tasks[i].polled = rec->polled[i] & ((1u << t->tasks[i].n_waits) - 1u);
+    for (int32_t i = 0; rec->flags && i < p->n_tasks; i++) {
+        loom_trace_task *tt = &t->tasks[i];
+        for (int32_t w = 0; w < tt->n_waits; w++)
+            tt->polled |= rec->flags[i] & LOOM_TRACE_POLLED(w) ? 1u << w : 0u;
+        tt->early = (rec->flags[i] & LOOM_TRACE_EARLY) != 0;
+    }
 
     n = (size_t)rec->steps * (size_t)p->n_tasks * LOOM_TRACE_STAMPS;
     for (size_t i = 0; i < n; i += LOOM_TRACE_STAMPS)
@@ -157,8 +161,10 @@ static json_t *task_json(const loom_trace_task *tt)
     json_t *o = json_pack("{s:s, s:i, s:i, s:I, s:i, s:o}", "name", tt->name, "op", tt->op,
                           "sm", tt->sm, "bytes", (json_int_t)tt->bytes, "signal", tt->signal,
                           "waits", waits);
-    if (o && tt->polled)   /* absent: none (files without it load as before) */
+    if (o && tt->polled)   /* absent: none (files without them load as before) */
         json_object_set_new(o, "polled", json_integer(tt->polled));
+    if (o && tt->early)
+        json_object_set_new(o, "early", json_true());
     return o;
 }
 
@@ -391,6 +397,10 @@ static bool load_tasks(reader *r, json_t *root, loom_trace *t)
                 return false;
             tt->polled = (uint32_t)v;
         }
+        json_t *early = json_object_get(o, "early");
+        if (early && !json_is_boolean(early))
+            return bad(r, "task %zu: \"early\" is not true or false", i);
+        tt->early = early && json_is_true(early);
     }
     return true;
 }
@@ -620,7 +630,8 @@ void loom_trace_last_producers(const loom_trace *t, int32_t *last)
 /* Task i of traced step s began running after the ends of the producers
  * of each counter it waits on, at the step the wait requires; for a wait it
  * polls inside its run (tt->polled: its input as LL words, no counter), it
- * ended after them.
+ * ended after them. A producer that signals inside its run (early: CUDA's
+ * argmax, before its PCIe work) only began before its consumers ran.
  *
  * The end, not the signalled stamp: the end is taken before the release
  * and the consumer's run begin after the acquire that saw it, so on one
@@ -647,14 +658,16 @@ static loom_status check_producers(const loom_trace *t, const int32_t *last, int
         int32_t j = last[(size_t)ps * (size_t)t->n_counters + c];
         if (j < 0)
             continue;
-        uint64_t end = loom_trace_at(t, ps, j, LOOM_TR_END);
+        const bool early = t->tasks[j].early;
+        uint64_t end = loom_trace_at(t, ps, j, early ? LOOM_TR_RUN : LOOM_TR_END);
         if (end == TRACE_NONE || end > at)
             return loom_fail(LOOM_ERR_VERIFY, "trace: step %d: task %d %s %s at %llu ns, "
                              "before its producer task %d %s (counter '%s', step %d) "
-                             "ended at %llu ns", t->first_step + s, i, tt->name,
+                             "%s at %llu ns", t->first_step + s, i, tt->name,
                              polled ? "ended (polling its input)" : "ran",
                              (unsigned long long)at, j, t->tasks[j].name, t->counters[c].name,
-                             t->first_step + ps, (unsigned long long)end);
+                             t->first_step + ps, early ? "began (it signals early)" : "ended",
+                             (unsigned long long)end);
     }
     return LOOM_OK;
 }

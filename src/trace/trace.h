@@ -49,7 +49,8 @@ typedef struct loom_trace_task {
     int32_t   op, sm, signal, n_waits;
     loom_wait waits[LOOM_MAX_WAITS];
     uint32_t  polled;          /* bit w: wait w polled inside the run
-                                  (loom_trace_rec.polled)                     */
+                                  (LOOM_TRACE_POLLED(w))                      */
+    bool      early;           /* signals inside its run (LOOM_TRACE_EARLY)   */
     uint64_t  bytes;
 } loom_trace_task;
 

@@ -12,12 +12,13 @@
  *
  * defines: loom_cuda_codegen, loom_cuda_op_variants, loom_cuda_smem_bytes,
  *          loom_cuda_ll_mode, loom_cuda_tensor_ll, loom_cuda_polled_waits,
- *          loom_cuda_task_table */
+ *          loom_cuda_trace_flags, loom_cuda_task_table */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "backend/cuda/cuda.h"
 #include "backend/cuda/xcheck.h"
 #include "core/error.h"
@@ -362,6 +363,17 @@ uint32_t loom_cuda_polled_waits(const loom_program *p, int32_t task)
         if (op_ll_output(&p->graph->ops[p->counters[t->waits[w].counter].op]))
             m |= 1u << w;
     return m;
+}
+
+uint32_t loom_cuda_trace_flags(const loom_program *p, int32_t task)
+{
+    uint32_t f = 0, polled = loom_cuda_polled_waits(p, task);
+
+    for (int32_t w = 0; w < LOOM_MAX_WAITS; w++)
+        f |= polled >> w & 1u ? LOOM_TRACE_POLLED(w) : 0u;
+    if (p->graph->ops[p->tasks[task].op].kind == LOOM_OP_ARGMAX)
+        f |= LOOM_TRACE_EARLY;
+    return f;
 }
 
 void loom_cuda_task_table(const loom_program *p, loom_dtask *dt)

@@ -735,8 +735,8 @@ static loom_status trace_collect(cuda_state *s, const loom_run_request *req)
 
     if (!req->trace->t || req->trace->steps <= 0 || !s->d_trace_buf)
         return LOOM_OK;
-    for (int32_t i = 0; req->trace->polled && i < s->prog->n_tasks; i++)
-        req->trace->polled[i] = loom_cuda_polled_waits(s->prog, i);
+    for (int32_t i = 0; req->trace->flags && i < s->prog->n_tasks; i++)
+        req->trace->flags[i] = loom_cuda_trace_flags(s->prog, i);
     return loom_cu_check(s->cu->MemcpyDtoH(req->trace->t, s->d_trace_buf, n),
                          "cuMemcpyDtoH(trace)");
 }
