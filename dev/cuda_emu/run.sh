@@ -31,7 +31,8 @@ build() {
     # EMU_THREADS: CTA size for the emulation (the kernels are generic in it).
     [ -n "$EMU_THREADS" ] && sed -i "s/^#define LOOM_THREADS .*/#define LOOM_THREADS $EMU_THREADS/" "$O/$2.cu"
     # LOOM_POLL_NS: a spinning wait yields its core (__nanosleep, emu.h).
-    g++ -O1 -std=c++20 -w -include "$D/emu.h" -I"$O/inc" -DLOOM_POLL_NS=64 \
+    # EMU_CFLAGS: more defines (-DLOOM_EMU_STAGE=1: the staged path).
+    g++ -O1 -std=c++20 -w -include "$D/emu.h" -I"$O/inc" -DLOOM_POLL_NS=64 $EMU_CFLAGS \
         -DLOOM_EMU_SOURCE="\"$O/$2.cu\"" -c "$D/emu_kernel.cpp" -o "$O/$2.o"
     g++ "$O/run.o" "$O/$2.o" $LIBS -o "$O/run_$2"
 }
@@ -53,13 +54,16 @@ for p in ${PRESETS:-qwen3-tiny qwen2-tiny llama-tiny}; do
         EMU_GRID=1 EMU_EOS=2 "$O/run_$p" "$p" "$NP" "$NS" || fails=$((fails + 1))
         # Weight staging (common.cuh LOOM_STAGE, the Hopper path; here the
         # bulk copies are memcpys, emu.h): two slots, and one slot with the
-        # L2 look-ahead; with the LL plant too.
-        EMU_CFLAGS=-DLOOM_EMU_STAGE=1 build "$p" stage
+        # L2 look-ahead; with the LL plant too. 512-byte pieces (not 16 or
+        # 32 KB), so that the tiny tiles' copies go out in several: one per
+        # poll, handed over, the rest after the wait.
+        EMU_CFLAGS="-DLOOM_EMU_STAGE=1 -DLOOM_STAGE_CHUNK=512" build "$p" stage
         for g in 0 1; do
             EMU_GRID=$g "$O/run_stage" "$p" "$NP" "$NS" || fails=$((fails + 1))
         done
         EMU_PLANT=2 "$O/run_stage" "$p" "$NP" "$NS" || fails=$((fails + 1))
-        LOOM_CUDA_STAGE_SLOTS=1 EMU_CFLAGS=-DLOOM_EMU_STAGE=1 build "$p" stage1
+        LOOM_CUDA_STAGE_SLOTS=1 EMU_CFLAGS="-DLOOM_EMU_STAGE=1 -DLOOM_STAGE_CHUNK=512" \
+            build "$p" stage1
         for g in 0 1; do
             LOOM_CUDA_STAGE_SLOTS=1 EMU_GRID=$g "$O/run_stage1" "$p" "$NP" "$NS" ||
                 fails=$((fails + 1))

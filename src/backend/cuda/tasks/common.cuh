@@ -473,11 +473,13 @@ __device__ __forceinline__ void stage_pump_all(stage_copy &c)
     }
 }
 
-// Handing copy c's remaining pieces from thread 0 to thread `to`: thread 0
-// notes how many bytes it issued (stage_hand_note, before a CTA barrier);
-// after the barrier thread `to` issues the rest and thread 0 counts them as
-// issued (stage_hand_over). A task that gives up between the two leaves
-// thread 0 the pieces, for stage_drain.
+// Handing copy c's next pieces from thread 0 to thread `to`: thread 0 notes
+// how many bytes it issued (stage_hand_note, before a CTA barrier); after the
+// barrier thread `to` issues `pieces` more (0: all that are left) and thread
+// 0 counts them as issued (stage_hand_over): both know which those are, as
+// every piece but the last is LOOM_STAGE_CHUNK bytes. Thread 0 issues the
+// rest later (stage_pump_all after the task's release). A task that gives up between the two leaves thread
+// 0 the pieces, for stage_drain.
 #define LOOM_STAGE_HANDED ((u32 *)((char *)loom_smem4 + 64))
 __device__ __forceinline__ void stage_hand_note(const stage_copy &c)
 {
@@ -485,13 +487,17 @@ __device__ __forceinline__ void stage_hand_note(const stage_copy &c)
         *LOOM_STAGE_HANDED = c.issued;
 }
 
-__device__ __forceinline__ void stage_hand_over(stage_copy &c, int to)
+__device__ __forceinline__ void stage_hand_over(stage_copy &c, int to, int pieces = 0)
 {
-    if (threadIdx.x == 0)
-        c.issued = c.bytes;
+    const bool all = pieces <= 0 || LOOM_STAGE_CHUNK <= 0;
+    if (threadIdx.x == 0) {
+        const u32 n = c.issued + (u32)pieces * (u32)LOOM_STAGE_CHUNK;
+        c.issued = all || n > c.bytes ? c.bytes : n;
+    }
     if ((int)threadIdx.x == to) {
         c.issued = *LOOM_STAGE_HANDED;
-        stage_pump_all(c);
+        for (int k = 0; (all || k < pieces) && stage_pump_one(c); k++) {
+        }
     }
 }
 
@@ -536,7 +542,7 @@ __device__ __forceinline__ void stage_init() {}
 __device__ __forceinline__ void stage_pump(stage_state &) {}
 __device__ __forceinline__ void stage_pump_all(stage_copy &) {}
 __device__ __forceinline__ void stage_hand_note(const stage_copy &) {}
-__device__ __forceinline__ void stage_hand_over(stage_copy &, int) {}
+__device__ __forceinline__ void stage_hand_over(stage_copy &, int, int = 0) {}
 __device__ __forceinline__ void stage_start(stage_state &, stage_copy &c, int slot, int tag,
                                             const void *, int, int)
 {

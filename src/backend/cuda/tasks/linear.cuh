@@ -54,6 +54,14 @@ enum { LOOM_FIX_X = 1, LOOM_FIX_RESID = 2, LOOM_FIX_AUX = 4, LOOM_FIX_LL_X = 8 }
 #ifndef LOOM_LIN_HAND_TO
 #define LOOM_LIN_HAND_TO (LOOM_THREADS - 32)
 #endif
+// How many of those pieces it issues then (0: all); thread 0 issues the rest
+// after the task's release (megakernel.cuh). 2 (of 16 KB): 0.6B 0.673-0.687
+// -> 0.656-0.659 ms, at 4096 positions 0.946 -> 0.923 (1: 0.673-0.679, 3:
+// 0.663-0.677; all after the release, v21: 5-6% slower; H100, perf-notes
+// v22).
+#ifndef LOOM_LIN_HAND_PIECES
+#define LOOM_LIN_HAND_PIECES 2
+#endif
 
 // -DLOOM_LIN_PHASE=k (trace.cuh): a linear task's points - 1 thread 0's
 // share of x in, 2 past the CTA barrier (all of x, the staged rows landed),
@@ -379,7 +387,7 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     w.input = 1;   // resid from here on
     // x is in: the next task's rows (two slots) may stream behind this
     // task's own now, issued by LOOM_LIN_HAND_TO.
-    stage_hand_over(sg.nxt, LOOM_LIN_HAND_TO);
+    stage_hand_over(sg.nxt, LOOM_LIN_HAND_TO, LOOM_LIN_HAND_PIECES);
     const float inv = linear_norm_scale<COLS, PRO>(red);
     LIN_PHASE(3);
     const bf16raw *S = (const bf16raw *)LOOM_STAGE_DATA(sg.cur.slot);   // row rb
