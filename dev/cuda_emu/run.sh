@@ -56,7 +56,7 @@ for p in ${PRESETS:-qwen3-tiny qwen2-tiny llama-tiny}; do
         # bulk copies are memcpys, emu.h): two slots, and one slot with the
         # L2 look-ahead; with the LL plant too. 512-byte pieces (not 16 or
         # 32 KB), so that the tiny tiles' copies go out in several: one per
-        # poll, handed over, the rest after the wait.
+        # poll, two handed over once x is in, the rest after the release.
         EMU_CFLAGS="-DLOOM_EMU_STAGE=1 -DLOOM_STAGE_CHUNK=512" build "$p" stage
         for g in 0 1; do
             EMU_GRID=$g "$O/run_stage" "$p" "$NP" "$NS" || fails=$((fails + 1))

@@ -478,8 +478,8 @@ __device__ __forceinline__ void stage_pump_all(stage_copy &c)
 // barrier thread `to` issues `pieces` more (0: all that are left) and thread
 // 0 counts them as issued (stage_hand_over): both know which those are, as
 // every piece but the last is LOOM_STAGE_CHUNK bytes. Thread 0 issues the
-// rest later (stage_pump_all after the task's release). A task that gives up between the two leaves thread
-// 0 the pieces, for stage_drain.
+// rest later (stage_pump_all after the task's release). A task that gives up
+// between the two leaves thread 0 the pieces, for stage_drain.
 #define LOOM_STAGE_HANDED ((u32 *)((char *)loom_smem4 + 64))
 __device__ __forceinline__ void stage_hand_note(const stage_copy &c)
 {
