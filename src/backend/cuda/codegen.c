@@ -353,10 +353,9 @@ bool loom_cuda_tensor_ll(const loom_graph *g, int32_t tensor)
     return false;
 }
 
-uint32_t loom_cuda_polled_waits(const loom_program *p, int32_t task)
+uint32_t loom_cuda_polled_waits(const loom_program *p, int32_t task, int ll)
 {
     const loom_task *t = &p->tasks[task];
-    int ll = loom_cuda_ll_mode();
     uint32_t m = 0;
 
     for (int32_t w = 0; (ll == 2 || ll == 4) && w < t->n_waits && w < LOOM_MAX_WAITS; w++)
@@ -365,9 +364,9 @@ uint32_t loom_cuda_polled_waits(const loom_program *p, int32_t task)
     return m;
 }
 
-uint32_t loom_cuda_trace_flags(const loom_program *p, int32_t task)
+uint32_t loom_cuda_trace_flags(const loom_program *p, int32_t task, int ll)
 {
-    uint32_t f = 0, polled = loom_cuda_polled_waits(p, task);
+    uint32_t f = 0, polled = loom_cuda_polled_waits(p, task, ll);
 
     for (int32_t w = 0; w < LOOM_MAX_WAITS; w++)
         f |= polled >> w & 1u ? LOOM_TRACE_POLLED(w) : 0u;
@@ -397,7 +396,7 @@ void loom_cuda_task_table(const loom_program *p, loom_dtask *dt)
         d->signal = t->signal;
         if ((ll == 1 || poll) && t->signal >= 0 && op_ll_output(&g->ops[t->op]))
             d->signal = poll ? -1 : (t->signal | LOOM_CUDA_SIGNAL_RELAXED);
-        const uint32_t polled = loom_cuda_polled_waits(p, i);
+        const uint32_t polled = loom_cuda_polled_waits(p, i, ll);
         for (int32_t w = 0; w < t->n_waits && w < LOOM_MAX_WAITS; w++) {
             const loom_wait *wt = &t->waits[w];
             if (polled >> w & 1u)

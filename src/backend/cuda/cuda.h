@@ -123,13 +123,13 @@ int loom_cuda_ll_word(void);
 void loom_cuda_ll_values(const void *words, int word, float *dst, size_t n);
 void loom_cuda_task_table(const loom_program *p, loom_dtask *dt);
 /* Bit w: task `task` of p polls the words of its wait w's producer inside
- * its run instead of waiting on the counter (LL modes 2 and 4; the task
- * table drops those waits). */
-uint32_t loom_cuda_polled_waits(const loom_program *p, int32_t task);
+ * its run instead of waiting on the counter (LL mode `ll`, loom_cuda_ll_mode:
+ * 2 and 4; the task table drops those waits). */
+uint32_t loom_cuda_polled_waits(const loom_program *p, int32_t task, int ll);
 /* loom_trace_rec.flags of task `task`: its polled waits, and
  * LOOM_TRACE_EARLY for argmax, which signals before its PCIe work
  * (tasks/argmax.cuh loom_signal_now). */
-uint32_t loom_cuda_trace_flags(const loom_program *p, int32_t task);
+uint32_t loom_cuda_trace_flags(const loom_program *p, int32_t task, int ll);
 
 /* loom_dop.arrive of op `op`: the counter its tiles of group 0 arrive at
  * (program.h arrive; group g's: + g, which codegen checks), -1 none. */

@@ -735,8 +735,9 @@ static loom_status trace_collect(cuda_state *s, const loom_run_request *req)
 
     if (!req->trace->t || req->trace->steps <= 0 || !s->d_trace_buf)
         return LOOM_OK;
+    const int ll = loom_cuda_ll_mode();
     for (int32_t i = 0; req->trace->flags && i < s->prog->n_tasks; i++)
-        req->trace->flags[i] = loom_cuda_trace_flags(s->prog, i);
+        req->trace->flags[i] = loom_cuda_trace_flags(s->prog, i, ll);
     return loom_cu_check(s->cu->MemcpyDtoH(req->trace->t, s->d_trace_buf, n),
                          "cuMemcpyDtoH(trace)");
 }
