@@ -46,8 +46,8 @@ enum { LOOM_FIX_X = 1, LOOM_FIX_RESID = 2, LOOM_FIX_AUX = 4, LOOM_FIX_LL_X = 8 }
 // chunk group (LOOM_LIN_UNROLL 16-byte vectors) of its first two rows.
 #define LOOM_PRELOAD (2 * LOOM_LIN_UNROLL)
 
-// The thread that issues the next task's remaining pieces once x is in
-// (two slots; common.cuh stage_hand_over): the last warp's first, which has
+// The thread that issues the next task's pieces once x is in (two slots;
+// common.cuh stage_hand_over): the last warp's first, which has
 // the fewest row pairs - thread 0's warp has the most, and issuing the
 // pieces held its first pair back by 0.2-0.5 us (0.6B on the H100: 0.691 /
 // 0.694 -> 0.688 / 0.688 ms, perf-notes v22). 0 (experiments): thread 0.

@@ -159,8 +159,12 @@ loom_megakernel(const loom_kparams p)
 #if LOOM_TRACE
             loom_trace_stamp(tr, 3);   // signalled: the release issued
 #endif
+            // The next task's pieces not yet out (all of them after a task that
+            // is not linear; after a linear one, those past the ones handed
+            // over at its x, linear.cuh): after the release, which would wait
+            // for them.
             if (threadIdx.x == 0)
-                stage_pump_all(sg.nxt);   // not linear: after the release, which would wait for them
+                stage_pump_all(sg.nxt);
         }
     }
 out:
