@@ -59,9 +59,6 @@ enum { LOOM_FIX_X = 1, LOOM_FIX_RESID = 2, LOOM_FIX_AUX = 4, LOOM_FIX_LL_X = 8 }
 // -> 0.656-0.659 ms, at 4096 positions 0.946 -> 0.923 (1: 0.673-0.679, 3:
 // 0.663-0.677; all after the release, v21: 5-6% slower; H100, perf-notes
 // v22).
-#ifndef LOOM_LIN_RESID_EARLY
-#define LOOM_LIN_RESID_EARLY 1
-#endif
 #ifndef LOOM_EXP_RESID_SKIP
 #define LOOM_EXP_RESID_SKIP 0   // timing experiments only: residuals read as 0 (wrong results)
 #endif
@@ -365,20 +362,6 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     u32 *xc = xc_slot(t, step);
 #define XC_OUT(i, v) xc_out(xc, t, step, (i), (v))
 
-    // RESIDUAL: the warp's first pair's residuals (lane 0), as raw words whose
-    // LL tags are checked only where they are used (a check here would wait
-    // for the round trip: 8% slower at 0.6B); (FIX_RESID: fixed-point
-    // values). LOOM_LIN_RESID_EARLY: loaded before x, their L2 round trip
-    // beside x's; else after x's barrier, hidden behind the dot products.
-    const u64 resid = d.resid;
-    u64 rw0 = 0, rw1 = 0;
-    const bool resid_now = EPI == LOOM_EPI_RESIDUAL && lane == 0 && rb + 2 * warp < re &&
-                           !LOOM_EXP_RESID_SKIP;
-    if (LOOM_LIN_RESID_EARLY && resid_now) {
-        rw0 = ld_resid_raw<(FIX & LOOM_FIX_RESID) != 0>(resid, rb + 2 * warp);
-        rw1 = ld_resid_raw<(FIX & LOOM_FIX_RESID) != 0>(
-            resid, rb + 2 * warp + 1 < re ? rb + 2 * warp + 1 : rb + 2 * warp);
-    }
     ll_wait w = ll_begin(p, t, step, &sg, 0);
     if (FIX & LOOM_FIX_LL_X) {
         linear_stage_x_ll<COLS, PRO>(p, d, xs, red, w, sg, xc);
@@ -412,7 +395,14 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     LIN_PHASE(3);
     const bf16raw *S = (const bf16raw *)LOOM_STAGE_DATA(sg.cur.slot);   // row rb
 
-    if (!LOOM_LIN_RESID_EARLY && resid_now) {
+    // RESIDUAL: the warp's first pair's residuals are loaded now (lane 0),
+    // their L2 round trip hidden behind the dot products: as raw words,
+    // whose LL tags are checked only where they are used (a check here
+    // would wait for the round trip: 8% slower at 0.6B).
+    // (FIX_RESID: the words are fixed-point values.)
+    const u64 resid = d.resid;
+    u64 rw0 = 0, rw1 = 0;
+    if (EPI == LOOM_EPI_RESIDUAL && lane == 0 && rb + 2 * warp < re && !LOOM_EXP_RESID_SKIP) {
         const int r0 = rb + 2 * warp;
         rw0 = ld_resid_raw<(FIX & LOOM_FIX_RESID) != 0>(resid, r0);
         rw1 = ld_resid_raw<(FIX & LOOM_FIX_RESID) != 0>(resid, r0 + 1 < re ? r0 + 1 : r0);
