@@ -59,9 +59,6 @@ enum { LOOM_FIX_X = 1, LOOM_FIX_RESID = 2, LOOM_FIX_AUX = 4, LOOM_FIX_LL_X = 8 }
 // -> 0.656-0.659 ms, at 4096 positions 0.946 -> 0.923 (1: 0.673-0.679, 3:
 // 0.663-0.677; all after the release, v21: 5-6% slower; H100, perf-notes
 // v22).
-#ifndef LOOM_EXP_RESID_SKIP
-#define LOOM_EXP_RESID_SKIP 0   // timing experiments only: residuals read as 0 (wrong results)
-#endif
 #ifndef LOOM_LIN_HAND_PIECES
 #define LOOM_LIN_HAND_PIECES 2
 #endif
@@ -402,7 +399,7 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     // (FIX_RESID: the words are fixed-point values.)
     const u64 resid = d.resid;
     u64 rw0 = 0, rw1 = 0;
-    if (EPI == LOOM_EPI_RESIDUAL && lane == 0 && rb + 2 * warp < re && !LOOM_EXP_RESID_SKIP) {
+    if (EPI == LOOM_EPI_RESIDUAL && lane == 0 && rb + 2 * warp < re) {
         const int r0 = rb + 2 * warp;
         rw0 = ld_resid_raw<(FIX & LOOM_FIX_RESID) != 0>(resid, r0);
         rw1 = ld_resid_raw<(FIX & LOOM_FIX_RESID) != 0>(resid, r0 + 1 < re ? r0 + 1 : r0);
@@ -427,7 +424,7 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
             XC_OUT(r0 / 2, v);
         } else if (EPI == LOOM_EPI_RESIDUAL) {
             constexpr bool RF = (FIX & LOOM_FIX_RESID) != 0;
-            if (r0 != rb + 2 * warp && !LOOM_EXP_RESID_SKIP) {
+            if (r0 != rb + 2 * warp) {
                 rw0 = ld_resid_raw<RF>(resid, r0);
                 rw1 = ld_resid_raw<RF>(resid, r1);
             }
