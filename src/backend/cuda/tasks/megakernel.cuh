@@ -8,10 +8,6 @@
 // defines: loom_megakernel
 #pragma once
 
-#ifndef LOOM_STAGE_NEXT_FREE
-#define LOOM_STAGE_NEXT_FREE 0   // experiments: 1, 2 (stage_ahead)
-#endif
-
 // Before task k of `step` waits: its rows staged (started a task ahead, or
 // now), and with two slots the copy for the next task on the list (the next
 // step's first when k is the last) started into the other slot, which no
@@ -34,11 +30,8 @@ __device__ __forceinline__ void stage_ahead(stage_state &sg, int step, int k, in
     const int kn = k + 1 < n ? k + 1 : 0, sn = k + 1 < n ? step : step + 1;
     const loom_dtask *tn = LOOM_STASKS + kn;
     const loom_dop &dn = LOOM_SOPS[tn->op];
-    // One slot (LOOM_STAGE_NEXT_FREE): free while the current task stages nothing.
-    const bool free1 = LOOM_STAGE_NEXT_FREE && sg.cur.rows == 0;
-    const bool ahead = (LOOM_STAGE_SLOTS > 1 || free1) && sn < n_steps &&
-                       loom_variant_linear(dn.variant);
-    stage_start(sg, sg.nxt, LOOM_STAGE_SLOTS > 1 ? 1 - sg.cur.slot : 0, ahead ? sn * n + kn + 1 : 0,
+    const bool ahead = LOOM_STAGE_SLOTS > 1 && sn < n_steps && loom_variant_linear(dn.variant);
+    stage_start(sg, sg.nxt, 1 - sg.cur.slot, ahead ? sn * n + kn + 1 : 0,
                 (const bf16raw *)dn.w + (u64)tn->row_begin * dn.cols, ahead ? stage_rows(tn, dn) : 0,
                 dn.cols);
 }
@@ -147,8 +140,6 @@ loom_megakernel(const loom_kparams p)
             loom_prefetch(p, d, t, step, acq, pre, sg);
             if (loom_wait_all(p, t, id, step, ws, sg) != LOOM_WAIT_OK)
                 goto out;
-            if (LOOM_STAGE_NEXT_FREE == 2 && threadIdx.x == 0 && sg.cur.rows == 0)
-                stage_pump_all(sg.nxt);
             const bool acq_before = acq;
             acq |= (t->n_waits > 0 || (LOOM_LL_ALL && LOOM_LL_PRELOAD && d.x != 0)) && step > 0;
 #if LOOM_TRACE
