@@ -164,11 +164,6 @@ struct stage_state {
 #ifndef LOOM_L2_AHEAD_PIECE
 #define LOOM_L2_AHEAD_PIECE 16384
 #endif
-// 1: the look-ahead only while a task polls LL words (o_proj waiting for
-// attention, LL mode 4), not during counter waits (experiments).
-#ifndef LOOM_L2_AHEAD_LL
-#define LOOM_L2_AHEAD_LL 0
-#endif
 struct l2_ahead_state {
     int n, n_steps;   // the SM's list length, the run's steps
     int cur;          // the current task instance (step * n + k)
@@ -464,10 +459,10 @@ __device__ __forceinline__ bool stage_pump_one(stage_copy &c)
 }
 
 // Thread 0, before a poll: one piece, the current task's before the next's,
-// and after both (ahead) an L2 look-ahead piece.
-__device__ __forceinline__ void stage_pump(stage_state &sg, bool ahead = true)
+// and after both an L2 look-ahead piece.
+__device__ __forceinline__ void stage_pump(stage_state &sg)
 {
-    if (!stage_pump_one(sg.cur) && !stage_pump_one(sg.nxt) && LOOM_L2_AHEAD > 0 && ahead)
+    if (!stage_pump_one(sg.cur) && !stage_pump_one(sg.nxt) && LOOM_L2_AHEAD > 0)
         l2_ahead_pump();
 }
 
@@ -544,7 +539,7 @@ __device__ __forceinline__ void stage_drain(const loom_kparams &p, stage_state &
 }
 #else
 __device__ __forceinline__ void stage_init() {}
-__device__ __forceinline__ void stage_pump(stage_state &, bool = true) {}
+__device__ __forceinline__ void stage_pump(stage_state &) {}
 __device__ __forceinline__ void stage_pump_all(stage_copy &) {}
 __device__ __forceinline__ void stage_hand_note(const stage_copy &) {}
 __device__ __forceinline__ void stage_hand_over(stage_copy &, int, int = 0) {}
@@ -904,7 +899,7 @@ __device__ __forceinline__ int loom_wait_thread0(const loom_kparams &p, const lo
                 if (ns < 128)
                     ns <<= 1;
             }
-            stage_pump(sg, !LOOM_L2_AHEAD_LL);   // the next piece of the task's weights
+            stage_pump(sg);   // the next piece of the task's weights
             v = ld_acquire(c);
             if ((long long)v >= thr)
                 break;
