@@ -8,8 +8,15 @@ larger than the L2 cache (50 MB on an H100), rotating over several buffers so
 no repetition finds its data in L2.  Two readers are timed and the faster one
 is reported as read_bytes_per_s (the stricter floor):
 
-  triton  a small Triton kernel: each program sums 128 KB in fp32, one store
+  triton  a small Triton kernel: each program sums BLOCK x ITERS bf16 in fp32,
+          one store; several shapes (TRITON_SHAPES), the fastest reported
   torch   torch.sum(x, dtype=torch.float32)
+
+One reader shape alone can read low: the first one (128 KB a program, 8
+warps) read 2.85-2.96 TB/s on H100s where loom's own lm_head streamed its
+313 MB at 3.04-3.09 TB/s, which made every floor ~4% high. A floor from a
+bandwidth the hardware beats is no floor, so the probe takes the fastest of
+a few shapes (each checked for an exact sum of ones first).
 
 It also times a device-to-device copy (dst.copy_(src)), counted as bytes read
 plus bytes written.  Each number is the median over --reps repetitions.
@@ -68,13 +75,17 @@ if triton is not None:
         tl.store(out_ptr + pid, tl.sum(acc, axis=0))
 
 
-def triton_read(x, out=None, BLOCK=4096, ITERS=16):
+# (BLOCK, ITERS, num_warps): elements a load round, rounds a program, warps.
+TRITON_SHAPES = [(4096, 16, 8), (8192, 8, 8), (8192, 16, 16), (16384, 4, 16), (2048, 32, 4)]
+
+
+def triton_read(x, out=None, BLOCK=4096, ITERS=16, WARPS=8):
     """Partial sums of x, one per program (a read of every byte of x)."""
     n = x.numel()
     nprog = triton.cdiv(n, BLOCK * ITERS)
     if out is None or out.numel() < nprog:
         out = torch.empty(nprog, dtype=torch.float32, device=x.device)
-    read_kernel[(nprog,)](x, out, n, BLOCK=BLOCK, ITERS=ITERS, num_warps=8)
+    read_kernel[(nprog,)](x, out, n, BLOCK=BLOCK, ITERS=ITERS, num_warps=WARPS)
     return out
 
 
@@ -123,19 +134,29 @@ def main():
         log(f"no triton ({TRITON_ERROR}): torch.sum only")
         res["triton_error"] = TRITON_ERROR
     else:
-        try:
-            ones = torch.ones(1 << 26, dtype=torch.bfloat16, device="cuda")
-            total = triton_read(ones).sum().item()
-            if total != ones.numel():
-                raise RuntimeError(f"sum of {ones.numel()} ones read as {total}")
-            del ones
-            out = triton_read(bufs[0])
-            ms = time_ms(lambda x: triton_read(x, out), bufs, a.reps)
-            res["triton_read_bytes_per_s"] = nbytes / (ms * 1e-3)
-            log(f"triton read: {res['triton_read_bytes_per_s'] / 1e12:.3f} TB/s")
-        except Exception as e:    # noqa: BLE001
-            log(f"triton reader failed: {e}")
-            res["triton_error"] = str(e)
+        ones = torch.ones(1 << 26, dtype=torch.bfloat16, device="cuda")
+        shapes = {}
+        for blk, iters, warps in TRITON_SHAPES:
+            key = f"{blk}x{iters}/{warps}w"
+            try:
+                total = triton_read(ones, BLOCK=blk, ITERS=iters, WARPS=warps).sum().item()
+                if total != ones.numel():
+                    raise RuntimeError(f"sum of {ones.numel()} ones read as {total}")
+                out = triton_read(bufs[0], BLOCK=blk, ITERS=iters, WARPS=warps)
+                ms = time_ms(lambda x: triton_read(x, out, blk, iters, warps), bufs, a.reps)
+                shapes[key] = nbytes / (ms * 1e-3)
+                log(f"triton read {key}: {shapes[key] / 1e12:.3f} TB/s")
+            except Exception as e:    # noqa: BLE001
+                log(f"triton reader {key} failed: {e}")
+                res.setdefault("triton_errors", {})[key] = str(e)
+        del ones
+        res["triton_shapes_bytes_per_s"] = shapes
+        if shapes:
+            best = max(shapes, key=shapes.get)
+            res["triton_read_bytes_per_s"] = shapes[best]
+            res["triton_best_shape"] = best
+        else:
+            res["triton_error"] = "every reader shape failed"
     res["read_bytes_per_s"] = max(res.get("triton_read_bytes_per_s", 0.0),
                                   res["torch_sum_bytes_per_s"])
 
