@@ -5,18 +5,23 @@ Batch-1 decode reads every weight once per token, so its floor is
 bytes per step / read bandwidth.  This script measures that read bandwidth
 the way a decode kernel sees it: a read-only reduction over buffers much
 larger than the L2 cache (50 MB on an H100), rotating over several buffers so
-no repetition finds its data in L2.  Two readers are timed and the faster one
-is reported as read_bytes_per_s (the stricter floor):
+no repetition finds its data in L2.  Several readers are timed and the
+fastest one is reported as read_bytes_per_s (the stricter floor; "reader"
+names it):
 
   triton  a small Triton kernel: each program sums BLOCK x ITERS bf16 in fp32,
           one store; several shapes (TRITON_SHAPES), the fastest reported
   torch   torch.sum(x, dtype=torch.float32)
 
-One reader shape alone can read low: the first one (128 KB a program, 8
-warps) read 2.85-2.96 TB/s on H100s where loom's own lm_head streamed its
-313 MB at 3.04-3.09 TB/s, which made every floor ~4% high. A floor from a
-bandwidth the hardware beats is no floor, so the probe takes the fastest of
-a few shapes (each checked for an exact sum of ones first).
+  ldg, bulk  bench/read_probe.cu, built with nvcc when there is one: loads of
+          16 bytes, 8 in flight per thread (as loom's linear tiles read), and
+          bulk copies (TMA, sm_90) into a shared-memory ring (as loom stages)
+
+The Triton reader alone (one
+shape, 128 KB a program) read 2.85-2.96 TB/s on H100s where, by Nsight
+Compute's DRAM samples, loom's own lm_head streamed at ~3.1 TB/s (session
+14, docs/perf-notes.md v23): a floor from a bandwidth the hardware beats is
+no floor. Each reader's sum must be exact, or its number is not used.
 
 It also times a device-to-device copy (dst.copy_(src)), counted as bytes read
 plus bytes written.  Each number is the median over --reps repetitions.
@@ -28,8 +33,12 @@ clocks: without them the first reader, timed right after an idle GPU, read
 """
 import argparse
 import json
+import os
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 import torch
@@ -87,6 +96,27 @@ def triton_read(x, out=None, BLOCK=4096, ITERS=16, WARPS=8):
         out = torch.empty(nprog, dtype=torch.float32, device=x.device)
     read_kernel[(nprog,)](x, out, n, BLOCK=BLOCK, ITERS=ITERS, num_warps=WARPS)
     return out
+
+
+def cuda_probe(gib, buffers, reps):
+    """read_probe.cu's readers ({"ldg": B/s, "bulk": B/s, ...}), or {"error": why}."""
+    nvcc = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc"
+                                    if os.path.exists("/usr/local/cuda/bin/nvcc") else None)
+    if nvcc is None:
+        return {"error": "no nvcc"}
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "read_probe.cu")
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = os.path.join(tmp, "read_probe")
+        b = subprocess.run([nvcc, "-O2", "-arch=native", src, "-o", exe],
+                           capture_output=True, text=True)
+        if b.returncode != 0:
+            return {"error": "nvcc: " + (b.stderr.strip().splitlines() or ["failed"])[-1]}
+        r = subprocess.run([exe, str(gib), str(buffers), str(reps)], capture_output=True,
+                           text=True, timeout=300)
+    try:
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"error": f"read_probe exit {r.returncode}: {r.stdout.strip()[-200:]}"}
 
 
 def main():
@@ -157,8 +187,20 @@ def main():
             res["triton_best_shape"] = best
         else:
             res["triton_error"] = "every reader shape failed"
-    res["read_bytes_per_s"] = max(res.get("triton_read_bytes_per_s", 0.0),
-                                  res["torch_sum_bytes_per_s"])
+    # read_probe.cu: loom's ways of reading (its own buffers, 0x01 bytes).
+    probe = cuda_probe(a.gib, a.buffers, a.reps)
+    res["cuda_probe"] = probe
+    for k in ("ldg", "bulk"):
+        if k in probe:
+            log(f"cuda {k} read: {probe[k] / 1e12:.3f} TB/s")
+    if "error" in probe:
+        log(f"cuda probe: {probe['error']}")
+    readers = {"torch_sum": res["torch_sum_bytes_per_s"]}
+    if "triton_read_bytes_per_s" in res:
+        readers["triton"] = res["triton_read_bytes_per_s"]
+    readers.update({f"cuda_{k}": probe[k] for k in ("ldg", "bulk") if k in probe})
+    res["reader"] = max(readers, key=readers.get)
+    res["read_bytes_per_s"] = readers[res["reader"]]
 
     # Device-to-device copy, bytes read + written; pairs (src, dst) rotate.
     half = len(bufs) // 2
@@ -168,7 +210,8 @@ def main():
         res["copy_bytes_per_s"] = 2 * nbytes / (ms * 1e-3)
         log(f"copy (read + write): {res['copy_bytes_per_s'] / 1e12:.3f} TB/s")
 
-    log(f"read bandwidth used for the floor: {res['read_bytes_per_s'] / 1e12:.3f} TB/s")
+    log(f"read bandwidth used for the floor: {res['read_bytes_per_s'] / 1e12:.3f} TB/s "
+        f"({res['reader']})")
     if a.json:
         print(json.dumps(res), flush=True)
     return 0

@@ -231,7 +231,8 @@ def table(res):
         "",
         f"Batch 1, bf16, random weights, greedy; ms/token = median over {res['args']['reps']} "
         f"runs of {res['args']['new']} generated tokens. Read bandwidth measured in this run: "
-        f"{fmt(read and read / 1e12)} TB/s (copy {fmt(bw.get('copy_bytes_per_s') and bw['copy_bytes_per_s'] / 1e12)} "
+        f"{fmt(read and read / 1e12)} TB/s ({bw.get('reader', 'fastest reader')}; copy "
+        f"{fmt(bw.get('copy_bytes_per_s') and bw['copy_bytes_per_s'] / 1e12)} "
         f"TB/s read+write). Floor = (weight + KV bytes) / read bandwidth. Peer: PyTorch "
         f"{res.get('torch') or '?'}, torch.compile({res['args']['peer_mode']}) + one CUDA graph "
         f"per step (bench/peer.py).",

@@ -12,7 +12,10 @@ clock by the lm_head: a ~100 us phase every step that only streams. The
 offset is the one that puts the highest mean throughput inside the traced
 steps' lm_head windows (samples weighted by their overlap). The lm_head also sets the scale: its bytes over its
 wall time (both from the trace) is what the samples inside it read, so
-the percentages become TB/s without trusting a peak.
+the percentages become TB/s without trusting a peak. (Its first rows are
+staged before its tiles' run begins, so that rate may read up to the staged
+share high, ~4%; the percentages of it and the idle times do not depend on
+the scale.)
 
 Every traced layer's samples are then folded onto one time axis: time from
 the previous layer's last down tile end (the first layer: embed's). Printed:
@@ -38,6 +41,7 @@ BIN_US = 0.5
 
 def load_samples(path):
     """(samples, interval ns) from ncu's raw CSV page (--print-metric-instances values)."""
+    csv.field_size_limit(1 << 30)   # one cell holds every sample
     rows = list(csv.reader(open(path, newline="")))
     head = next((i for i, r in enumerate(rows) if any(METRIC in c for c in r)), None)
     if head is None:
