@@ -17,11 +17,13 @@ names it):
           16 bytes, 8 in flight per thread (as loom's linear tiles read), and
           bulk copies (TMA, sm_90) into a shared-memory ring (as loom stages)
 
-The Triton reader alone (one
-shape, 128 KB a program) read 2.85-2.96 TB/s on H100s where, by Nsight
-Compute's DRAM samples, loom's own lm_head streamed at ~3.1 TB/s (session
-14, docs/perf-notes.md v23): a floor from a bandwidth the hardware beats is
-no floor. Each reader's sum must be exact, or its number is not used.
+Until session 14 the Triton reader alone (one shape, 128 KB a program) set
+the floor, while loom's lm_head, by its trace, streamed at 3.03-3.09 TB/s
+on H100s where that reader read 2.85-2.96 (an upper bound: the lm_head's
+wall time leaves out the rows it staged before its run). On one H100 the
+readers then read (TB/s): Triton 2.36-2.98 by shape, torch.sum 2.89, ldg
+2.45, bulk 2.99 (docs/perf-notes.md v23). Each reader's sum must be exact,
+or its number is not used.
 
 It also times a device-to-device copy (dst.copy_(src)), counted as bytes read
 plus bytes written.  Each number is the median over --reps repetitions.
