@@ -95,26 +95,6 @@ __device__ __forceinline__ void l2_ahead_pump()
 }
 #endif
 
-// Thread 0, once a linear task's wait is over: up to LOOM_RUN_PREFETCH bytes of
-// its rows past the staged ones toward L2 (experiments), so that HBM streams
-// them while the warps read the staged rows.
-#ifndef LOOM_RUN_PREFETCH
-#define LOOM_RUN_PREFETCH 0
-#endif
-__device__ __forceinline__ void run_prefetch(const loom_dop &d, const loom_dtask *t, int staged)
-{
-#if LOOM_STAGE
-    const u32 row = (u32)d.cols * 2u;
-    u32 total = (u32)(t->row_end - t->row_begin - staged) * row;
-    total = total < (u32)LOOM_RUN_PREFETCH ? total : (u32)LOOM_RUN_PREFETCH;
-    const char *src = (const char *)d.w + (u64)(t->row_begin + staged) * row;
-    for (u32 off = 0; off < total; off += (u32)LOOM_L2_AHEAD_PIECE) {
-        const u32 b = total - off < (u32)LOOM_L2_AHEAD_PIECE ? total - off : (u32)LOOM_L2_AHEAD_PIECE;
-        bulk_prefetch_l2(src + off, b);
-    }
-#endif
-}
-
 extern "C" __global__ void __launch_bounds__(LOOM_THREADS, 1)
 loom_megakernel(const loom_kparams p)
 {
@@ -160,8 +140,6 @@ loom_megakernel(const loom_kparams p)
             loom_prefetch(p, d, t, step, acq, pre, sg);
             if (loom_wait_all(p, t, id, step, ws, sg) != LOOM_WAIT_OK)
                 goto out;
-            if (LOOM_RUN_PREFETCH > 0 && threadIdx.x == 0 && loom_variant_linear(d.variant))
-                run_prefetch(d, t, sg.cur.rows);
             const bool acq_before = acq;
             acq |= (t->n_waits > 0 || (LOOM_LL_ALL && LOOM_LL_PRELOAD && d.x != 0)) && step > 0;
 #if LOOM_TRACE
