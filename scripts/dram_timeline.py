@@ -10,12 +10,12 @@ of the same run (`scripts/dram-timeline.sh` records both on the GPU).
 The two clocks are not the same, so the samples are placed on the trace's
 clock by the lm_head: a ~100 us phase every step that only streams. The
 offset is the one that puts the highest mean throughput inside the traced
-steps' lm_head windows (samples weighted by their overlap). The lm_head also sets the scale: its bytes over its
-wall time (both from the trace) is what the samples inside it read, so
-the percentages become TB/s without trusting a peak. (Its first rows are
-staged before its tiles' run begins, so that rate may read up to the staged
-share high, ~4%; the percentages of it and the idle times do not depend on
-the scale.)
+steps' lm_head windows (samples weighted by their overlap). The lm_head
+also sets the scale: its bytes over its wall time (both from the trace) is
+what the samples inside it read, so the percentages become TB/s without
+trusting a peak. (Its first rows are staged before its tiles' run begins,
+so that rate may read up to the staged share high, ~4%; the percentages of
+it and the idle times do not depend on the scale.)
 
 Every traced layer's samples are then folded onto one time axis: time from
 the previous layer's last down tile end (the first layer: embed's). Printed:
@@ -29,10 +29,13 @@ Only the standard library, and matplotlib for --png.
 """
 import argparse
 import csv
-import json
+import os
 import re
 import sys
 from collections import defaultdict
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from trace_phases import load as load_trace   # noqa: E402  (the trace and its tasks by op)
 
 METRIC = "dramc__read_throughput.avg.pct_of_peak_sustained_elapsed"
 ORDER = ["qkv", "attn", "o_proj", "gate_up", "down"]
@@ -62,16 +65,6 @@ def load_samples(path):
     except (ValueError, IndexError):
         sys.exit(f"{path}: no profiler__pmsampler_interval_time (export it with the metric)")
     return vals, interval
-
-
-def load_trace(path):
-    d = json.load(open(path))
-    if d.get("format") != "loom-trace":
-        sys.exit(f"{path}: not a loom trace")
-    by_op = defaultdict(list)
-    for i, t in enumerate(d["tasks"]):
-        by_op[t["op"]].append(i)
-    return d, by_op
 
 
 def align(pct, iv, windows):
@@ -150,7 +143,8 @@ def main():
           f"{lm_rate / 1e12:.3f} TB/s, the scale)")
     print(f"layer: {period:.2f} us, mean {mean_bw(0, period) / 1e12:.3f} TB/s "
           f"({100 * mean_bw(0, period) / lm_rate:.0f}% of the lm_head's rate)")
-    print(f"{'phase':10s} {'from us':>8s} {'to us':>7s} {'TB/s':>6s} {'% lm':>5s} {'idle HBM us':>12s}")
+    print(f"{'phase':10s} {'from us':>8s} {'to us':>7s} {'TB/s':>6s} {'% lm':>5s} "
+          f"{'idle HBM us':>12s}")
     t0, idle = 0.0, 0.0
     for n in ORDER:
         t1 = mean_end[n]
