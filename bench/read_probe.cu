@@ -55,11 +55,6 @@ __global__ void __launch_bounds__(1024) ldg_read(const uint4 *p, size_t n, unsig
     atomicAdd(sum, acc);
 }
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#define HAVE_BULK 1
-#else
-#define HAVE_BULK 0
-#endif
 constexpr int SLOTS = 6, PIECE = 32768, SUMMERS = 5;
 
 __device__ __forceinline__ unsigned smem_u32(const void *p)
@@ -67,12 +62,15 @@ __device__ __forceinline__ unsigned smem_u32(const void *p)
     return (unsigned)__cvta_generic_to_shared(p);
 }
 
+// Before sm_90 there are no bulk copies: the body is empty (main skips it).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+__device__ __forceinline__ void bulk_read_body(const char *, size_t, unsigned long long *) {}
+#else
 // Pieces b, b + gridDim.x, ... of the buffer; slot s holds the CTA's pieces
 // s, s + SLOTS, ...: thread 0 issues, warps 1.. SUMMERS sum, then all meet.
-__global__ void __launch_bounds__(32 * (SUMMERS + 1)) bulk_read(const char *p, size_t pieces,
-                                                                unsigned long long *sum)
+__device__ __forceinline__ void bulk_read_body(const char *p, size_t pieces,
+                                               unsigned long long *sum)
 {
-#if HAVE_BULK
     extern __shared__ __align__(128) char ring[];
     __shared__ __align__(8) unsigned long long bar[SLOTS];
     const size_t mine = pieces > blockIdx.x ? (pieces - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
@@ -119,7 +117,13 @@ __global__ void __launch_bounds__(32 * (SUMMERS + 1)) bulk_read(const char *p, s
         }
     }
     atomicAdd(sum, acc);
+}
 #endif
+
+__global__ void __launch_bounds__(32 * (SUMMERS + 1)) bulk_read(const char *p, size_t pieces,
+                                                                unsigned long long *sum)
+{
+    bulk_read_body(p, pieces, sum);
 }
 
 int main(int argc, char **argv)
