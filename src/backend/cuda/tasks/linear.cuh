@@ -59,9 +59,6 @@ enum { LOOM_FIX_X = 1, LOOM_FIX_RESID = 2, LOOM_FIX_AUX = 4, LOOM_FIX_LL_X = 8 }
 // -> 0.656-0.659 ms, at 4096 positions 0.946 -> 0.923 (1: 0.673-0.679, 3:
 // 0.663-0.677; all after the release, v21: 5-6% slower; H100, perf-notes
 // v22).
-#ifndef LOOM_LIN_GLOBAL_FIRST
-#define LOOM_LIN_GLOBAL_FIRST 0
-#endif
 #ifndef LOOM_LIN_HAND_PIECES
 #define LOOM_LIN_HAND_PIECES 2
 #endif
@@ -375,11 +372,8 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     // rb .. rb + h - 1 are staged in slot sg.cur.slot (h is 0 on sm_80),
     // else a plain one. After it every thread sees whether one gave up on x.
     const int h = sg.cur.rows;
-    // LOOM_LIN_GLOBAL_FIRST: a tile with rows past its staged ones reads those
-    // first (from L2 or HBM) and waits for its staged rows only then.
-    const bool split = LOOM_LIN_GLOBAL_FIRST && LOOM_STAGE && h > 0 && rb + h < re;
     stage_hand_note(sg.nxt);   // published by the barrier
-    if (h > 0 && !split) {
+    if (h > 0) {
         if (!stage_wait(p, sg, loom_task_id(t), step))
             return;
     } else {
@@ -404,15 +398,14 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
     // would wait for the round trip: 8% slower at 0.6B).
     // (FIX_RESID: the words are fixed-point values.)
     const u64 resid = d.resid;
-    const int first = split ? rb + h + 2 * warp : rb + 2 * warp;   // the warp's first pair
     u64 rw0 = 0, rw1 = 0;
-    if (EPI == LOOM_EPI_RESIDUAL && lane == 0 && first < re) {
-        rw0 = ld_resid_raw<(FIX & LOOM_FIX_RESID) != 0>(resid, first);
-        rw1 = ld_resid_raw<(FIX & LOOM_FIX_RESID) != 0>(resid, first + 1 < re ? first + 1 : first);
+    if (EPI == LOOM_EPI_RESIDUAL && lane == 0 && rb + 2 * warp < re) {
+        const int r0 = rb + 2 * warp;
+        rw0 = ld_resid_raw<(FIX & LOOM_FIX_RESID) != 0>(resid, r0);
+        rw1 = ld_resid_raw<(FIX & LOOM_FIX_RESID) != 0>(resid, r0 + 1 < re ? r0 + 1 : r0);
     }
 
-    // Row pair r0, r0 + 1 (r0 alone when it is the last row).
-    auto pair = [&](int r0) {
+    for (int r0 = rb + 2 * warp; r0 < re; r0 += 2 * LOOM_WARPS) {
         const int r1 = r0 + 1 < re ? r0 + 1 : r0;
         float a0 = 0.0f, a1 = 0.0f;
         if (LOOM_STAGE && r0 < rb + h)
@@ -424,14 +417,14 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
         a0 = warp_sum(a0) * inv;
         a1 = warp_sum(a1) * inv;
         if (lane != 0)
-            return;
+            continue;
         if (EPI == LOOM_EPI_SILU_MUL) {
             const float v = silu(a0) * a1;   // r0 even: tiles hold whole pairs
             st_act(d.y, r0 / 2, v, tag);
             XC_OUT(r0 / 2, v);
         } else if (EPI == LOOM_EPI_RESIDUAL) {
             constexpr bool RF = (FIX & LOOM_FIX_RESID) != 0;
-            if (r0 != first) {
+            if (r0 != rb + 2 * warp) {
                 rw0 = ld_resid_raw<RF>(resid, r0);
                 rw1 = ld_resid_raw<RF>(resid, r1);
             }
@@ -475,17 +468,6 @@ __device__ __forceinline__ void linear_task(const loom_kparams &p, const loom_do
                 XC_OUT(r1, a1);
             }
         }
-    };
-    if (split) {
-        for (int r0 = first; r0 < re; r0 += 2 * LOOM_WARPS)
-            pair(r0);
-        if (!stage_wait(p, sg, loom_task_id(t), step))
-            return;
-        for (int r0 = rb + 2 * warp; r0 < rb + h; r0 += 2 * LOOM_WARPS)
-            pair(r0);
-    } else {
-        for (int r0 = first; r0 < re; r0 += 2 * LOOM_WARPS)
-            pair(r0);
     }
 #undef XC_OUT
     LIN_PHASE(4);

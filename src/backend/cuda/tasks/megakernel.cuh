@@ -36,11 +36,6 @@ __device__ __forceinline__ void stage_ahead(stage_state &sg, int step, int k, in
                 dn.cols);
 }
 
-// LOOM_L2_AHEAD_SKIP_NEXT (experiments): with one slot, the look-ahead leaves
-// out the next task's rows that its own copy will stage.
-#ifndef LOOM_L2_AHEAD_SKIP_NEXT
-#define LOOM_L2_AHEAD_SKIP_NEXT 0
-#endif
 #if LOOM_STAGE
 // Thread 0 (common.cuh "L2 look-ahead"): the next look-ahead piece, if the
 // current task is linear and the frontier is less than LOOM_L2_AHEAD bytes
@@ -72,8 +67,7 @@ __device__ __forceinline__ void l2_ahead_pump()
             continue;
         }
         const u32 row = (u32)d.cols * 2u, total = (u32)(t->row_end - t->row_begin) * row;
-        const bool staged =
-            i == cur || ((LOOM_STAGE_SLOTS > 1 || LOOM_L2_AHEAD_SKIP_NEXT) && i == cur + 1);
+        const bool staged = i == cur || (LOOM_STAGE_SLOTS > 1 && i == cur + 1);
         const u32 lo = staged ? (u32)stage_rows(t, d) * row : 0u;
         if (i < inst) {
             ahead += (int)(total - lo);
