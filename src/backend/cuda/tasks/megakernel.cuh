@@ -36,12 +36,21 @@ __device__ __forceinline__ void stage_ahead(stage_state &sg, int step, int k, in
                 dn.cols);
 }
 
+// LOOM_L2_AHEAD_SKIP_NEXT: with one slot, the look-ahead leaves out the rows
+// of the next task that its own copy will stage, and sends its later rows
+// instead. The copy then streams from HBM when that task starts, which
+// found HBM idle there (1.7B: gate_up's first rows came from L2 while its
+// warps read them; perf-notes v23), and the rows its warps load come from
+// L2. 0: the next task's tile from its first row (before v23).
+#ifndef LOOM_L2_AHEAD_SKIP_NEXT
+#define LOOM_L2_AHEAD_SKIP_NEXT 1
+#endif
 #if LOOM_STAGE
 // Thread 0 (common.cuh "L2 look-ahead"): the next look-ahead piece, if the
 // current task is linear and the frontier is less than LOOM_L2_AHEAD bytes
 // past its staged rows. A linear task's range is its tile's bytes, less the
-// staged rows of the current task and (two slots) of the next, whose copies
-// carry them.
+// staged rows of the current task and of the next (two slots, or
+// LOOM_L2_AHEAD_SKIP_NEXT), whose copies carry them.
 __device__ __forceinline__ void l2_ahead_pump()
 {
     constexpr int budget = LOOM_L2_AHEAD;
@@ -67,7 +76,8 @@ __device__ __forceinline__ void l2_ahead_pump()
             continue;
         }
         const u32 row = (u32)d.cols * 2u, total = (u32)(t->row_end - t->row_begin) * row;
-        const bool staged = i == cur || (LOOM_STAGE_SLOTS > 1 && i == cur + 1);
+        const bool staged = i == cur || ((LOOM_STAGE_SLOTS > 1 || LOOM_L2_AHEAD_SKIP_NEXT) &&
+                                         i == cur + 1);
         const u32 lo = staged ? (u32)stage_rows(t, d) * row : 0u;
         if (i < inst) {
             ahead += (int)(total - lo);
