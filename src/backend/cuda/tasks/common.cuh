@@ -149,8 +149,8 @@ struct stage_state {
 // ahead (the next one's past the rows its copy will stage:
 // LOOM_L2_AHEAD_SKIP_NEXT, megakernel.cuh) - to L2 by bulk prefetch, one
 // piece of LOOM_L2_AHEAD_PIECE bytes per poll, never more than LOOM_L2_AHEAD
-// bytes beyond the current task's staged rows. The pieces go out only while the SM waits, so they take the
-// HBM time a wait would leave unused (at 1.7B, ~7 us a layer in which 92
+// bytes beyond the current task's staged rows. The pieces go out only while
+// the SM waits, so they take the HBM time a wait would leave unused (at 1.7B, ~7 us a layer in which 92
 // SMs wait for attention). 16 KB pieces and no look-ahead while an
 // attention waits: 8B 1.8-2.5% faster than 32 KB pieces at every wait,
 // 1.7B the same (perf-notes v17). The state lives
