@@ -150,11 +150,11 @@ struct stage_state {
 // LOOM_L2_AHEAD_SKIP_NEXT, megakernel.cuh) - to L2 by bulk prefetch, one
 // piece of LOOM_L2_AHEAD_PIECE bytes per poll, never more than LOOM_L2_AHEAD
 // bytes beyond the current task's staged rows. The pieces go out only while
-// the SM waits, so they take the HBM time a wait would leave unused (at 1.7B, ~7 us a layer in which 92
-// SMs wait for attention). 16 KB pieces and no look-ahead while an
-// attention waits: 8B 1.8-2.5% faster than 32 KB pieces at every wait,
-// 1.7B the same (perf-notes v17). The state lives
-// in shared memory (l2_ahead_state, thread 0's); l2_ahead_pump is defined in
+// the SM waits, so they take the HBM time a wait would leave unused (at
+// 1.7B, ~7 us a layer in which 92 SMs wait for attention). 16 KB pieces and
+// no look-ahead while an attention waits: 8B 1.8-2.5% faster than 32 KB
+// pieces at every wait, 1.7B the same (perf-notes v17). The state lives in
+// shared memory (l2_ahead_state, thread 0's); l2_ahead_pump is defined in
 // megakernel.cuh, after the task headers it reads (stage_rows, the tables).
 #ifndef LOOM_L2_AHEAD
 #define LOOM_L2_AHEAD 0
