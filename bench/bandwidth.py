@@ -195,8 +195,9 @@ def main():
     for k in ("ldg", "bulk"):
         if k in probe:
             log(f"cuda {k} read: {probe[k] / 1e12:.3f} TB/s")
-    if "error" in probe:
-        log(f"cuda probe: {probe['error']}")
+    for k, v in probe.items():
+        if k.endswith("error"):
+            log(f"cuda probe {k}: {v}")
     readers = {"torch_sum": res["torch_sum_bytes_per_s"]}
     if "triton_read_bytes_per_s" in res:
         readers["triton"] = res["triton_read_bytes_per_s"]

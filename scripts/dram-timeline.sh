@@ -10,9 +10,9 @@ set -euo pipefail
 preset=${1:?preset} out=${2:?output directory} prompt=${3:-64} new=${4:-8}
 LOOM=${LOOM:-./build-dev/loom}
 metric=pmsampling:dramc__read_throughput.avg.pct_of_peak_sustained_elapsed
+command -v ncu >/dev/null || { echo "dram-timeline: no ncu" >&2; exit 77; }
 mkdir -p "$out"
 rep=$(mktemp -d)/run
-command -v ncu >/dev/null || { echo "dram-timeline: no ncu" >&2; exit 77; }
 ncu --metrics "$metric" --pm-sampling-interval 500 --clock-control none \
     -k regex:loom_megakernel -c 1 -o "$rep" \
     "$LOOM" bench --preset "$preset" --prompt-len "$prompt" --new "$new" --repeat 1 \
