@@ -72,6 +72,9 @@ def align(pct, iv, windows):
     each sample weighted by how much of it a window covers (one best offset, not a
     plateau a sample wide)."""
     span = len(pct) * iv
+    if span <= windows[-1][1]:
+        sys.exit(f"the samples cover {span / 1e3:.0f} us, less than the trace's "
+                 f"{windows[-1][1] / 1e3:.0f} (not the same run?)")
 
     def score(tau):
         s = n = 0.0
@@ -98,7 +101,6 @@ def main():
     pct, iv = load_samples(a.csv)
     d, by_op = load_trace(a.trace)
     ops = d["ops"]
-    name_of = {o: op["name"] for o, op in enumerate(ops)}
     lm = [o for o, op in enumerate(ops) if op["name"] == "lm_head"]
     emb = [o for o, op in enumerate(ops) if op["kind"] == "embed"]
     if not lm or not emb:
