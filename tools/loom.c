@@ -45,6 +45,8 @@ typedef struct options {
     const char *tokens;
     const char *out;
     const char *emit_cuda;
+    const char *emit_cubin;     /* loom compile: --emit-cubin FILE          */
+    const char *arch;           /* loom compile: --arch sm_XY (sm_90a)      */
     const char *trace;          /* --trace FILE: record the timeline        */
     const char *svg;            /* loom trace: --svg OUT                    */
     double window_from, window_to; /* loom trace: --window A,B (us)         */
@@ -97,7 +99,9 @@ static void usage(void)
          "  bench     --preset NAME | --model DIR [--prompt-len 64] [--new 256]\n"
          "            [--repeat 3] [--json]\n"
          "  compile   --preset NAME | --model DIR [--sms N] [--print-schedule]\n"
-         "            [--print-graph] [--emit-cuda FILE]\n"
+         "            [--print-graph] [--emit-cuda FILE] [--emit-cubin FILE [--arch sm_90a]]:\n"
+         "            the cubin as the CUDA backend builds it (NVRTC, LOOM_CUDA_DEFINES\n"
+         "            honoured), its registers, stack and spills printed\n"
          "  inspect   DIR | --preset NAME [--bandwidth BYTES_PER_S]\n"
          "  save      --preset NAME --out DIR [--shard-bytes N]\n"
          "  presets   list the built-in presets\n"
@@ -142,6 +146,8 @@ static void parse_options(int argc, char **argv, options *o)
         else if (!strcmp(a, "--tokens")) o->tokens = VAL();
         else if (!strcmp(a, "--out")) o->out = VAL();
         else if (!strcmp(a, "--emit-cuda")) o->emit_cuda = VAL();
+        else if (!strcmp(a, "--emit-cubin")) o->emit_cubin = VAL();
+        else if (!strcmp(a, "--arch")) o->arch = VAL();
         else if (!strcmp(a, "--max-new") || !strcmp(a, "--new")) o->max_new = (int32_t)parse_int(a, VAL(), 1, 1 << 24);
         else if (!strcmp(a, "--prompt-len")) o->prompt_len = (int32_t)parse_int(a, VAL(), 1, 1 << 24);
         else if (!strcmp(a, "--sms")) o->n_sms = (int32_t)parse_int(a, VAL(), 1, 4096);
@@ -210,6 +216,23 @@ static double now_s(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* len bytes to path, through a temporary name and a rename: no half-written
+ * file. what: the file's contents, for the message. */
+static loom_status write_whole(const char *path, const void *data, size_t len, const char *what)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "wb");
+    bool ok = f && fwrite(data, 1, len, f) == len;
+    ok = (f && fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
+        remove(tmp);
+        return loom_fail(LOOM_ERR_IO, "%s: cannot write %s: %s", path, what, strerror(e));
+    }
+    return LOOM_OK;
 }
 
 static int fail(loom_status st, const char *what)
@@ -512,15 +535,9 @@ static int cmd_logits(const options *o)
         fail(st, "computing the logits");
         goto out;
     }
-    /* Written to a temporary name and renamed: no half-written file. */
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp%d", o->out, (int)getpid());
-    FILE *f = fopen(tmp, "wb");
-    size_t want = (size_t)n * m->cfg.vocab_size;
-    if (!f || fwrite(logits, sizeof *logits, want, f) != want || fclose(f) != 0 ||
-        rename(tmp, o->out) != 0) {
-        fprintf(stderr, "loom: writing %s: %s\n", o->out, strerror(errno));
-        remove(tmp);
+    st = write_whole(o->out, logits, sizeof *logits * (size_t)n * m->cfg.vocab_size, "the logits");
+    if (st != LOOM_OK) {
+        fail(st, "writing the logits");
         goto out;
     }
     if (!o->quiet)
@@ -624,20 +641,48 @@ static loom_status emit_cuda(const loom_program *p, const char *path)
     loom_status st = loom_cuda_codegen(p, &src);
     if (st != LOOM_OK)
         return st;
-    FILE *f = fopen(path, "w");
-    size_t len = strlen(src);
-    if (!f || fwrite(src, 1, len, f) != len || fclose(f) != 0) {
-        free(src);
-        return loom_fail(LOOM_ERR_IO, "%s: cannot write the generated CUDA: %s", path, strerror(errno));
-    }
+    st = write_whole(path, src, strlen(src), "the generated CUDA");
     free(src);
-    return LOOM_OK;
+    return st;
+}
+
+/* The generated CUDA built for arch as the backend builds it (NVRTC with the
+ * embedded task headers and LOOM_CUDA_DEFINES, through the cubin cache),
+ * written to path; what ptxas reported is printed. */
+static loom_status emit_cubin(const loom_program *p, const char *arch, const char *path)
+{
+    char *src = NULL;
+    loom_cuda_cubin c;
+    loom_status st = loom_cuda_codegen(p, &src);
+    if (st != LOOM_OK)
+        return st;
+    st = loom_cuda_compile(src, arch, NULL, &c);
+    free(src);
+    if (st != LOOM_OK)
+        return st;
+    st = write_whole(path, c.data, c.size, "the cubin");
+    if (st == LOOM_OK) {
+        const char *defs = getenv("LOOM_CUDA_DEFINES");
+        printf("wrote the %s cubin to %s (%zu bytes, %s in %.0f ms%s%s): %d registers, %d bytes "
+               "of stack, %d / %d bytes spilled (stores / loads)\n",
+               c.arch, path, c.size, c.cached ? "cached" : "NVRTC", c.compile_ms,
+               defs && *defs ? ", LOOM_CUDA_DEFINES=" : "", defs && *defs ? defs : "",
+               c.res.registers, c.res.stack_frame, c.res.spill_stores, c.res.spill_loads);
+    }
+    loom_cuda_cubin_free(&c);
+    return st;
 }
 #else
 static loom_status emit_cuda(const loom_program *p, const char *path)
 {
     (void)p; (void)path;
     return loom_fail(LOOM_ERR_NO_DEVICE, "loom was built without the CUDA toolkit: no code generator");
+}
+
+static loom_status emit_cubin(const loom_program *p, const char *arch, const char *path)
+{
+    (void)p; (void)arch; (void)path;
+    return loom_fail(LOOM_ERR_NO_DEVICE, "loom was built without the CUDA toolkit: no NVRTC");
 }
 #endif
 
@@ -676,6 +721,11 @@ static int cmd_compile(const options *o)
             rc = fail(st, "emitting CUDA");
         else
             printf("wrote the generated CUDA to %s\n", o->emit_cuda);
+    }
+    if (o->emit_cubin && rc == 0) {
+        st = emit_cubin(p, o->arch ? o->arch : "sm_90a", o->emit_cubin);
+        if (st != LOOM_OK)
+            rc = fail(st, "building the cubin");
     }
     loom_program_free(p);
     loom_model_free(m);
