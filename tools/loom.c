@@ -651,13 +651,8 @@ static loom_status emit_cuda(const loom_program *p, const char *path)
  * written to path; what ptxas reported is printed. */
 static loom_status emit_cubin(const loom_program *p, const char *arch, const char *path)
 {
-    char *src = NULL;
     loom_cuda_cubin c;
-    loom_status st = loom_cuda_codegen(p, &src);
-    if (st != LOOM_OK)
-        return st;
-    st = loom_cuda_compile(src, arch, NULL, &c);
-    free(src);
+    loom_status st = loom_cuda_build(p, false, arch, &c);
     if (st != LOOM_OK)
         return st;
     st = write_whole(path, c.data, c.size, "the cubin");

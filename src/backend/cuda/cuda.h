@@ -173,6 +173,11 @@ typedef struct loom_cuda_cubin {
  * NVRTC's log. Free with loom_cuda_cubin_free. */
 loom_status loom_cuda_compile(const char *source, const char *arch, const char *cache_dir,
                               loom_cuda_cubin *out);
+/* The megakernel of p (traced when trace) generated and compiled for arch
+ * through the default cache: what the runtime loads, and
+ * `loom compile --emit-cubin` writes. */
+loom_status loom_cuda_build(const loom_program *p, bool trace, const char *arch,
+                            loom_cuda_cubin *out);
 void loom_cuda_cubin_free(loom_cuda_cubin *c);
 
 /* "sm_90a" for compute capability 9.0, "sm_80" for 8.0, ... */

@@ -10,7 +10,7 @@
  * It holds the cubin and ptxas's resource report (which a cache hit could
  * not otherwise give).
  *
- * defines: loom_cuda_compile, loom_cuda_cubin_free, loom_cuda_arch_name */
+ * defines: loom_cuda_compile, loom_cuda_build, loom_cuda_cubin_free, loom_cuda_arch_name */
 #include <errno.h>
 #include <nvrtc.h>
 #include <stdio.h>
@@ -380,6 +380,18 @@ loom_status loom_cuda_compile(const char *source, const char *arch, const char *
     c.compile_ms = now_ms() - t0;
     *out = c;
     return LOOM_OK;
+}
+
+loom_status loom_cuda_build(const loom_program *p, bool trace, const char *arch,
+                            loom_cuda_cubin *out)
+{
+    char *src = NULL;
+    loom_status st = loom_cuda_codegen_ex(p, trace, &src);
+    if (st != LOOM_OK)
+        return st;
+    st = loom_cuda_compile(src, arch, NULL, out);
+    free(src);
+    return st;
 }
 
 void loom_cuda_cubin_free(loom_cuda_cubin *c)

@@ -306,7 +306,6 @@ static loom_status load_module(cuda_state *s)
     const loom_cu *cu = s->cu;
     int major = 0, minor = 0, optin = 0, coop = 0, per_sm = 0;
     char arch[16];
-    char *src = NULL;
     loom_cuda_cubin cubin;
     loom_status st;
 
@@ -335,11 +334,7 @@ static loom_status load_module(cuda_state *s)
                          "cuda: the megakernel needs %lld bytes of shared memory, device allows %d",
                          (long long)s->smem, optin);
     loom_cuda_arch_name(major, minor, arch, sizeof arch);
-    st = loom_cuda_codegen_ex(s->prog, s->trace, &src);
-    if (st != LOOM_OK)
-        return st;
-    st = loom_cuda_compile(src, arch, NULL, &cubin);
-    free(src);
+    st = loom_cuda_build(s->prog, s->trace, arch, &cubin);
     if (st != LOOM_OK)
         return st;
     if (s->verbose)
