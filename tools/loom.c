@@ -688,6 +688,8 @@ static int cmd_compile(const options *o)
     loom_status st;
     int32_t sms = o->n_sms;
     char dev[128];
+    if (o->arch && !o->emit_cubin)
+        die_usage("--arch is the --emit-cubin target: give --emit-cubin FILE too");
     if ((st = open_model(o, "qwen3-0.6b", &m)) != LOOM_OK)
         return fail(st, "opening the model");
     if (sms <= 0 && loom_cuda_device_sms(&sms, dev, sizeof dev) != LOOM_OK)
