@@ -15,15 +15,19 @@ names it):
 
   ldg, bulk  bench/read_probe.cu, built with nvcc when there is one: loads of
           16 bytes, 8 in flight per thread (as loom's linear tiles read), and
-          bulk copies (TMA, sm_90) into a shared-memory ring (as loom stages)
+          bulk copies (TMA, sm_90) into a shared-memory ring (as loom stages),
+          one buffer a launch (bulk) and every buffer in one launch (bulk_all:
+          the launch's ramp and tail a smaller part, as in loom's long run)
 
 Until session 14 the Triton reader alone (one shape, 128 KB a program) set
 the floor, while loom's lm_head, by its trace, streamed at 3.03-3.09 TB/s
 on H100s where that reader read 2.85-2.96 (an upper bound: the lm_head's
 wall time leaves out the rows it staged before its run). On one H100 the
 readers then read (TB/s): Triton 2.36-2.98 by shape, torch.sum 2.89, ldg
-2.45, bulk 2.99 (docs/perf-notes.md v23). Each reader's sum must be exact,
-or its number is not used.
+2.45, bulk 2.99 (docs/perf-notes.md v23). In session 16 loom itself, every
+wait dropped (wrong results, a timing experiment), streamed 8B's weights at
+3.10 TB/s by wall time, above every reader; bulk_all read 3.14-3.17 (v25).
+Each reader's sum must be exact, or its number is not used.
 
 It also times a device-to-device copy (dst.copy_(src)), counted as bytes read
 plus bytes written.  Each number is the median over --reps repetitions.
@@ -189,10 +193,10 @@ def main():
             res["triton_best_shape"] = best
         else:
             res["triton_error"] = "every reader shape failed"
-    # read_probe.cu: loom's ways of reading (its own buffers, 0x01 bytes).
+    # read_probe.cu: loom's ways of reading (its own buffers of hashed words).
     probe = cuda_probe(a.gib, a.buffers, a.reps)
     res["cuda_probe"] = probe
-    for k in ("ldg", "bulk"):
+    for k in ("ldg", "bulk", "bulk_all"):
         if k in probe:
             log(f"cuda {k} read: {probe[k] / 1e12:.3f} TB/s")
     for k, v in probe.items():
@@ -201,7 +205,7 @@ def main():
     readers = {"torch_sum": res["torch_sum_bytes_per_s"]}
     if "triton_read_bytes_per_s" in res:
         readers["triton"] = res["triton_read_bytes_per_s"]
-    readers.update({f"cuda_{k}": probe[k] for k in ("ldg", "bulk") if k in probe})
+    readers.update({f"cuda_{k}": probe[k] for k in ("ldg", "bulk", "bulk_all") if k in probe})
     res["reader"] = max(readers, key=readers.get)
     res["read_bytes_per_s"] = readers[res["reader"]]
 

@@ -33,6 +33,7 @@ for a in "$@"; do
       --repeat "$rep" "${trace[@]}" > "$log" 2>&1
   rc=$?
   ms=$(grep -m1 'ms/token' "$log" | awk '{print $3}')
+  wall=$(grep -m1 'ms/step of wall' "$log" | awk '{print $1}')
   if [ "${#trace[@]}" -gt 0 ]; then
     rm -f "$OUT/ab-$n.trace.perfetto.json"
     { echo "== $a: ${ms:-?} ms/token"
@@ -41,7 +42,8 @@ for a in "$@"; do
     cat "$OUT/ab-$n.txt"
     [ "${AB_TRACE_KEEP:-0}" = 1 ] || rm -f "$OUT/ab-$n.trace"
   fi
-  rows+=("$(printf '%-12s %5s  %-52s %8s  rc=%s' "$preset" "$ctx" "${vars:--}" "${ms:-?}" "$rc")")
+  rows+=("$(printf '%-12s %5s  %-52s %8s %8s  rc=%s' "$preset" "$ctx" "${vars:--}" "${ms:-?}" \
+            "${wall:-?}" "$rc")")
 done
-printf '%-12s %5s  %-52s %8s\n' preset ctx variant ms/token
+printf '%-12s %5s  %-52s %8s %8s\n' preset ctx variant ms/token wall
 printf '%s\n' "${rows[@]}"

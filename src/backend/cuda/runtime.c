@@ -229,6 +229,9 @@ static loom_status upload_tables(cuda_state *s)
         goto out;
     }
     loom_cuda_task_table(p, dt);
+    if (getenv("LOOM_CUDA_SKIP_WAITS") && *getenv("LOOM_CUDA_SKIP_WAITS"))
+        fprintf(stderr, "cuda: LOOM_CUDA_SKIP_WAITS=%s: waits dropped, results WRONG "
+                "(a timing experiment)\n", getenv("LOOM_CUDA_SKIP_WAITS"));
     loom_cuda_op_variants(p, variant, &nv);
     for (int32_t i = 0; i < g->n_ops; i++) {
         const loom_op *op = &g->ops[i];
