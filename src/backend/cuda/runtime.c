@@ -229,9 +229,12 @@ static loom_status upload_tables(cuda_state *s)
         goto out;
     }
     loom_cuda_task_table(p, dt);
-    if (getenv("LOOM_CUDA_SKIP_WAITS") && *getenv("LOOM_CUDA_SKIP_WAITS"))
-        fprintf(stderr, "cuda: LOOM_CUDA_SKIP_WAITS=%s: waits dropped, results WRONG "
-                "(a timing experiment)\n", getenv("LOOM_CUDA_SKIP_WAITS"));
+    for (int i = 0; i < 2; i++) {
+        const char *name = i ? "LOOM_CUDA_RELAX_SIGNALS" : "LOOM_CUDA_SKIP_WAITS";
+        if (getenv(name) && *getenv(name))
+            fprintf(stderr, "cuda: %s=%s: results may be WRONG (a timing experiment)\n", name,
+                    getenv(name));
+    }
     loom_cuda_op_variants(p, variant, &nv);
     for (int32_t i = 0; i < g->n_ops; i++) {
         const loom_op *op = &g->ops[i];
