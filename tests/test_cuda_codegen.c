@@ -400,9 +400,70 @@ static void test_fused_mlp(void)
     g_mlp_fuse = 0;
 }
 
+/* The timing experiments LOOM_CUDA_SKIP_WAITS and LOOM_CUDA_RELAX_SIGNALS
+ * (codegen.c op_listed): the named ops' tasks lose their waits / have their
+ * signals relaxed, every other task keeps the default table's; names match
+ * whole ("dow", "downs" match nothing), "all" matches every op. */
+static void check_experiment(const loom_program *p, const loom_dtask *def, const char *skip,
+                             const char *relax, const char *want_skip, const char *want_relax)
+{
+    const loom_graph *g = p->graph;
+    loom_dtask *dt = calloc((size_t)p->n_tasks, sizeof *dt);
+    char pat[32];
+    int32_t bad = 0, n_skipped = 0, n_relaxed = 0;
+
+    if (!dt)
+        return;
+    if (skip)
+        setenv("LOOM_CUDA_SKIP_WAITS", skip, 1);
+    if (relax)
+        setenv("LOOM_CUDA_RELAX_SIGNALS", relax, 1);
+    loom_cuda_task_table(p, dt);
+    unsetenv("LOOM_CUDA_SKIP_WAITS");
+    unsetenv("LOOM_CUDA_RELAX_SIGNALS");
+    for (int32_t i = 0; i < p->n_tasks && bad < 3; i++) {
+        const char *name = g->ops[p->tasks[i].op].name;
+        snprintf(pat, sizeof pat, "+%s+", name);
+        bool sk = want_skip && (!strcmp(want_skip, "all") || strstr(want_skip, pat));
+        bool rx = want_relax && def[i].signal >= 0 && strstr(want_relax, pat);
+        int32_t sig = rx ? def[i].signal | LOOM_CUDA_SIGNAL_RELAXED : def[i].signal;
+        bad += dt[i].n_waits != (sk ? 0 : def[i].n_waits) || dt[i].signal != sig;
+        for (int32_t w = 0; !sk && w < def[i].n_waits; w++)
+            bad += dt[i].wait_counter[w] != def[i].wait_counter[w];
+        n_skipped += sk && def[i].n_waits > 0;
+        n_relaxed += rx;
+        CHECK(!bad, "SKIP_WAITS=%s RELAX_SIGNALS=%s: task %d (op '%s'): %d waits, signal %d",
+              skip ? skip : "-", relax ? relax : "-", i, name, dt[i].n_waits, dt[i].signal);
+    }
+    CHECK(!want_skip || n_skipped > 0, "SKIP_WAITS=%s dropped no wait", skip);
+    CHECK(!want_relax || n_relaxed > 0, "RELAX_SIGNALS=%s relaxed no signal", relax);
+    free(dt);
+}
+
+static void test_experiments(void)
+{
+    loom_program *p = compile_preset("qwen3-tiny");
+    loom_dtask *def = p ? calloc((size_t)p->n_tasks, sizeof *def) : NULL;
+
+    if (def) {
+        unsetenv("LOOM_CUDA_SKIP_WAITS");
+        unsetenv("LOOM_CUDA_RELAX_SIGNALS");
+        loom_cuda_task_table(p, def);
+        check_experiment(p, def, "down", NULL, "+down+", NULL);
+        check_experiment(p, def, "qkv+gate_up", "down+o_proj", "+qkv+gate_up+",
+                         "+down+o_proj+");
+        check_experiment(p, def, "all", NULL, "all", NULL);
+        check_experiment(p, def, "dow+downs", "qk", NULL, NULL);
+        check_experiment(p, def, "", "", NULL, NULL);
+    }
+    free(def);
+    loom_program_free(p);
+}
+
 static void test_all(void)
 {
     setup();
+    test_experiments();
     test_report_parser();
     test_cache();
     test_ll();
