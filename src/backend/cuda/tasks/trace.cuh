@@ -50,13 +50,12 @@ __device__ __forceinline__ void loom_trace_stamp(u64 *slot, int which)
 // The end: after every thread's work (the barrier), before loom_signal.
 // slot is the same for the whole CTA (it depends on step and task only), so
 // the barrier is taken by all threads or none: untraced steps pay nothing.
-// The end stamp after every thread of the CTA is done. A plain
-// __syncthreads (BAR.SYNC.DEFER_BLOCKING) let thread 0 read the clock as
-// soon as it arrived, before the barrier released: on the H100 8B's down
-// tiles stamped their end ~20 us before their last warp finished (warp 0
-// has the staged rows), and the trace showed that as release time
-// (docs/perf-notes.md v25). A barrier with a result (BAR.RED.POPC) and a
-// branch on it keep the clock read behind the release.
+// The barrier returns a result (BAR.RED.POPC) and the stamp branches on it,
+// which keeps the clock read behind the barrier's release. After a plain
+// __syncthreads (BAR.SYNC.DEFER_BLOCKING) thread 0 read the clock as soon
+// as it arrived: on the H100 8B's down tiles stamped their end ~20 us
+// before their last warp finished (warp 0 has the staged rows), and the
+// trace showed that as release time (docs/perf-notes.md v25).
 __device__ __forceinline__ void loom_trace_end(u64 *slot)
 {
     if (slot) {
