@@ -113,6 +113,15 @@ static void test_presets(void)
               a ? strlen(a) : 0);
         for (size_t k = 0; a && k < 2; k++)
             compile_checked(k_presets[i], p, a, archs[k]);
+        /* the traced kernel (loom trace: trace.cuh's stamps, the end stamp
+         * behind a barrier with a result) builds as well, without spills */
+        char *tr = NULL;
+        CHECK_OK(loom_cuda_codegen_ex(p, true, &tr));
+        CHECK(tr && strstr(tr, "#define LOOM_TRACE 1\n") && (!a || strcmp(a, tr) != 0),
+              "%s: the traced source", k_presets[i]);
+        if (tr)
+            compile_checked(k_presets[i], p, tr, "sm_90a");
+        free(tr);
         free(a);
         free(b);
         loom_program_free(p);
