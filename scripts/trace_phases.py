@@ -2,6 +2,7 @@
 """Where a layer's time goes, op by op, from `loom trace` files.
 
     scripts/trace_phases.py RUN.trace [MORE.trace ...] [--stamp KIND]
+                            [--bw TBPS [--png FILE]]
 
 For every op of a layer (qkv, attn, o_proj, gate_up, down) and the lm_head
 and argmax, the mean over the traced steps and layers of its *phase*: from
@@ -10,6 +11,12 @@ the step, so two runs compare op by op even when their tasks wait in
 different places (LL words: a task's wait is inside its run). Also the
 first run of each op after the op before it ended (negative: it starts
 polling early).
+
+--bw TBPS: also each op's bytes (its tasks' reads, a mean over its
+instances) at TBPS terabytes a second, and the phase's excess over that:
+where a layer loses time against the floor. A phase can be shorter than
+its bytes' time (bytes the op before prefetched) and the op before's then
+longer. --png FILE (with --bw): the same as a bar chart (matplotlib).
 
 --stamp KIND (attention or linear): the kernel was built with
 -DLOOM_ATTN_PHASE=k or -DLOOM_LIN_PHASE=k (tasks/trace.cuh), which puts the
@@ -20,6 +27,7 @@ the op before's last end.
 Only the standard library; reads the JSON trace format of docs/trace.md.
 """
 import json
+import os
 import statistics
 import sys
 from collections import defaultdict
@@ -36,6 +44,37 @@ def load(path):
     for i, task in enumerate(d["tasks"]):
         by_op[task["op"]].append(i)
     return d, by_op
+
+
+def op_bytes(d, by_op):
+    """{op name: mean bytes an instance reads (its tasks' sum)}."""
+    per = defaultdict(list)
+    for o, ids in by_op.items():
+        per[d["ops"][o]["name"]].append(sum(d["tasks"][i]["bytes"] for i in ids))
+    return {n: statistics.mean(v) for n, v in per.items()}
+
+
+def plot(path, title, rows):
+    """rows: (op, phase us, us at the bandwidth)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.4))
+    ys = list(range(len(rows)))[::-1]
+    ax.barh([y + 0.2 for y in ys], [r[1] for r in rows], height=0.4, color="tab:orange",
+            label="phase (last end of the op before -> its own last end)")
+    ax.barh([y - 0.2 for y in ys], [r[2] for r in rows], height=0.4, color="tab:blue",
+            label="its tasks' bytes (cost model: weights and activations) at the bandwidth")
+    for y, r in zip(ys, rows):
+        ax.text(max(r[1], r[2]) + 0.5, y, f"{r[1] - r[2]:+.2f} us", va="center", fontsize=8)
+    ax.set_yticks(ys)
+    ax.set_yticklabels([r[0] for r in rows])
+    ax.set_xlabel("us per layer (mean over the traced steps and layers)")
+    ax.set_xlim(0, max(max(r[1], r[2]) for r in rows) * 1.15)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def phases(d, by_op):
@@ -66,31 +105,60 @@ def point_stamps(d, by_op, kind):
     return out
 
 
+def option(argv, name, check):
+    """The value of --name VALUE (removed from argv), or None."""
+    if name not in argv:
+        return None
+    i = argv.index(name)
+    if i + 1 >= len(argv) or not check(argv[i + 1]):
+        sys.exit(f"{name}: see the usage (scripts/trace_phases.py with no arguments)")
+    v = argv[i + 1]
+    del argv[i:i + 2]
+    return v
+
+
+def positive(v):
+    try:
+        return float(v) > 0
+    except ValueError:
+        return False
+
+
 def main():
-    argv, kind = sys.argv[1:], None
-    if "--stamp" in argv:
-        i = argv.index("--stamp")
-        if i + 1 >= len(argv) or argv[i + 1] not in ("attention", "linear"):
-            sys.exit("--stamp: attention or linear")
-        kind = argv[i + 1]
-        del argv[i:i + 2]
+    argv = sys.argv[1:]
+    kind = option(argv, "--stamp", lambda v: v in ("attention", "linear"))
+    bw = option(argv, "--bw", positive)
+    png = option(argv, "--png", lambda v: not v.startswith("--"))
+    bw = float(bw) * 1e12 if bw else None
     args = [a for a in argv if not a.startswith("--")]
-    if not args:
+    if not args or (png and not bw):
         sys.exit(__doc__)
     for path in args:
         d, by_op = load(path)
         phase, first = phases(d, by_op)
+        nbytes = op_bytes(d, by_op)
         print(f"{path}: {d['steps']} steps from {d['first_step']}")
-        print(f"  {'op':8s} {'phase us':>9s} {'n':>5s} {'first run after the op before':>31s}")
-        total = 0.0
+        extra = f" {'at the bw':>9s} {'excess':>7s}" if bw else ""
+        print(f"  {'op':8s} {'phase us':>9s} {'n':>5s} {'first run after the op before':>31s}"
+              + extra)
+        total, rows = 0.0, []
         for name in ORDER:
             if name not in phase:
                 continue
             v = phase[name]
             total += sum(v) / d["steps"]
-            print(f"  {name:8s} {statistics.mean(v):9.2f} {len(v):5d} "
-                  f"{statistics.mean(first[name]):31.2f}")
+            line = (f"  {name:8s} {statistics.mean(v):9.2f} {len(v):5d} "
+                    f"{statistics.mean(first[name]):31.2f}")
+            if bw:
+                at = nbytes[name] / bw * 1e6
+                line += f" {at:9.2f} {statistics.mean(v) - at:+7.2f}"
+                rows.append((name, statistics.mean(v), at))
+            print(line)
         print(f"  step (sum of the phases, from the first op's end): {total:.1f} us")
+        if png:
+            layer = [r for r in rows if r[0] in ORDER[:5]]
+            plot(png, f"{os.path.basename(path)}: a layer's phases against its bytes at "
+                 f"{bw / 1e12:.3f} TB/s", layer)
         if kind:
             for name, (r, b) in sorted(point_stamps(d, by_op, kind).items(),
                                        key=lambda kv: ORDER.index(kv[0])
