@@ -16,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 
+from synth_trace import synth_trace
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "scripts", "dram_timeline.py")
 OPS = ["qkv", "attn", "o_proj", "gate_up", "down"]
@@ -36,16 +38,7 @@ def make(tmp, plant=False):
         d = 2_000 if o["name"] == "embed" else 100_000 if o["name"] == "lm_head" else 10_000
         spans.append((t, t + d))
         t += d
-    stamps = []
-    for s in range(2):
-        row = []
-        for a, b in spans:
-            row += [s * STEP_NS + a, s * STEP_NS + a, s * STEP_NS + b, s * STEP_NS + b]
-        stamps.append(row)
-    trace = {"format": "loom-trace", "version": 2, "backend": "cuda", "clock": "globaltimer ns",
-             "n_sms": 1, "first_step": 4, "steps": 2, "steps_run": 6, "truncated": True,
-             "bandwidth": None, "ops": ops, "counters": 0, "tasks": tasks,
-             "sm_tasks": [list(range(len(tasks)))], "t": stamps}
+    trace = synth_trace(ops, tasks, spans, 2, STEP_NS)
     loud = "gate_up" if plant else "down"
     samples = []
     for i in range(int((LEAD_NS + 3 * STEP_NS) / IV_NS)):

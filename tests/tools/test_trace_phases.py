@@ -17,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 
+from synth_trace import synth_trace
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "scripts", "trace_phases.py")
 OPS = ["qkv", "attn", "o_proj", "gate_up", "down"]
@@ -43,18 +45,8 @@ def make(path, plant=False):
                           "waits": []})
             spans.append((t, t + d))
         t += d
-    stamps = []
-    for s in range(2):
-        row = []
-        for a, b in spans:
-            row += [s * STEP_NS + a, s * STEP_NS + a, s * STEP_NS + b, s * STEP_NS + b]
-        stamps.append(row)
-    trace = {"format": "loom-trace", "version": 2, "backend": "cuda", "clock": "globaltimer ns",
-             "n_sms": 1, "first_step": 4, "steps": 2, "steps_run": 6, "truncated": True,
-             "bandwidth": None, "ops": ops, "counters": [], "tasks": tasks,
-             "sm_tasks": [list(range(len(tasks)))], "t": stamps}
     with open(path, "w") as f:
-        json.dump(trace, f)
+        json.dump(synth_trace(ops, tasks, spans, 2, STEP_NS), f)
 
 
 def run(tmp, plant, png=None):
