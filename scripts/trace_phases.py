@@ -12,11 +12,13 @@ different places (LL words: a task's wait is inside its run). Also the
 first run of each op after the op before it ended (negative: it starts
 polling early).
 
---bw TBPS: also each op's bytes (its tasks' reads, a mean over its
-instances) at TBPS terabytes a second, and the phase's excess over that:
-where a layer loses time against the floor. A phase can be shorter than
-its bytes' time (bytes the op before prefetched) and the op before's then
-longer. --png FILE (with --bw): the same as a bar chart (matplotlib).
+--bw TBPS: also each op's weights (a step's: the trace's weight_bytes; in
+traces from before 2026-11-23, which lack them, its tasks' bytes, the cost
+model's reads and writes, activations included) at TBPS terabytes a
+second, and the phase's excess over that: where a layer loses time against
+the floor. A phase can be shorter than its bytes' time (bytes the op before
+prefetched) and the op before's then longer. --png FILE (with --bw): the
+same as a bar chart (matplotlib).
 
 --stamp KIND (attention or linear): the kernel was built with
 -DLOOM_ATTN_PHASE=k or -DLOOM_LIN_PHASE=k (tasks/trace.cuh), which puts the
@@ -47,15 +49,21 @@ def load(path):
 
 
 def op_bytes(d, by_op):
-    """{op name: mean bytes an instance reads (its tasks' sum)}."""
+    """({op name: mean bytes an instance reads}, what they are): the ops'
+    weights where the trace has them (weight_bytes, since 2026-11-23), else
+    the sum of the tasks' bytes (the cost model's: activations too)."""
+    weights = all("weight_bytes" in op for op in d["ops"])
     per = defaultdict(list)
     for o, ids in by_op.items():
-        per[d["ops"][o]["name"]].append(sum(d["tasks"][i]["bytes"] for i in ids))
-    return {n: statistics.mean(v) for n, v in per.items()}
+        op = d["ops"][o]
+        per[op["name"]].append(op["weight_bytes"] if weights
+                               else sum(d["tasks"][i]["bytes"] for i in ids))
+    what = "weights" if weights else "tasks' bytes"
+    return {n: statistics.mean(v) for n, v in per.items()}, what
 
 
-def plot(path, title, rows):
-    """rows: (op, phase us, us at the bandwidth)."""
+def plot(path, title, rows, what):
+    """rows: (op, phase us, us at the bandwidth); what: op_bytes's."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -64,7 +72,8 @@ def plot(path, title, rows):
     ax.barh([y + 0.2 for y in ys], [r[1] for r in rows], height=0.4, color="tab:orange",
             label="phase (last end of the op before -> its own last end)")
     ax.barh([y - 0.2 for y in ys], [r[2] for r in rows], height=0.4, color="tab:blue",
-            label="its tasks' bytes (cost model: weights and activations) at the bandwidth")
+            label=("its weights" if what == "weights" else
+                   "its tasks' bytes (cost model: weights and activations)") + " at the bandwidth")
     for y, r in zip(ys, rows):
         ax.text(max(r[1], r[2]) + 0.5, y, f"{r[1] - r[2]:+.2f} us", va="center", fontsize=8)
     ax.set_yticks(ys)
@@ -136,8 +145,9 @@ def main():
     for path in args:
         d, by_op = load(path)
         phase, first = phases(d, by_op)
-        nbytes = op_bytes(d, by_op)
-        print(f"{path}: {d['steps']} steps from {d['first_step']}")
+        nbytes, what = op_bytes(d, by_op)
+        print(f"{path}: {d['steps']} steps from {d['first_step']}"
+              + (f"; --bw sets the phases against the ops' {what}" if bw else ""))
         extra = f" {'at the bw':>9s} {'excess':>7s}" if bw else ""
         print(f"  {'op':8s} {'phase us':>9s} {'n':>5s} {'first run after the op before':>31s}"
               + extra)
@@ -157,8 +167,8 @@ def main():
         print(f"  step (sum of the phases, from the first op's end): {total:.1f} us")
         if png:
             layer = [r for r in rows if r[0] in ORDER[:5]]
-            plot(png, f"{os.path.basename(path)}: a layer's phases against its bytes at "
-                 f"{bw / 1e12:.3f} TB/s", layer)
+            plot(png, f"{os.path.basename(path)}: a layer's phases against its {what} at "
+                 f"{bw / 1e12:.3f} TB/s", layer, what)
         if kind:
             for name, (r, b) in sorted(point_stamps(d, by_op, kind).items(),
                                        key=lambda kv: ORDER.index(kv[0])

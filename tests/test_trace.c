@@ -107,6 +107,19 @@ static loom_trace *traced_run(const char *preset, bool stress, int32_t stop, con
         for (int32_t k = p->sm_offset[sm]; k < p->sm_offset[sm + 1]; k++)
             CHECK(t->sm_tasks[k] == p->sm_tasks[k] && t->tasks[p->sm_tasks[k]].sm == sm,
                   "%s: SM %d list differs at %d", preset, sm, k);
+    /* Each op's weights a step: a linear op's rows x cols, the embedding's
+     * one row, nothing else (bf16 weights). */
+    int64_t linear = 0;
+    for (int32_t i = 0; i < p->graph->n_ops && t->n_ops == p->graph->n_ops; i++) {
+        const loom_op *o = &p->graph->ops[i];
+        const int64_t want = o->kind == LOOM_OP_LINEAR  ? (int64_t)o->rows * o->cols * 2
+                             : o->kind == LOOM_OP_EMBED ? (int64_t)o->cols * 2
+                                                        : 0;
+        CHECK(t->ops[i].weight_bytes == want, "%s: op %d (%s): weight_bytes %lld, want %lld",
+              preset, i, o->name, (long long)t->ops[i].weight_bytes, (long long)want);
+        linear += o->kind == LOOM_OP_LINEAR ? t->ops[i].weight_bytes : 0;
+    }
+    CHECK(linear > 0, "%s: no linear op has weights in the trace", preset);
 out:
     loom_engine_free(e);
     loom_model_free(m);
@@ -426,6 +439,10 @@ static void test_round_trip(void)
     CHECK(memcmp(u->t, t->t, sizeof *t->t * LOOM_TRACE_STAMPS * (size_t)t->n_tasks *
                                  (size_t)t->n_steps) == 0,
           "stamps differ after a round trip");
+    for (int32_t i = 0; i < t->n_ops && u->n_ops == t->n_ops; i++)
+        CHECK(!strcmp(u->ops[i].name, t->ops[i].name) &&
+                  u->ops[i].weight_bytes == t->ops[i].weight_bytes,
+              "op %d differs after a round trip", i);
     for (int32_t i = 0; i < t->n_tasks && u->n_tasks == t->n_tasks; i++)
         CHECK(!strcmp(u->tasks[i].name, t->tasks[i].name) &&
                   u->tasks[i].bytes == t->tasks[i].bytes &&
@@ -659,6 +676,8 @@ static loom_status check_tiny(const char *dir, int task, int k, uint64_t v)
     CHECK_OK(loom_trace_load(path, &t));
     if (!t)
         return LOOM_ERR_FORMAT;
+    CHECK(t->ops[0].weight_bytes == 0, "an op without weight_bytes loaded with %lld",
+          (long long)t->ops[0].weight_bytes);
     s = loom_trace_check(t);
     loom_trace_free(t);
     return s;
@@ -857,6 +876,22 @@ static void test_malformed(void)
         CHECK(strstr(loom_last_error(), k == 0 ? "early" : "polled"),
               "message does not name the field: %s", loom_last_error());
     }
+    /* An op's weights negative. */
+    free(s);
+    s = read_all(g_path);
+    p = s ? strstr(s, "\"weight_bytes\":") : NULL;
+    f = p ? fopen(path, "w") : NULL;
+    if (f) {
+        p += strlen("\"weight_bytes\":");
+        fwrite(s, 1, (size_t)(p - s), f);
+        fputs("-1", f);
+        fputs(p, f);
+        fclose(f);
+    }
+    CHECK(p && loom_trace_load(path, &u) == LOOM_ERR_FORMAT && !u,
+          "an op with negative weight_bytes loaded");
+    CHECK(strstr(loom_last_error(), "weight_bytes"), "message does not name the field: %s",
+          loom_last_error());
     CHECK(loom_trace_load("/nonexistent/x.trace", &u) == LOOM_ERR_IO, "a missing file loaded");
 out:
     free(s);

@@ -67,6 +67,17 @@ static loom_trace *trace_alloc(int32_t n_ops, int32_t n_counters, int32_t n_task
 
 /* ------------------------------------------------------------ from a run */
 
+/* The weights op o reads in a step: a linear op's whole matrix, the
+ * embedding's one row, nothing for the others. */
+static int64_t op_weight_bytes(const loom_graph *g, const loom_op *o)
+{
+    if (o->w < 0 || (o->kind != LOOM_OP_LINEAR && o->kind != LOOM_OP_EMBED))
+        return 0;
+    const loom_gtensor *w = &g->tensors[o->w];
+    const int64_t n = o->kind == LOOM_OP_EMBED ? w->cols : loom_gtensor_numel(w);
+    return n * (int64_t)loom_dtype_size(w->dtype);
+}
+
 static void copy_program(loom_trace *t, const loom_program *p)
 {
     const loom_graph *g = p->graph;
@@ -75,6 +86,7 @@ static void copy_program(loom_trace *t, const loom_program *p)
         snprintf(t->ops[i].name, sizeof t->ops[i].name, "%s", g->ops[i].name);
         t->ops[i].kind = g->ops[i].kind;
         t->ops[i].layer = g->ops[i].layer;
+        t->ops[i].weight_bytes = op_weight_bytes(g, &g->ops[i]);
     }
     memcpy(t->counters, p->counters, sizeof *p->counters * (size_t)p->n_counters);
     for (int32_t i = 0; i < p->n_tasks; i++) {
@@ -175,9 +187,10 @@ static json_t *trace_json(const loom_trace *t)
     json_t *lists = json_array(), *steps = json_array();
 
     for (int32_t i = 0; i < t->n_ops; i++)
-        json_array_append_new(ops, json_pack("{s:s, s:s, s:i}", "name", t->ops[i].name, "kind",
-                                             loom_op_kind_name(t->ops[i].kind), "layer",
-                                             t->ops[i].layer));
+        json_array_append_new(ops, json_pack("{s:s, s:s, s:i, s:I}", "name", t->ops[i].name,
+                                             "kind", loom_op_kind_name(t->ops[i].kind),
+                                             "layer", t->ops[i].layer, "weight_bytes",
+                                             (json_int_t)t->ops[i].weight_bytes));
     for (int32_t i = 0; i < t->n_counters; i++)
         json_array_append_new(ctrs, json_pack("{s:s, s:i, s:i}", "name", t->counters[i].name,
                                               "op", t->counters[i].op, "signals",
@@ -312,6 +325,12 @@ static bool load_ops(reader *r, json_t *root, loom_trace *t)
             !get_str(r, o, "kind", kind, sizeof kind) || !get_int(r, o, "layer", -1, 1 << 20, &v))
             return false;
         t->ops[i].layer = (int32_t)v;
+        t->ops[i].weight_bytes = 0;   /* optional (trace.h) */
+        if (json_object_get(o, "weight_bytes")) {
+            if (!get_int(r, o, "weight_bytes", 0, INT64_MAX, &v))
+                return false;
+            t->ops[i].weight_bytes = (int64_t)v;
+        }
         t->ops[i].kind = -1;
         for (int32_t k = 0; k < LOOM_OP_KIND_COUNT; k++)
             if (!strcmp(kind, loom_op_kind_name((loom_op_kind)k)))

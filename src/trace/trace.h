@@ -15,12 +15,15 @@
  *   {"format": "loom-trace", "version": 2, "backend": "cuda", "clock": ...,
  *    "n_sms": N, "first_step": k, "steps": S, "steps_run": R,
  *    "truncated": bool, "bandwidth": B | null,
- *    "ops": [{"name", "kind", "layer"}], "counters": [{"name", "op", "signals"}],
+ *    "ops": [{"name", "kind", "layer", "weight_bytes"}],
+ *    "counters": [{"name", "op", "signals"}],
  *    "tasks": [{"name", "op", "sm", "bytes", "signal", "waits": [[c, n, o]]}],
  *    "sm_tasks": [[task ids in order] per SM],
  *    "t": [[4 x n_tasks ns] per step]}
  * (-1: the task did not run). Version 1 had 3 stamps per task (no
- * signalled); it still loads, with signalled = end.
+ * signalled); it still loads, with signalled = end. An op's "weight_bytes"
+ * (the weights a step reads: a linear op's matrix, the embedding's row) is
+ * optional: files from before 2026-11-23 load with 0.
  *
  * defines: loom_trace, loom_trace_from_run, loom_trace_save, loom_trace_load,
  *          loom_trace_free, loom_trace_check, loom_trace_write_perfetto,
@@ -42,6 +45,8 @@ typedef struct loom_trace_op {
     char    name[24];          /* "qkv", "attn", ...                          */
     int32_t kind;              /* loom_op_kind                                */
     int32_t layer;             /* -1 outside the layers                       */
+    int64_t weight_bytes;      /* weights a step reads (0: none, or a file
+                                  from before the field)                     */
 } loom_trace_op;
 
 typedef struct loom_trace_task {
