@@ -26,7 +26,8 @@ time a task of that kind reaches point k of its run in its wait-begin stamp;
 prints, per op, that point's mean offset from the task's run begin and from
 the op before's last end.
 
-Only the standard library; reads the JSON trace format of docs/trace.md.
+Only the standard library (and matplotlib for --png); reads the JSON trace
+format of docs/trace.md.
 """
 import json
 import os
@@ -147,7 +148,7 @@ def main():
         phase, first = phases(d, by_op)
         nbytes, what = op_bytes(d, by_op)
         print(f"{path}: {d['steps']} steps from {d['first_step']}"
-              + (f"; --bw sets the phases against the ops' {what}" if bw else ""))
+              + (f"; --bw: against each op's {what}" if bw else ""))
         extra = f" {'at the bw':>9s} {'excess':>7s}" if bw else ""
         print(f"  {'op':8s} {'phase us':>9s} {'n':>5s} {'first run after the op before':>31s}"
               + extra)
