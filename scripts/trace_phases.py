@@ -29,6 +29,7 @@ the op before's last end.
 Only the standard library (and matplotlib for --png); reads the JSON trace
 format of docs/trace.md.
 """
+import argparse
 import json
 import os
 import statistics
@@ -115,35 +116,20 @@ def point_stamps(d, by_op, kind):
     return out
 
 
-def option(argv, name, check):
-    """The value of --name VALUE (removed from argv), or None."""
-    if name not in argv:
-        return None
-    i = argv.index(name)
-    if i + 1 >= len(argv) or not check(argv[i + 1]):
-        sys.exit(f"{name}: see the usage (scripts/trace_phases.py with no arguments)")
-    v = argv[i + 1]
-    del argv[i:i + 2]
-    return v
-
-
-def positive(v):
-    try:
-        return float(v) > 0
-    except ValueError:
-        return False
-
-
 def main():
-    argv = sys.argv[1:]
-    kind = option(argv, "--stamp", lambda v: v in ("attention", "linear"))
-    bw = option(argv, "--bw", positive)
-    png = option(argv, "--png", lambda v: not v.startswith("--"))
-    bw = float(bw) * 1e12 if bw else None
-    args = [a for a in argv if not a.startswith("--")]
-    if not args or (png and not bw):
-        sys.exit(__doc__)
-    for path in args:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("traces", nargs="+")
+    ap.add_argument("--stamp", choices=("attention", "linear"))
+    ap.add_argument("--bw", type=float, help="TB/s")
+    ap.add_argument("--png")
+    a = ap.parse_args()
+    if a.png and not a.bw:
+        ap.error("--png needs --bw")
+    if a.bw is not None and a.bw <= 0:
+        ap.error("--bw: a bandwidth above 0")
+    kind, png, bw = a.stamp, a.png, a.bw * 1e12 if a.bw else None
+    for path in a.traces:
         d, by_op = load(path)
         phase, first = phases(d, by_op)
         nbytes, what = op_bytes(d, by_op)
