@@ -380,6 +380,9 @@ uint32_t loom_cuda_trace_flags(const loom_program *p, int32_t task, int ll)
  * hops into them cost, as an upper bound of fusing them away;
  * LOOM_CUDA_RELAX_SIGNALS=down has those ops' tasks signal without a
  * release: what the release's fence costs them. */
+const char *const loom_cuda_experiments[LOOM_CUDA_N_EXP] = {"LOOM_CUDA_SKIP_WAITS",
+                                                            "LOOM_CUDA_RELAX_SIGNALS"};
+
 static bool op_listed(const char *env, const char *op_name)
 {
     const char *e = getenv(env);
@@ -416,8 +419,10 @@ void loom_cuda_task_table(const loom_program *p, loom_dtask *dt)
         if ((ll == 1 || poll) && t->signal >= 0 && op_ll_output(&g->ops[t->op]))
             d->signal = poll ? -1 : (t->signal | LOOM_CUDA_SIGNAL_RELAXED);
         const uint32_t polled = loom_cuda_polled_waits(p, i, ll);
-        const bool skip = op_listed("LOOM_CUDA_SKIP_WAITS", g->ops[t->op].name);
-        if (d->signal >= 0 && op_listed("LOOM_CUDA_RELAX_SIGNALS", g->ops[t->op].name))
+        const char *name = g->ops[t->op].name;
+        const bool skip = op_listed(loom_cuda_experiments[LOOM_CUDA_EXP_SKIP_WAITS], name);
+        if (d->signal >= 0 &&
+            op_listed(loom_cuda_experiments[LOOM_CUDA_EXP_RELAX_SIGNALS], name))
             d->signal |= LOOM_CUDA_SIGNAL_RELAXED;
         for (int32_t w = 0; w < t->n_waits && w < LOOM_MAX_WAITS; w++) {
             const loom_wait *wt = &t->waits[w];

@@ -122,6 +122,10 @@ bool loom_cuda_tensor_ll(const loom_graph *g, int32_t tensor);
 int loom_cuda_ll_word(void);
 void loom_cuda_ll_values(const void *words, int word, float *dst, size_t n);
 void loom_cuda_task_table(const loom_program *p, loom_dtask *dt);
+/* The environment variables of loom_cuda_task_table's timing experiments
+ * (results wrong; the runtime warns when one is set). */
+enum { LOOM_CUDA_EXP_SKIP_WAITS, LOOM_CUDA_EXP_RELAX_SIGNALS, LOOM_CUDA_N_EXP };
+extern const char *const loom_cuda_experiments[LOOM_CUDA_N_EXP];
 /* Bit w: task `task` of p polls the words of its wait w's producer inside
  * its run instead of waiting on the counter (LL mode `ll`, loom_cuda_ll_mode:
  * 2 and 4; the task table drops those waits). */

@@ -229,12 +229,11 @@ static loom_status upload_tables(cuda_state *s)
         goto out;
     }
     loom_cuda_task_table(p, dt);
-    static const char *const experiments[] = {"LOOM_CUDA_SKIP_WAITS", "LOOM_CUDA_RELAX_SIGNALS"};
-    for (size_t i = 0; i < sizeof experiments / sizeof experiments[0]; i++) {
-        const char *v = getenv(experiments[i]);   /* codegen.c op_listed */
+    for (int i = 0; i < LOOM_CUDA_N_EXP; i++) {
+        const char *v = getenv(loom_cuda_experiments[i]);   /* codegen.c op_listed */
         if (v && *v)
             fprintf(stderr, "cuda: %s=%s: results may be WRONG (a timing experiment)\n",
-                    experiments[i], v);
+                    loom_cuda_experiments[i], v);
     }
     loom_cuda_op_variants(p, variant, &nv);
     for (int32_t i = 0; i < g->n_ops; i++) {
