@@ -61,7 +61,11 @@ def main(argv):
         if d.get("format") != "loom-trace":
             print(f"{path}: not a loom trace", file=sys.stderr)
             return 1
-        per, mean, most, k = sm_time(d)
+        try:
+            per, mean, most, k = sm_time(d)
+        except (KeyError, ValueError, IndexError, TypeError) as e:
+            print(f"{path}: cannot read its stamps: {e!r}", file=sys.stderr)
+            return 1
         print(f"{path}: us per SM per step: " +
               ", ".join(f"{p} {per[p]:.1f}" for p in PARTS) +
               f"; span mean {mean:.1f}, max {most:.1f}; {k:.1f} tasks an SM a step")

@@ -7,7 +7,8 @@ after the first one's signalled; SM 1's tasks take twice as long in every
 part. Per SM per step: wait 3, run 9, release 1.5, idle 3 us (the means of
 SM 0's 2, 6, 1, 2 and SM 1's 4, 12, 2, 4); spans 11 and 22 us: mean 16.5,
 max 22. A planted change (SM 1's second run 2 us longer) must move run to
-10 and the max span to 24, and nothing else.
+10 and the spans to 17.5 and 24, and nothing else. A file that is not a
+trace, and a trace without steps, are refused with a message.
 """
 import json
 import os
@@ -79,12 +80,13 @@ def main():
                 print(f"FAIL plant={plant}: span {mean} / {most} (want {want_mean} / {want_max})")
                 fails += 1
         bad = os.path.join(tmp, "bad.trace")
-        with open(bad, "w") as f:
-            json.dump({"format": "other"}, f)
-        r = subprocess.run([sys.executable, SCRIPT, bad], capture_output=True, text=True)
-        if r.returncode == 0:
-            print("FAIL: a file that is not a trace was accepted")
-            fails += 1
+        for d in ({"format": "other"}, {"format": "loom-trace", "tasks": [], "t": []}):
+            with open(bad, "w") as f:
+                json.dump(d, f)
+            r = subprocess.run([sys.executable, SCRIPT, bad], capture_output=True, text=True)
+            if r.returncode == 0 or "Traceback" in r.stderr:
+                print(f"FAIL: {d} accepted, or not refused with a message: {r.stderr!r}")
+                fails += 1
     print("test_sm_time:", "FAIL" if fails else "ok")
     return 1 if fails else 0
 
