@@ -26,28 +26,35 @@ PARTS = ["wait", "run", "release", "idle"]
 
 
 def sm_time(d):
-    """{part: mean us per SM per step}, span mean, span max, tasks/SM/step."""
+    """{part: mean us per SM per step}, span mean, span max, tasks/SM/step.
+    Version 1 files have three stamps a task (no signalled: it is the end)."""
     by_sm = defaultdict(list)
     for i, t in enumerate(d["tasks"]):
         by_sm[t["sm"]].append(i)
+    k = 3 if d.get("version") == 1 else 4
     tot, spans = defaultdict(float), []
     for stamps in d["t"]:
+        if len(stamps) != k * len(d["tasks"]):
+            raise ValueError(f"a step has {len(stamps)} stamps for {len(d['tasks'])} tasks")
         for ids in by_sm.values():
-            ids = sorted(ids, key=lambda i: stamps[4 * i])
+            ids = sorted(ids, key=lambda i: stamps[k * i])
             prev = None
             for i in ids:
-                w, r, e, g = stamps[4 * i:4 * i + 4]
+                w, r, e = stamps[k * i:k * i + 3]
+                g = stamps[k * i + 3] if k == 4 else e
                 tot["wait"] += r - w
                 tot["run"] += e - r
                 tot["release"] += g - e
                 if prev is not None:
                     tot["idle"] += w - prev
                 prev = g
-            spans.append((stamps[4 * ids[-1] + 3] - stamps[4 * ids[0]]) / 1000)
+            last = ids[-1]
+            spans.append(((stamps[k * last + 3] if k == 4 else stamps[k * last + 2]) -
+                          stamps[k * ids[0]]) / 1000)
     n = len(spans)
     if n == 0:
         raise ValueError("no traced steps")
-    per = {k: tot[k] / n / 1000 for k in PARTS}
+    per = {p: tot[p] / n / 1000 for p in PARTS}
     return per, statistics.mean(spans), max(spans), len(d["tasks"]) / len(by_sm)
 
 
@@ -56,9 +63,13 @@ def main(argv):
         print(__doc__.strip())
         return 0 if argv else 2
     for path in argv:
-        with open(path) as f:
-            d = json.load(f)
-        if d.get("format") != "loom-trace":
+        try:
+            with open(path) as f:
+                d = json.load(f)
+        except (OSError, ValueError) as e:
+            print(f"{path}: cannot read it: {e}", file=sys.stderr)
+            return 1
+        if not isinstance(d, dict) or d.get("format") != "loom-trace":
             print(f"{path}: not a loom trace", file=sys.stderr)
             return 1
         try:
