@@ -15,42 +15,40 @@ begin to its last signalled) as mean and max, and tasks per SM a step.
 With every wait dropped (LOOM_CUDA_SKIP_WAITS=all) this is what the tasks
 themselves cost; the span's max is the busiest SM's step (perf-notes v27).
 
-Only the standard library; reads the JSON trace format of docs/trace.md.
+Only the standard library; reads the JSON trace format of docs/trace.md
+(trace_phases.py's reader: version 1's three stamps a task read as four,
+signalled = end).
 """
-import json
+import os
 import statistics
 import sys
 from collections import defaultdict
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from trace_phases import load as load_trace   # noqa: E402  (checked, version 1 made 4 stamps)
 
 PARTS = ["wait", "run", "release", "idle"]
 
 
 def sm_time(d):
-    """{part: mean us per SM per step}, span mean, span max, tasks/SM/step.
-    Version 1 files have three stamps a task (no signalled: it is the end)."""
+    """{part: mean us per SM per step}, span mean, span max, tasks/SM/step."""
     by_sm = defaultdict(list)
     for i, t in enumerate(d["tasks"]):
         by_sm[t["sm"]].append(i)
-    k = 3 if d.get("version") == 1 else 4
     tot, spans = defaultdict(float), []
     for stamps in d["t"]:
-        if len(stamps) != k * len(d["tasks"]):
-            raise ValueError(f"a step has {len(stamps)} stamps for {len(d['tasks'])} tasks")
         for ids in by_sm.values():
-            ids = sorted(ids, key=lambda i: stamps[k * i])
+            ids = sorted(ids, key=lambda i: stamps[4 * i])
             prev = None
             for i in ids:
-                w, r, e = stamps[k * i:k * i + 3]
-                g = stamps[k * i + 3] if k == 4 else e
+                w, r, e, g = stamps[4 * i:4 * i + 4]
                 tot["wait"] += r - w
                 tot["run"] += e - r
                 tot["release"] += g - e
                 if prev is not None:
                     tot["idle"] += w - prev
                 prev = g
-            last = ids[-1]
-            spans.append(((stamps[k * last + 3] if k == 4 else stamps[k * last + 2]) -
-                          stamps[k * ids[0]]) / 1000)
+            spans.append((stamps[4 * ids[-1] + 3] - stamps[4 * ids[0]]) / 1000)
     n = len(spans)
     if n == 0:
         raise ValueError("no traced steps")
@@ -63,15 +61,7 @@ def main(argv):
         print(__doc__.strip())
         return 0 if argv else 2
     for path in argv:
-        try:
-            with open(path) as f:
-                d = json.load(f)
-        except (OSError, ValueError) as e:
-            print(f"{path}: cannot read it: {e}", file=sys.stderr)
-            return 1
-        if not isinstance(d, dict) or d.get("format") != "loom-trace":
-            print(f"{path}: not a loom trace", file=sys.stderr)
-            return 1
+        d, _ = load_trace(path)   # exits with a message on a file it cannot read
         try:
             per, mean, most, k = sm_time(d)
         except (KeyError, ValueError, IndexError, TypeError) as e:

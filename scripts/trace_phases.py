@@ -40,10 +40,23 @@ ORDER = ["qkv", "attn", "o_proj", "gate_up", "down", "lm_head", "argmax"]
 
 
 def load(path):
-    with open(path) as f:
-        d = json.load(f)
-    if d.get("format") != "loom-trace":
+    """The trace and its tasks by op. A version-1 file's three stamps a task
+    (docs/trace.md) become four, signalled = end, so every reader indexes
+    4 * task + k."""
+    try:
+        with open(path) as f:
+            d = json.load(f)
+    except (OSError, ValueError) as e:
+        sys.exit(f"{path}: cannot read it: {e}")
+    if not isinstance(d, dict) or d.get("format") != "loom-trace":
         sys.exit(f"{path}: not a loom trace")
+    n = len(d.get("tasks", []))
+    k = 3 if d.get("version") == 1 else 4
+    if any(len(row) != k * n for row in d.get("t", [])):
+        sys.exit(f"{path}: a step's stamps do not match its {n} tasks")
+    if k == 3:
+        d["t"] = [[x for i in range(n) for x in row[3 * i:3 * i + 3] + [row[3 * i + 2]]]
+                  for row in d["t"]]
     by_op = defaultdict(list)
     for i, task in enumerate(d["tasks"]):
         by_op[task["op"]].append(i)
